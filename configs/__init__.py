@@ -1,0 +1,1 @@
+"""The shipped configuration files (``configs/`` in the source tree)."""
