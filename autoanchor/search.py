@@ -1,0 +1,366 @@
+"""The anchor search: k-means start, evolution, polish, on any device, reproducibly.
+
+:func:`search_anchors` works on box sizes in pixels; :func:`kmean_anchors` is the
+drop-in for yolov5's function of the same name, taking a dataset.
+
+How the search stays fast on millions of boxes: box sizes are pooled into cells
+of a fine grid in log space (exactly identical sizes are merged first), each
+cell standing for its boxes by their weighted mean log size and count. k-means
+and the evolution run on a coarse pooling (a few thousand points), the final
+polish on a finer one, and the figures reported are computed on every box.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .evolve import Objective, differential_evolution, evolve, polish
+from .kmeans import kmeans
+from .metrics import AnchorStats, Metric, anchor_stats, check_metric, check_thr, check_wh
+from .parallel import LocalReducer, Reducer
+
+__all__ = ["SearchResult", "search_anchors", "kmean_anchors", "pool_sizes"]
+
+logger = logging.getLogger(__name__)
+
+Method = Literal["ga", "de"]
+METHODS = ("ga", "de")
+
+# Boxes with both sides under this many pixels are left out of the search (yolov5's rule).
+MIN_BOX_PX = 2.0
+# Boxes with a side under this many pixels are counted in a warning.
+SMALL_BOX_PX = 3.0
+# Finest pooling cell, in log units (0.005 ≈ 0.5 % of a size).
+FINE_CELL = 0.005
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What :func:`search_anchors` found.
+
+    All figures are measured on every searched box (not on the pooled points).
+    """
+
+    anchors: Tensor
+    """Tensor[n, 2] float32 anchor (width, height) in pixels, sorted by area."""
+    stats: AnchorStats
+    """Fitness, BPR, anchors/target and Avg IoU of :attr:`anchors`."""
+    start_stats: AnchorStats
+    """The same figures for the k-means start."""
+    metric: str
+    """What was maximised: ``"ratio"`` (yolov5 fitness) or ``"iou"`` (Avg IoU)."""
+    n_boxes: int
+    """Boxes searched: all boxes but those with both sides under 2 px."""
+    n_small: int
+    """Boxes with a side under 3 px."""
+
+    @property
+    def objective(self) -> float:
+        """The maximised figure: :attr:`stats` ``.fitness`` or ``.avg_iou``."""
+        return self.stats.fitness if self.metric == "ratio" else self.stats.avg_iou
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+    return int(value)
+
+
+def pool_sizes(wh: Tensor, weights: Tensor | None = None, *, cell: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Pool box sizes: identical sizes, or sizes within one cell of a log-space grid.
+
+    Args:
+        wh (Tensor[N, 2]): box (width, height) in pixels, all positive.
+        weights (Tensor[N], optional): how many boxes each row stands for.
+        cell: grid cell in log units; 0 merges only identical sizes.
+
+    Returns:
+        ``(points [M, 2], weights [M])``: each pool's weighted geometric-mean size
+        and its total weight, ``M <= N``, ordered by cell.
+    """
+    if weights is None:
+        weights = torch.ones(wh.shape[0], dtype=torch.float64, device=wh.device)
+    weights = weights.double()
+    log_wh = wh.double().log()
+    if cell > 0:
+        key_wh = torch.floor(log_wh / cell).long()  # integer cell coordinates
+    else:
+        key_wh = wh.float().view(torch.int32).long()  # the exact float bits
+    key_wh = key_wh - key_wh.amin(0)
+    key = key_wh[:, 0] * (int(key_wh[:, 1].max()) + 1) + key_wh[:, 1]
+    unique, inverse = torch.unique(key, return_inverse=True)
+    pooled_weight = torch.zeros(len(unique), dtype=torch.float64, device=wh.device).index_add_(0, inverse, weights)
+    pooled_log = torch.zeros(len(unique), 2, dtype=torch.float64, device=wh.device).index_add_(
+        0, inverse, log_wh * weights[:, None]
+    )
+    points = (pooled_log / pooled_weight[:, None]).exp()
+    if cell == 0:  # identical sizes: keep them bit-exact rather than round-tripped through log/exp
+        points = torch.zeros(len(unique), 2, dtype=torch.float64, device=wh.device).index_copy_(
+            0, inverse, wh.double()
+        )
+    return points.to(wh.dtype), pooled_weight
+
+
+def _gather_pools(points: Tensor, weights: Tensor, reducer: Reducer) -> tuple[Tensor, Tensor]:
+    """Every process's pools, merged, identical on every process."""
+    if reducer.world_size == 1:
+        return points, weights
+    gathered = reducer.gather(torch.cat([points.double(), weights[:, None]], 1))
+    return pool_sizes(gathered[:, :2].to(points.dtype), gathered[:, 2])
+
+
+def _shard(points: Tensor, weights: Tensor, reducer: Reducer) -> tuple[Tensor, Tensor]:
+    """This process's share of a pooled set that every process holds in full."""
+    return points[reducer.rank :: reducer.world_size], weights[reducer.rank :: reducer.world_size]
+
+
+class _Bar:
+    """A tqdm bar over generations that reads the fitness back only now and then."""
+
+    def __init__(self, total: int, desc: str, enabled: bool, every: int = 25) -> None:
+        self.every = every
+        self.bar = None
+        if enabled and total > 0:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, leave=False)
+
+    def __call__(self, generation: int, fitness: Tensor) -> None:
+        if self.bar is None:
+            return
+        if generation % self.every == 0 or generation + 1 == self.bar.total:
+            self.bar.set_postfix_str(f"fitness={float(fitness):.4f}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def search_anchors(
+    wh: Tensor,
+    n: int = 9,
+    *,
+    thr: float = 4.0,
+    gen: int = 1000,
+    metric: Metric = "ratio",
+    method: Method = "ga",
+    seed: int = 0,
+    population: int | None = None,
+    starts: int = 4,
+    evolve_cell: float = 0.08,
+    search_cell: float = 0.04,
+    polish_points: int = 32768,
+    relocations: int = 64,
+    tries: int = 4,
+    patience: int = 2,
+    reducer: Reducer | None = None,
+    progress: bool = False,
+) -> SearchResult:
+    """Find ``n`` anchors that fit the box sizes ``wh``.
+
+    The search: boxes with both sides under 2 px are left out; the rest are
+    pooled (see :func:`pool_sizes`); k-means (whitened Euclidean for
+    ``metric="ratio"``, as yolov5; ``1 - IoU`` with median updates for ``"iou"``)
+    from ``starts`` k-means++ seeds gives the start with the best objective;
+    ``gen`` generations of evolution (``method="ga"``: yolov5's mutation with
+    ``population`` mutants per generation; ``"de"``: differential evolution)
+    improve it; a pattern search polishes the result on a finer pooling. The
+    result is never less fit than the k-means start.
+
+    Args:
+        wh (Tensor[N, 2]): box (width, height) in pixels of the letterboxed
+            training image. With a ``reducer``, this process's share of the boxes.
+        n: number of anchors.
+        thr: largest allowed side ratio (yolov5's ``anchor_t``).
+        gen: generations of evolution (0 skips it).
+        metric: ``"ratio"`` maximises yolov5's fitness, ``"iou"`` the Avg IoU.
+        method: ``"ga"`` or ``"de"``.
+        seed: seeds the search's own generator; the same inputs and seed give the
+            same anchors on the same device.
+        population: candidates per generation; defaults to 8 (``"ga"``) or 16 (``"de"``).
+        starts: k-means++ starts to choose from.
+        max_points: the most pooled points the evolution works on.
+        polish_points: the most pooled points the final polish works on.
+        reducer: combines the work of several processes (see
+            :mod:`autoanchor.parallel`); every process must pass the same options
+            and seed, and gets the same result.
+        progress: show a progress bar over the generations.
+
+    Returns:
+        A :class:`SearchResult` with the anchors sorted by area.
+
+    Raises:
+        ValueError: for empty, non-finite or negative sizes, no box of at least
+            2 px, or an invalid option (the message names it).
+    """
+    check_wh(wh)
+    n = _check_int("n", n, 1)
+    thr = check_thr(thr)
+    gen = _check_int("gen", gen, 0)
+    metric = check_metric(metric)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    seed = _check_int("seed", seed, 0)
+    starts = _check_int("starts", starts, 1)
+    if population is None:
+        population = 8 if method == "ga" else 16
+    population = _check_int("population", population, 1 if method == "ga" else 4)
+    reducer = reducer if reducer is not None else LocalReducer()
+
+    finite = torch.isfinite(wh).all(1)
+    if not bool(finite.all()):
+        row = int((~finite).nonzero()[0])
+        raise ValueError(f"box {row} has a non-finite size {wh[row].tolist()}")
+    if bool((wh < 0).any()):
+        row = int((wh < 0).any(1).nonzero()[0])
+        raise ValueError(f"box {row} has a negative size {wh[row].tolist()}")
+    counts = reducer.sum(
+        torch.stack([torch.tensor(wh.shape[0]), ((wh < SMALL_BOX_PX).any(1)).sum().cpu()]).to(wh.device)
+    )
+    total_boxes, n_small = int(counts[0]), int(counts[1])
+    if total_boxes == 0:
+        raise ValueError("no boxes to search anchors for (wh is empty)")
+    if n_small:
+        warnings.warn(
+            f"{n_small} of {total_boxes} boxes have a side under {SMALL_BOX_PX:g} px; "
+            "such small objects are hard to detect",
+            UserWarning,
+            stacklevel=2,
+        )
+    # yolov5 keeps a box when either side reaches 2 px; a zero side has no log size, so drop that too.
+    kept = wh[((wh >= MIN_BOX_PX).any(1)) & (wh > 0).all(1)].float()
+    n_boxes = int(reducer.sum(torch.tensor([kept.shape[0]], device=wh.device))[0])
+    if n_boxes == 0:
+        raise ValueError(f"all {total_boxes} boxes are under {MIN_BOX_PX:g} px on both sides; nothing to search")
+
+    device = wh.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    # Pool finely, then coarser for the search and coarser still for the evolution; every process
+    # ends up with the same pools. Few boxes are merged only where identical.
+    pooled = pool_sizes(kept, cell=0.0 if n_boxes <= polish_points else FINE_CELL)
+    polish_set = _gather_pools(*pooled, reducer)
+    cell = FINE_CELL
+    while polish_set[0].shape[0] > polish_points:
+        polish_set = pool_sizes(*polish_set, cell=cell)
+        cell *= 2
+    search_set = pool_sizes(*polish_set, cell=search_cell)
+    evolve_set = pool_sizes(*search_set, cell=evolve_cell)
+    evolve_objective = Objective(*_shard(*evolve_set, reducer), metric=metric, thr=thr, reducer=reducer)
+    search_objective = Objective(*_shard(*search_set, reducer), metric=metric, thr=thr, reducer=reducer)
+    polish_objective = Objective(*_shard(*polish_set, reducer), metric=metric, thr=thr, reducer=reducer)
+
+    # k-means starts, chosen by the objective.
+    distance, update = ("euclidean", "mean") if metric == "ratio" else ("iou", "median")
+    candidates = torch.stack(
+        [
+            kmeans(search_set[0], n, weights=search_set[1], distance=distance, update=update, restarts=1, generator=generator)
+            for _ in range(starts)
+        ]
+    )
+    start = candidates[search_objective(candidates).argmax()]
+
+    bar = _Bar(gen, f"Evolving {n} anchors", progress)
+    try:
+        if method == "ga":
+            best, _ = evolve(evolve_objective, start, gen=gen, population=population, generator=generator, progress=bar)
+        else:
+            best, _ = differential_evolution(
+                evolve_objective, start, gen=gen, population=population, generator=generator, progress=bar
+            )
+    finally:
+        bar.close()
+    best, _ = polish(
+        search_objective, best, relocations=relocations, tries=tries, patience=patience, generator=generator
+    )
+    best, _ = polish(polish_objective, best, step=0.01)
+
+    kept_local = kept
+    start_stats = anchor_stats(kept_local, start, thr=thr, reducer=reducer)
+    stats = anchor_stats(kept_local, best, thr=thr, reducer=reducer)
+    objective = (lambda s: s.fitness) if metric == "ratio" else (lambda s: s.avg_iou)
+    if objective(stats) < objective(start_stats):  # pooling can mislead; never return worse than the start
+        best, stats = start, start_stats
+    order = best.prod(-1).argsort()
+    return SearchResult(
+        anchors=best[order].float(),
+        stats=stats,
+        start_stats=start_stats,
+        metric=metric,
+        n_boxes=n_boxes,
+        n_small=n_small,
+    )
+
+
+def _format_anchors(anchors: Tensor) -> str:
+    return ",  ".join(f"{w:.0f},{h:.0f}" for w, h in anchors.tolist())
+
+
+def kmean_anchors(
+    dataset: Any = None,
+    n: int = 9,
+    img_size: int = 640,
+    thr: float = 4.0,
+    gen: int = 1000,
+    verbose: bool = True,
+    *,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    metric: Metric = "ratio",
+    method: Method = "ga",
+) -> np.ndarray:
+    """Anchors evolved from a dataset's boxes: the drop-in for yolov5's ``kmean_anchors``.
+
+    Args:
+        dataset: anything :func:`autoanchor.datasets.load_boxes` reads: a
+            yolov5-style dataset object (``.shapes`` and ``.labels``), a path to a
+            dataset, or ``None`` for the built-in coco128 statistics.
+        n: number of anchors.
+        img_size: training image size in pixels; each image's long side is
+            scaled to it (letterbox) before its boxes are measured.
+        thr: largest allowed side ratio (yolov5's ``anchor_t``).
+        gen: generations of evolution.
+        verbose: show a progress bar and log a summary at INFO.
+        seed: the same dataset and seed give the same anchors (on one device).
+        device: where to search (``"cpu"``, ``"cuda"``, ...); defaults to the CPU.
+        metric: ``"ratio"`` (yolov5's fitness) or ``"iou"`` (Avg IoU, YOLOv2).
+        method: ``"ga"`` (yolov5's mutation, batched) or ``"de"`` (differential evolution).
+
+    Returns:
+        numpy.ndarray ``[n, 2]`` float32 of anchor (width, height) in pixels,
+        sorted by area, like yolov5's.
+
+    Raises:
+        ValueError, TypeError: for an unreadable dataset or an invalid option.
+
+    Example:
+        >>> anchors = kmean_anchors(None, n=9, img_size=640, gen=1000, verbose=False)
+        >>> anchors.shape
+        (9, 2)
+    """
+    from .datasets import load_boxes
+
+    sizes = load_boxes(dataset)
+    wh = sizes.pixel_wh(img_size, device=device)
+    result = search_anchors(wh, n, thr=thr, gen=gen, metric=metric, method=method, seed=seed, progress=verbose)
+    if verbose:
+        stats, start = result.stats, result.start_stats
+        logger.info(
+            "k-means start: fitness %.4f, BPR %.4f, Avg IoU %.4f", start.fitness, start.bpr, start.avg_iou
+        )
+        logger.info(
+            "thr=%.2f: %.4f best possible recall, %.2f anchors past thr, fitness %.4f, Avg IoU %.4f "
+            "(%d boxes, n=%d, img_size=%d)",
+            thr, stats.bpr, stats.aat, stats.fitness, stats.avg_iou, result.n_boxes, n, img_size,
+        )
+        logger.info("anchors: %s", _format_anchors(result.anchors))
+    return result.anchors.cpu().numpy().astype(np.float32)
