@@ -1,0 +1,727 @@
+"""Dataset adapters: every loader against the .npz route on the same numbers, bad inputs, the cache."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+import xml.parsers.expat as expat
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+from PIL import ImageFile, features
+
+from autoanchor.boxes import BoxSizes
+from autoanchor.datasets import (
+    IMG_EXTS,
+    LoadSummary,
+    builtin_path,
+    image_size,
+    label_path,
+    load_boxes,
+    load_boxes_with_report,
+)
+
+from conftest import write_image
+
+SHARED_COCO128 = Path("/work/shared/data/coco128.npz")
+
+# name, stored (width, height), suffix, EXIF orientation, label rows (None: no label file)
+YOLO_IMAGES = [
+    ("img0", (64, 48), ".jpg", None, [(0, 0.5, 0.5, 0.25, 0.5), (1, 0.2, 0.3, 0.125, 0.2)]),
+    ("img1", (64, 48), ".jpg", 6, [(2, 0.5, 0.5, 0.5, 0.75)]),  # read as 48x64
+    ("img2", (80, 60), ".png", None,
+     [(0, 0.4, 0.6, 0.3, 0.1), (3, 0.7, 0.7, 0.2, 0.4), (1, 0.1, 0.1, 0.05, 0.05)]),
+    ("img3", (50, 40), ".jpeg", None, None),  # no label file: an image without boxes
+    ("img4", (40, 32), ".png", 8, []),  # empty label file; read as 32x40
+]
+
+
+def _displayed(size, orientation):
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+def write_npz(path: Path, shapes, wh, image_index) -> Path:
+    np.savez(
+        path,
+        shapes=np.asarray(shapes, dtype=np.float64).reshape(-1, 2),
+        wh=np.asarray(wh, dtype=np.float64).reshape(-1, 2),
+        image_index=np.asarray(image_index, dtype=np.int64),
+    )
+    return path
+
+
+def write_labels(path: Path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(" ".join(repr(v) for v in row) + "\n" for row in rows))
+
+
+def write_yolo(root: Path, images=YOLO_IMAGES, folder_of=lambda i: "train") -> list[Path]:
+    """Write images under root/images/<folder>/ and labels by yolov5's rule; return the image paths."""
+    paths = []
+    for i, (name, size, suffix, orientation, rows) in enumerate(images):
+        image = write_image(root / "images" / folder_of(i) / f"{name}{suffix}", *size, orientation=orientation)
+        if rows is not None:
+            write_labels(root / "labels" / folder_of(i) / f"{name}.txt", rows)
+        paths.append(image)
+    return paths
+
+
+def reference_npz(tmp_path: Path, images=YOLO_IMAGES) -> Path:
+    """The same numbers as write_yolo, through the .npz route."""
+    shapes, wh, index = [], [], []
+    for i, (_, size, _, orientation, rows) in enumerate(images):
+        shapes.append(_displayed(size, orientation))
+        for row in rows or []:
+            wh.append(row[3:5])
+            index.append(i)
+    return write_npz(tmp_path / "reference.npz", shapes, wh, index)
+
+
+def assert_same_boxes(actual: BoxSizes, expected: BoxSizes) -> None:
+    np.testing.assert_array_equal(actual.shapes, expected.shapes)
+    np.testing.assert_array_equal(actual.wh, expected.wh)
+    np.testing.assert_array_equal(actual.image_index, expected.image_index)
+
+
+@pytest.fixture
+def yolo_root(tmp_path: Path) -> Path:
+    root = tmp_path / "ds"
+    write_yolo(root)
+    return root
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> BoxSizes:
+    return load_boxes(reference_npz(tmp_path))
+
+
+# ----------------------------------------------------------------------------------------
+# Image headers and the label rule
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_image_size_applies_exif_orientation(tmp_path, orientation):
+    path = write_image(tmp_path / "a.jpg", 64, 48, orientation=orientation)
+    # Orientations 5-8 turn the picture by 90 or 270 degrees: displayed width = stored height.
+    assert image_size(path) == ((48, 64) if orientation >= 5 else (64, 48))
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tiff", ".bmp"])
+def test_image_size_reads_headers_only(tmp_path, monkeypatch, suffix):
+    if suffix == ".webp" and not features.check("webp"):
+        pytest.skip("Pillow built without WebP")
+    rotated = write_image(tmp_path / f"rotated{suffix}", 64, 48, orientation=None if suffix == ".bmp" else 6)
+    plain = write_image(tmp_path / f"plain{suffix}", 64, 48)
+
+    def no_decoding(self):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    assert image_size(plain) == (64, 48)
+    assert image_size(rotated) == ((64, 48) if suffix == ".bmp" else (48, 64))
+
+
+def test_label_path_follows_yolov5_rule():
+    sep = os.sep
+    assert label_path(f"{sep}d{sep}images{sep}train{sep}0001.jpg") == f"{sep}d{sep}labels{sep}train{sep}0001.txt"
+    # only the last /images/ changes; only the last extension
+    assert label_path(f"{sep}images{sep}x{sep}images{sep}a.b.png") == f"{sep}images{sep}x{sep}labels{sep}a.b.txt"
+    # no images folder: beside the image
+    assert label_path(f"{sep}d{sep}pics{sep}a.JPG") == f"{sep}d{sep}pics{sep}a.txt"
+    assert label_path(Path(f"{sep}d{sep}imagesX{sep}a.jpg")) == f"{sep}d{sep}imagesX{sep}a.txt"
+
+
+# ----------------------------------------------------------------------------------------
+# YOLO routes: each gives the .npz route's boxes
+
+
+def test_data_yaml_with_folder(yolo_root, reference):
+    (yolo_root / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [a, b, c, d]\n")
+    boxes, summary = load_boxes_with_report(yolo_root / "data.yaml")
+    assert_same_boxes(boxes, reference)
+    folder = yolo_root.resolve() / "images" / "train"
+    assert boxes.image_names == [str(folder / f"{name}{suffix}") for name, _, suffix, _, _ in YOLO_IMAGES]
+    assert (summary.format, summary.n_images, summary.n_boxes) == ("yolo", 5, 6)
+    assert summary.missing_labels == 1 and summary.skipped_images == 0 and summary.skipped_boxes == 0
+
+
+def test_data_yaml_with_list_of_folders(tmp_path, reference):
+    root = tmp_path / "ds"
+    write_yolo(root, folder_of=lambda i: "part1" if i < 3 else "part2")
+    (root / "data.yaml").write_text("path: .\ntrain: [images/part1, images/part2]\n")
+    assert_same_boxes(load_boxes(root / "data.yaml"), reference)
+
+
+def test_data_yaml_with_image_list(yolo_root, reference):
+    images = sorted((yolo_root / "images" / "train").iterdir())
+    lines = [f"./images/train/{images[0].name}", str(images[1])] + [f"images/train/{p.name}" for p in images[2:]]
+    (yolo_root / "train.txt").write_text("\n".join(lines) + "\n\n")
+    (yolo_root / "data.yaml").write_text(f"path: {yolo_root}\ntrain: train.txt\n")
+    assert_same_boxes(load_boxes(yolo_root / "data.yaml"), reference)
+
+
+def test_data_yaml_path_relative_to_yaml_folder_or_cwd(yolo_root, tmp_path, reference, monkeypatch):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "data.yaml").write_text("path: ../ds\ntrain: images/train\n")
+    assert_same_boxes(load_boxes(configs / "data.yaml"), reference)
+    # yolov5's stock yamls name the dataset relative to where yolov5 runs
+    elsewhere = tmp_path / "yolov5" / "data"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "data.yaml").write_text("path: ds\ntrain: images/train\n")
+    monkeypatch.chdir(tmp_path)
+    assert_same_boxes(load_boxes(elsewhere / "data.yaml"), reference)
+    # ... from yolov5's checkout, the parent of the yaml's folder
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "stock.yaml").write_text("path: ds\ntrain: images/train\n")
+    monkeypatch.chdir(configs)
+    assert_same_boxes(load_boxes(tmp_path / "data" / "stock.yaml"), reference)
+    # no path: relative to the yaml's folder
+    (yolo_root / "nopath.yaml").write_text("train: images/train\n")
+    assert_same_boxes(load_boxes(yolo_root / "nopath.yaml"), reference)
+
+
+def test_folder_list_and_mapping_sources(yolo_root, reference):
+    folder = yolo_root / "images" / "train"
+    assert_same_boxes(load_boxes(folder), reference)
+    (yolo_root / "list.txt").write_text("\n".join(str(p) for p in sorted(folder.iterdir())))
+    assert_same_boxes(load_boxes(yolo_root / "list.txt"), reference)
+    assert_same_boxes(load_boxes({"path": str(yolo_root), "train": "images/train"}), reference)
+    assert_same_boxes(load_boxes(yolo_root / "images" / "train", format="yolo"), reference)
+
+
+def test_val_split(yolo_root, reference):
+    (yolo_root / "data.yaml").write_text("path: .\ntrain: images/missing\nval: images/train\n")
+    assert_same_boxes(load_boxes(yolo_root / "data.yaml", split="val"), reference)
+
+
+def test_img_exts_filters_images(yolo_root):
+    boxes = load_boxes(yolo_root / "images" / "train", img_exts=[".PNG"])
+    np.testing.assert_array_equal(boxes.shapes, [[80, 60], [32, 40]])
+    assert boxes.n_boxes == 3
+
+
+def test_polygon_rows_become_their_extent(tmp_path):
+    root = tmp_path / "ds"
+    write_image(root / "images" / "a.jpg", 64, 48)
+    # class 0, triangle (0.1,0.2) (0.5,0.3) (0.3,0.7): extent 0.4 x 0.5
+    (root / "labels").mkdir()
+    (root / "labels" / "a.txt").write_text("0 0.1 0.2 0.5 0.3 0.3 0.7\n1 0.5 0.5 0.25 0.25\n")
+    boxes = load_boxes(root / "images")
+    np.testing.assert_allclose(boxes.wh, [[0.4, 0.5], [0.25, 0.25]], rtol=0, atol=1e-12)
+
+
+def test_yolov5_style_object_and_boxsizes_pass_through(reference):
+    class Dataset:
+        shapes = np.array([[64, 48], [48, 64]])
+        labels = [np.array([[0, 0.5, 0.5, 0.25, 0.5]]), np.zeros((0, 5))]
+        im_files = ["a.jpg", "b.jpg"]
+
+    boxes, summary = load_boxes_with_report(Dataset())
+    np.testing.assert_array_equal(boxes.wh, [[0.25, 0.5]])
+    assert summary.format == "object" and summary.n_images == 2
+    assert load_boxes(reference) is reference
+
+
+def test_progress_bar(yolo_root, capsys):
+    load_boxes(yolo_root / "images" / "train", progress=True, cache=False)
+    assert "Reading images" in capsys.readouterr().err
+    load_boxes(yolo_root / "images" / "train", progress=False, cache=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_summary_is_logged(yolo_root, caplog):
+    with caplog.at_level(logging.INFO, logger="autoanchor.datasets"):
+        _, summary = load_boxes_with_report(yolo_root / "images" / "train")
+    assert str(summary) in caplog.text
+    assert "5 images, 6 boxes" in str(summary) and "1 images without a label file" in str(summary)
+
+
+# ----------------------------------------------------------------------------------------
+# COCO
+
+
+def write_coco(path: Path, images, annotations) -> Path:
+    path.write_text(json.dumps({"info": {}, "images": images, "annotations": annotations, "categories": []}))
+    return path
+
+
+COCO_IMAGES = [
+    {"id": 7, "file_name": "a.jpg", "width": 640, "height": 480},
+    {"id": 3, "file_name": "b.jpg", "width": 500, "height": 375},
+    {"id": 11, "file_name": "c.jpg", "width": 300, "height": 200},  # no annotations
+]
+COCO_ANNOTATIONS = [  # not grouped by image, as in real COCO files
+    {"id": 1, "image_id": 3, "bbox": [10.0, 20.0, 100.0, 50.5], "iscrowd": 0},
+    {"id": 2, "image_id": 7, "bbox": [0, 0, 64, 48], "iscrowd": 0},
+    {"id": 3, "image_id": 3, "bbox": [5.5, 6.5, 20.25, 300.0], "iscrowd": 0},
+    {"id": 4, "image_id": 7, "bbox": [1, 2, 320, 240], "iscrowd": 1},
+    {"id": 5, "image_id": 7, "bbox": [100, 100, 33.3, 17.7]},  # no iscrowd key: not crowd
+]
+
+
+def coco_reference(tmp_path: Path, include_crowd: bool) -> BoxSizes:
+    rows = {image["id"]: i for i, image in enumerate(COCO_IMAGES)}
+    kept = [a for a in COCO_ANNOTATIONS if include_crowd or not a.get("iscrowd")]
+    kept.sort(key=lambda a: rows[a["image_id"]])  # stable: each image's boxes in file order
+    shapes = [(image["width"], image["height"]) for image in COCO_IMAGES]
+    wh = []
+    for a in kept:
+        width, height = shapes[rows[a["image_id"]]]
+        wh.append((a["bbox"][2] / width, a["bbox"][3] / height))
+    index = [rows[a["image_id"]] for a in kept]
+    return load_boxes(write_npz(tmp_path / f"coco_{include_crowd}.npz", shapes, wh, index))
+
+
+@pytest.mark.parametrize("include_crowd", [False, True])
+def test_coco_json(tmp_path, include_crowd):
+    path = write_coco(tmp_path / "instances.json", COCO_IMAGES, COCO_ANNOTATIONS)
+    boxes, summary = load_boxes_with_report(path, include_crowd=include_crowd)
+    assert_same_boxes(boxes, coco_reference(tmp_path, include_crowd))
+    assert boxes.image_names == ["a.jpg", "b.jpg", "c.jpg"]
+    assert summary.n_images == 3  # the image without annotations counts
+    assert summary.excluded_boxes == (0 if include_crowd else 1)
+    assert summary.format == "coco" and not summary.messages
+
+
+def test_coco_bad_annotations_are_skipped(tmp_path):
+    images = COCO_IMAGES + [{"id": 12, "file_name": "bad.jpg", "width": 0, "height": 100}]
+    annotations = COCO_ANNOTATIONS + [
+        {"id": 90, "image_id": 7, "bbox": [5, 5, 0, 10]},  # zero width
+        {"id": 91, "image_id": 999, "bbox": [5, 5, 10, 10]},  # unknown image
+        {"id": 92, "image_id": 3, "bbox": [5, 5, "x", 10]},  # not numbers
+        {"id": 93, "image_id": 12, "bbox": [5, 5, 10, 10]},  # image skipped for its size
+    ]
+    path = write_coco(tmp_path / "instances.json", images, annotations)
+    with pytest.warns(UserWarning, match="instances.json") as record:
+        boxes, summary = load_boxes_with_report(path)
+    assert len(record) == 1
+    assert_same_boxes(boxes, coco_reference(tmp_path, include_crowd=False))
+    assert summary.skipped_images == 1 and summary.skipped_boxes == 4
+    text = "\n".join(summary.messages)
+    assert "bad.jpg" in text and "annotation id 90" in text and "999" in text and "annotation id 92" in text
+
+
+# ----------------------------------------------------------------------------------------
+# PASCAL VOC
+
+
+def voc_xml(width, height, objects, *, size=True) -> str:
+    body = "".join(
+        f"<object><name>{name}</name><difficult>{int(difficult)}</difficult>"
+        f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+        for name, difficult, (x0, y0, x1, y1) in objects
+    )
+    size_xml = f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>" if size else ""
+    return f"<annotation><folder>VOC2012</folder><filename>x.jpg</filename>{size_xml}{body}</annotation>"
+
+
+VOC_FILES = {
+    "000001.xml": (353, 500, [("dog", False, (48, 240, 195, 371)), ("person", True, (8, 12, 352, 498))]),
+    "000002.xml": (500, 375, [("train", False, (139.5, 200, 207.25, 301))]),
+    "000003.xml": (334, 500, []),  # no objects: still an image
+}
+
+
+def write_voc(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (width, height, objects) in VOC_FILES.items():
+        (folder / name).write_text(voc_xml(width, height, objects))
+    return folder
+
+
+def voc_reference(tmp_path: Path, drop_difficult: bool) -> BoxSizes:
+    shapes, wh, index = [], [], []
+    for i, (width, height, objects) in enumerate(VOC_FILES.values()):
+        shapes.append((width, height))
+        for _, difficult, (x0, y0, x1, y1) in objects:
+            if not (drop_difficult and difficult):
+                wh.append(((x1 - x0) / width, (y1 - y0) / height))  # the shared data README's conversion
+                index.append(i)
+    return load_boxes(write_npz(tmp_path / f"voc_{drop_difficult}.npz", shapes, wh, index))
+
+
+@pytest.mark.parametrize("drop_difficult", [False, True])
+def test_voc_folder(tmp_path, drop_difficult):
+    folder = write_voc(tmp_path / "VOC" / "Annotations")
+    boxes, summary = load_boxes_with_report(folder, drop_difficult=drop_difficult)
+    assert_same_boxes(boxes, voc_reference(tmp_path, drop_difficult))
+    assert summary.format == "voc" and summary.n_images == 3
+    assert summary.excluded_boxes == int(drop_difficult)
+    # the VOC root (holding Annotations/ beside JPEGImages/) and format= give the same
+    write_image(tmp_path / "VOC" / "JPEGImages" / "000001.jpg", 353, 500)
+    assert_same_boxes(load_boxes(tmp_path / "VOC", drop_difficult=drop_difficult), boxes)
+    assert_same_boxes(load_boxes(folder, format="voc", drop_difficult=drop_difficult, cache=False), boxes)
+
+
+def test_voc_single_file(tmp_path):
+    folder = write_voc(tmp_path / "Annotations")
+    boxes = load_boxes(folder / "000002.xml")
+    np.testing.assert_array_equal(boxes.shapes, [[500, 375]])
+    np.testing.assert_array_equal(boxes.wh, [[(207.25 - 139.5) / 500, (301 - 200) / 375]])
+
+
+def test_voc_bad_objects_are_skipped(tmp_path):
+    folder = write_voc(tmp_path / "Annotations")
+    (folder / "000004.xml").write_text(
+        "<annotation><size><width>100</width><height>100</height></size>"
+        "<object><bndbox><xmin>5</xmin><ymin>5</ymin><xmax>5</xmax><ymax>50</ymax></bndbox></object>"
+        "<object><name>no box</name></object>"
+        "<object><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>21</xmax><ymax>11</ymax></bndbox></object>"
+        "</annotation>"
+    )
+    with pytest.warns(UserWarning, match="000004.xml"):
+        boxes, summary = load_boxes_with_report(folder)
+    assert summary.skipped_boxes == 2 and summary.n_images == 4
+    np.testing.assert_array_equal(boxes.wh[-1], [0.2, 0.1])
+
+
+# ----------------------------------------------------------------------------------------
+# Bad inputs
+
+
+def test_missing_source(tmp_path):
+    for name in ["nope.yaml", "nope.json", "nope", "nope.npz"]:
+        with pytest.raises(ValueError, match=name):
+            load_boxes(tmp_path / name)
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        load_boxes(tmp_path / "empty")
+
+
+def test_unsupported_sources(tmp_path):
+    (tmp_path / "a.csv").write_text("1,2\n")
+    with pytest.raises(ValueError, match="a.csv"):
+        load_boxes(tmp_path / "a.csv")
+    with pytest.raises(TypeError, match="int"):
+        load_boxes(42)
+    with pytest.raises(ValueError, match="format"):
+        load_boxes(tmp_path / "a.csv", format="darknet")
+    with pytest.raises(ValueError, match="img_exts"):
+        load_boxes(tmp_path / "a.csv", img_exts=[])
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("path: .\nval: images/train\n", "no 'train'"),
+        ("path: .\ntrain:\n", "no 'train'"),
+        ("path: .\ntrain: images/nowhere\n", "nowhere"),
+        ("path: ./missing_root\ntrain: images/train\n", "missing_root"),
+        ("- just\n- a list\n", "not a mapping"),
+        ("train: [unclosed\n", "cannot read"),
+        ("path: .\ntrain: 5\n", "must be a path"),
+    ],
+)
+def test_bad_data_yaml(yolo_root, text, match):
+    (yolo_root / "bad.yaml").write_text(text)
+    with pytest.raises(ValueError, match=match) as error:
+        load_boxes(yolo_root / "bad.yaml")
+    assert "bad.yaml" in str(error.value)
+
+
+def test_no_labels_at_all(tmp_path):
+    write_image(tmp_path / "images" / "a.jpg", 64, 48)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no labels folder: no cache to write, no warning about it
+        with pytest.raises(ValueError, match="no boxes.*a.txt"):
+            load_boxes(tmp_path / "images")
+
+
+def test_only_zero_size_boxes(tmp_path):
+    write_image(tmp_path / "images" / "a.jpg", 64, 48)
+    write_labels(tmp_path / "labels" / "a.txt", [(0, 0.5, 0.5, 0.0, 0.5)])
+    with pytest.raises(ValueError, match="no boxes.*a.txt: zero-size"):
+        load_boxes(tmp_path / "images")
+
+
+@pytest.mark.parametrize(
+    "bad_row",
+    ["0 0.5 0.5 0.2", "0 0.5 0.5 0.2 abc", "cat 0.5 0.5 0.2 0.2", "0 0.5 0.5 0.2 0.2 0.1", "0 0.5 -0.5 0.2 0.2",
+     "0 0.5 0.5 1.5 0.2", "0 0.5 0.5 nan 0.2"],
+)
+def test_corrupt_label_row_skips_its_image(tmp_path, bad_row, reference):
+    root = tmp_path / "ds"
+    write_yolo(root)
+    bad_label = root / "labels" / "train" / "img5.txt"
+    write_image(root / "images" / "train" / "img5.jpg", 64, 48)
+    bad_label.write_text(f"0 0.5 0.5 0.1 0.1\n{bad_row}\n")
+    with pytest.warns(UserWarning, match="img5.txt") as record:
+        boxes, summary = load_boxes_with_report(root / "images" / "train")
+    assert len(record) == 1 and "line 2" in str(record[0].message)
+    assert_same_boxes(boxes, reference)  # yolov5 drops the whole image
+    assert summary.skipped_images == 1 and summary.n_images == 5
+
+
+def test_missing_unreadable_and_tiny_images_are_skipped(yolo_root, reference):
+    folder = yolo_root / "images" / "train"
+    (yolo_root / "images" / "train" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    write_image(folder / "tiny.png", 8, 8)
+    listing = [str(p) for p in sorted(folder.iterdir())] + [str(folder / "gone.jpg")]
+    (yolo_root / "list.txt").write_text("\n".join(listing))
+    with pytest.warns(UserWarning) as record:
+        boxes, summary = load_boxes_with_report(yolo_root / "list.txt")
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "broken.jpg" in message and "gone.jpg" in message and "tiny.png" in message
+    assert summary.skipped_images == 3
+    # the list is sorted; the good images are the reference
+    assert_same_boxes(boxes, reference)
+
+
+def test_zero_size_and_duplicate_boxes_are_skipped(tmp_path):
+    root = tmp_path / "ds"
+    write_image(root / "images" / "a.jpg", 64, 48)
+    write_labels(root / "labels" / "a.txt", [(0, 0.5, 0.5, 0.0, 0.2), (1, 0.5, 0.5, 0.3, 0.2),
+                                             (1, 0.5, 0.5, 0.3, 0.2), (2, 0.1, 0.1, 0.1, 0.0)])
+    with pytest.warns(UserWarning, match="a.txt") as record:
+        boxes, summary = load_boxes_with_report(root / "images")
+    assert len(record) == 1
+    np.testing.assert_array_equal(boxes.wh, [[0.3, 0.2]])
+    assert summary.skipped_boxes == 3 and summary.skipped_images == 0
+    assert any("zero-size" in m for m in summary.messages) and any("duplicate" in m for m in summary.messages)
+
+
+def test_many_bad_files_give_one_short_warning(tmp_path):
+    root = tmp_path / "ds"
+    write_yolo(root, images=[(f"bad{i:02d}", (64, 48), ".jpg", None, [(0, 0.5, 0.5)]) for i in range(12)]
+               + [("good", (64, 48), ".jpg", None, [(0, 0.5, 0.5, 0.1, 0.1)])])
+    with pytest.warns(UserWarning) as record:
+        boxes, summary = load_boxes_with_report(root / "images" / "train")
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "bad00.txt" in message and "bad04.txt" in message and "bad05.txt" not in message
+    assert "and 7 more" in message
+    assert summary.skipped_images == 12 and len(summary.messages) == 12 and boxes.n_images == 1
+
+
+def test_warning_points_at_the_caller(yolo_root):
+    (yolo_root / "labels" / "train" / "img0.txt").write_text("0 1 2\n")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        load_boxes(yolo_root / "images" / "train")
+    assert [Path(w.filename).name for w in record if w.category is UserWarning] == ["test_datasets.py"]
+
+
+def test_coco_without_images(tmp_path):
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"annotations": []}))
+    with pytest.raises(ValueError, match="instances.json.*'images'"):
+        load_boxes(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="instances.json"):
+        load_boxes(path)
+    path.write_text(json.dumps({"images": [{"id": 1, "width": 10, "height": 10}], "annotations": {}}))
+    with pytest.raises(ValueError, match="annotations"):
+        load_boxes(path)
+
+
+def test_voc_xml_without_size(tmp_path):
+    folder = write_voc(tmp_path / "Annotations")
+    (folder / "000009.xml").write_text(voc_xml(0, 0, [("dog", False, (1, 1, 5, 5))], size=False))
+    with pytest.raises(ValueError, match="000009.xml.*<size>"):
+        load_boxes(folder)
+    (folder / "000009.xml").write_text(voc_xml(0, 375, [("dog", False, (1, 1, 5, 5))]))
+    with pytest.raises(ValueError, match="000009.xml.*invalid <size>"):
+        load_boxes(folder)
+    (folder / "000009.xml").write_text("<annotation><size>")
+    with pytest.raises(ValueError, match="000009.xml.*not well-formed"):
+        load_boxes(folder)
+
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<annotation><size><width>100</width><height>100</height></size>
+<object><name>&lol9;</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object>
+</annotation>
+"""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        BILLION_LAUGHS,
+        '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        "<annotation><size><width>9</width><height>9</height></size><filename>&x;</filename></annotation>",
+        '<!DOCTYPE annotation SYSTEM "http://example.invalid/voc.dtd"><annotation/>',
+    ],
+    ids=["billion-laughs", "external-entity", "external-dtd"],
+)
+def test_xml_doctype_and_entities_are_refused(tmp_path, monkeypatch, text):
+    folder = write_voc(tmp_path / "Annotations")
+    (folder / "bomb.xml").write_text(text)
+    declared = []
+    real_create = expat.ParserCreate
+
+    class SpyingParser:
+        """Forwards to a real expat parser, recording every entity declaration it reports."""
+
+        def __init__(self, *args, **kwargs):
+            object.__setattr__(self, "real", real_create(*args, **kwargs))
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def __setattr__(self, name, value):
+            if name == "EntityDeclHandler":
+                handler = value
+
+                def value(*args):
+                    declared.append(args)
+                    return handler(*args)
+
+            setattr(self.real, name, value)
+
+    # The refusal must come before any entity declaration is even read (so nothing can expand).
+    monkeypatch.setattr(expat, "ParserCreate", SpyingParser)
+    with pytest.raises(ValueError, match="bomb.xml.*DOCTYPE"):
+        load_boxes(folder)
+    assert declared == []
+
+
+# ----------------------------------------------------------------------------------------
+# The cache
+
+
+def cache_files(root: Path) -> list[Path]:
+    return sorted(root.rglob(".autoanchor-cache*"))
+
+
+def test_second_load_hits_the_cache(yolo_root, reference, monkeypatch):
+    data = yolo_root / "data.yaml"
+    data.write_text("path: .\ntrain: images/train\n")
+    first, summary = load_boxes_with_report(data)
+    assert not summary.from_cache
+    assert [Path(summary.cache_file)] == cache_files(yolo_root)
+    assert Path(summary.cache_file).parent == yolo_root / "labels"  # beside the labels folder
+
+    def no_image_reads(*args, **kwargs):
+        raise AssertionError("an image header was read")
+
+    monkeypatch.setattr(PIL.Image, "open", no_image_reads)
+    second, summary = load_boxes_with_report(data)
+    assert summary.from_cache
+    assert_same_boxes(second, reference)
+    assert second.image_names == first.image_names
+    assert (summary.n_images, summary.n_boxes, summary.missing_labels) == (5, 6, 1)
+
+
+def test_changed_files_invalidate_the_cache(yolo_root):
+    folder = yolo_root / "images" / "train"
+    load_boxes(folder)
+    assert load_boxes_with_report(folder)[1].from_cache
+    label = yolo_root / "labels" / "train" / "img1.txt"
+    label.write_text("2 0.5 0.5 0.5 0.75\n0 0.5 0.5 0.125 0.125\n")
+    boxes, summary = load_boxes_with_report(folder)
+    assert not summary.from_cache and summary.n_boxes == 7
+    np.testing.assert_array_equal(boxes.wh[boxes.image_index == 1], [[0.5, 0.75], [0.125, 0.125]])
+    assert load_boxes_with_report(folder)[1].from_cache
+    # a replaced image (same name, new size) is seen too
+    write_image(folder / "img3.jpeg", 70, 40)
+    boxes, summary = load_boxes_with_report(folder)
+    assert not summary.from_cache and boxes.shapes[3].tolist() == [70, 40]
+    # a label file that appears
+    write_labels(yolo_root / "labels" / "train" / "img3.txt", [(0, 0.5, 0.5, 0.5, 0.5)])
+    boxes, summary = load_boxes_with_report(folder)
+    assert not summary.from_cache and summary.missing_labels == 0 and summary.n_boxes == 8
+    assert len(cache_files(yolo_root)) == 1  # rewritten in place
+
+
+def test_cache_keeps_the_warnings(yolo_root):
+    (yolo_root / "labels" / "train" / "img0.txt").write_text("0 0.5\n")
+    for from_cache in (False, True):
+        with pytest.warns(UserWarning, match="img0.txt"):
+            _, summary = load_boxes_with_report(yolo_root / "images" / "train")
+        assert summary.from_cache == from_cache and summary.skipped_images == 1
+
+
+def test_unwritable_cache_is_a_warning(yolo_root, reference):
+    target = yolo_root / "no" / "such" / "dir" / "cache.npz"
+    with pytest.warns(UserWarning, match="cannot write the dataset cache"):
+        boxes, summary = load_boxes_with_report(yolo_root / "images" / "train", cache=target)
+    assert_same_boxes(boxes, reference)
+    assert summary.cache_file is None and not summary.from_cache
+
+
+def test_explicit_and_disabled_cache(yolo_root, tmp_path):
+    folder = yolo_root / "images" / "train"
+    load_boxes(folder, cache=False)
+    assert cache_files(yolo_root) == []
+    target = tmp_path / "my-cache.npz"
+    load_boxes(folder, cache=target)
+    assert target.is_file() and load_boxes_with_report(folder, cache=target)[1].from_cache
+
+
+def test_corrupt_cache_is_rebuilt(yolo_root, reference):
+    folder = yolo_root / "images" / "train"
+    cache = Path(load_boxes_with_report(folder)[1].cache_file)
+    cache.write_bytes(b"garbage")
+    boxes, summary = load_boxes_with_report(folder)
+    assert not summary.from_cache
+    assert_same_boxes(boxes, reference)
+    assert load_boxes_with_report(folder)[1].from_cache
+
+
+def test_voc_and_coco_caches_follow_options(tmp_path):
+    folder = write_voc(tmp_path / "Annotations")
+    assert not load_boxes_with_report(folder)[1].from_cache
+    assert load_boxes_with_report(folder)[1].from_cache
+    dropped = load_boxes_with_report(folder, drop_difficult=True)
+    assert not dropped[1].from_cache and dropped[0].n_boxes == 2
+    path = write_coco(tmp_path / "instances.json", COCO_IMAGES, COCO_ANNOTATIONS)
+    assert not load_boxes_with_report(path)[1].from_cache
+    assert load_boxes_with_report(path)[1].from_cache
+    assert load_boxes_with_report(path)[0].n_boxes == 4
+    assert load_boxes_with_report(path, include_crowd=True)[0].n_boxes == 5
+
+
+# ----------------------------------------------------------------------------------------
+# The built-in and the real shared data
+
+
+def test_builtin_coco128():
+    boxes, summary = load_boxes_with_report()
+    assert (boxes.n_images, boxes.n_boxes) == (128, 929)
+    assert summary.format == "builtin"
+    assert_same_boxes(load_boxes("coco128"), boxes)
+    assert builtin_path().name == "coco128.npz"
+
+
+@pytest.mark.skipif(not SHARED_COCO128.is_file(), reason="shared data not on this machine")
+def test_real_coco128_npz():
+    boxes = load_boxes(SHARED_COCO128)
+    assert (boxes.n_images, boxes.n_boxes) == (128, 929)  # counts from the data's json card
+    assert_same_boxes(boxes, load_boxes())
+    # median normalised box size from the card: 0.0934 x 0.1267
+    np.testing.assert_allclose(np.median(boxes.wh, axis=0), [0.09339059889316559, 0.12674300372600555], rtol=1e-6)
+
+
+def test_load_summary_str():
+    summary = LoadSummary("x", "yolo", 3, 4, skipped_images=1, skipped_boxes=2, excluded_boxes=0, from_cache=True)
+    assert str(summary) == "x [yolo] (from cache): 3 images, 4 boxes, 1 images skipped, 2 boxes skipped"
+    assert "jpg" in IMG_EXTS and "png" in IMG_EXTS
+
+
+def test_tiny_yolo_dataset_fixture(tiny_yolo_dataset):
+    boxes = load_boxes(tiny_yolo_dataset, cache=False)
+    np.testing.assert_array_equal(boxes.shapes, [[64, 48], [48, 64], [80, 60]])  # b is EXIF-rotated
+    np.testing.assert_array_equal(boxes.wh, [[0.25, 0.5], [0.1, 0.2], [0.5, 0.5], [0.3, 0.1]])
+    np.testing.assert_array_equal(boxes.image_index, [0, 0, 1, 2])
