@@ -1,0 +1,8 @@
+"""``python -m autoanchor``: the same as the ``autoanchor`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
