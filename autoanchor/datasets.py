@@ -987,6 +987,7 @@ def load_boxes_with_report(
     include_crowd: bool = False,
     cache: bool | PathLike = True,
     progress: bool = False,
+    verbose: bool = True,
 ) -> tuple[BoxSizes, LoadSummary]:
     """Read the image and box sizes of a dataset, with the counts of what was read.
 
@@ -997,13 +998,18 @@ def load_boxes_with_report(
     Returns:
         ``(boxes, summary)``.
     """
-    boxes, summary, notices = _load(
+    return _load_and_report(
         source, format=format, split=split, img_exts=img_exts, drop_difficult=drop_difficult,
-        include_crowd=include_crowd, cache=cache, progress=progress,
+        include_crowd=include_crowd, cache=cache, progress=progress, verbose=verbose,
     )
+
+
+def _load_and_report(source: Any, *, verbose: bool, **options: Any) -> tuple[BoxSizes, LoadSummary]:
+    """:func:`_load`, then its warnings (pointing at the public caller's caller) and its summary."""
+    boxes, summary, notices = _load(source, **options)
     for notice in notices:
-        warnings.warn(notice, stacklevel=2)
-    logger.info("%s", summary)
+        warnings.warn(notice, stacklevel=4)
+    logger.log(logging.INFO if verbose else logging.DEBUG, "%s", summary)
     return boxes, summary
 
 
@@ -1017,6 +1023,7 @@ def load_boxes(
     include_crowd: bool = False,
     cache: bool | PathLike = True,
     progress: bool = False,
+    verbose: bool = True,
 ) -> BoxSizes:
     """Read the image sizes and normalised box sizes of a dataset.
 
@@ -1068,6 +1075,7 @@ def load_boxes(
             modification time of every image, label and annotation file read, so it is
             rebuilt when any of them changes. A cache that cannot be written is a warning.
         progress: show a tqdm progress bar while reading files.
+        verbose: log the summary of what was read at INFO (else at DEBUG).
 
     Returns:
         The dataset's :class:`BoxSizes`: ``shapes`` ``[I, 2]`` px, ``wh`` ``[N, 2]``
@@ -1086,11 +1094,8 @@ def load_boxes(
         >>> boxes.pixel_wh(640).shape  # doctest: +SKIP
         torch.Size([929, 2])
     """
-    boxes, summary, notices = _load(
+    boxes, _ = _load_and_report(
         source, format=format, split=split, img_exts=img_exts, drop_difficult=drop_difficult,
-        include_crowd=include_crowd, cache=cache, progress=progress,
+        include_crowd=include_crowd, cache=cache, progress=progress, verbose=verbose,
     )
-    for notice in notices:
-        warnings.warn(notice, stacklevel=2)
-    logger.info("%s", summary)
     return boxes

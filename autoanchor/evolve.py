@@ -516,7 +516,6 @@ def _climb(scores: _Scores, *, step: float, min_step: float, max_rounds: int) ->
     the best single move, which is taken otherwise.
     """
     device = scores.anchors.device
-    k = scores.anchors.shape[0]
     directions = _DIRECTIONS.to(device)
     fitness = scores.fitness()
     rounds = 0

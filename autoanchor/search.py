@@ -13,7 +13,6 @@ polish on a finer one, and the figures reported are computed on every box.
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -89,6 +88,8 @@ def pool_sizes(wh: Tensor, weights: Tensor | None = None, *, cell: float = 0.0) 
     if weights is None:
         weights = torch.ones(wh.shape[0], dtype=torch.float64, device=wh.device)
     weights = weights.double()
+    if wh.shape[0] == 0:  # a process may hold no boxes of its own
+        return wh, weights
     log_wh = wh.double().log()
     if cell > 0:
         key_wh = torch.floor(log_wh / cell).long()  # integer cell coordinates
@@ -349,7 +350,7 @@ def kmean_anchors(
     """
     from .datasets import load_boxes
 
-    sizes = load_boxes(dataset)
+    sizes = load_boxes(dataset, verbose=verbose)
     wh = sizes.pixel_wh(img_size, device=device)
     result = search_anchors(wh, n, thr=thr, gen=gen, metric=metric, method=method, seed=seed, progress=verbose)
     if verbose:
