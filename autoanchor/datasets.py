@@ -1008,7 +1008,7 @@ def _load_and_report(source: Any, *, verbose: bool, **options: Any) -> tuple[Box
     """:func:`_load`, then its warnings (pointing at the public caller's caller) and its summary."""
     boxes, summary, notices = _load(source, **options)
     for notice in notices:
-        warnings.warn(notice, stacklevel=4)
+        warnings.warn(notice, stacklevel=3)
     logger.log(logging.INFO if verbose else logging.DEBUG, "%s", summary)
     return boxes, summary
 

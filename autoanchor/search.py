@@ -12,8 +12,10 @@ polish on a finer one, and the figures reported are computed on every box.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -121,6 +123,20 @@ def _gather_pools(points: Tensor, weights: Tensor, reducer: Reducer) -> tuple[Te
 def _shard(points: Tensor, weights: Tensor, reducer: Reducer) -> tuple[Tensor, Tensor]:
     """This process's share of a pooled set that every process holds in full."""
     return points[reducer.rank :: reducer.world_size], weights[reducer.rank :: reducer.world_size]
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run torch's CPU kernels on one thread for a while (restored afterwards)."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _Bar:
@@ -260,30 +276,33 @@ def search_anchors(
     search_objective = Objective(*_shard(*search_set, reducer), metric=metric, thr=thr, reducer=reducer)
     polish_objective = Objective(*_shard(*polish_set, reducer), metric=metric, thr=thr, reducer=reducer)
 
-    # k-means starts, chosen by the objective.
-    distance, update = ("euclidean", "mean") if metric == "ratio" else ("iou", "median")
-    candidates = torch.stack(
-        [
-            kmeans(search_set[0], n, weights=search_set[1], distance=distance, update=update, restarts=1, generator=generator)
-            for _ in range(starts)
-        ]
-    )
-    start = candidates[search_objective(candidates).argmax()]
+    # The search works on a few thousand pooled sizes: tensors too small for several CPU threads,
+    # whose barriers cost more than they save and stall badly when another process holds a core.
+    with _one_cpu_thread(device):
+        # k-means starts, chosen by the objective.
+        distance, update = ("euclidean", "mean") if metric == "ratio" else ("iou", "median")
+        candidates = torch.stack(
+            [
+                kmeans(search_set[0], n, weights=search_set[1], distance=distance, update=update, restarts=1, generator=generator)
+                for _ in range(starts)
+            ]
+        )
+        start = candidates[search_objective(candidates).argmax()]
 
-    bar = _Bar(gen, f"Evolving {n} anchors", progress)
-    try:
-        if method == "ga":
-            best, _ = evolve(evolve_objective, start, gen=gen, population=population, generator=generator, progress=bar)
-        else:
-            best, _ = differential_evolution(
-                evolve_objective, start, gen=gen, population=population, generator=generator, progress=bar
-            )
-    finally:
-        bar.close()
-    best, _ = polish(
-        search_objective, best, relocations=relocations, tries=tries, patience=patience, generator=generator
-    )
-    best, _ = polish(polish_objective, best, step=0.01)
+        bar = _Bar(gen, f"Evolving {n} anchors", progress)
+        try:
+            if method == "ga":
+                best, _ = evolve(evolve_objective, start, gen=gen, population=population, generator=generator, progress=bar)
+            else:
+                best, _ = differential_evolution(
+                    evolve_objective, start, gen=gen, population=population, generator=generator, progress=bar
+                )
+        finally:
+            bar.close()
+        best, _ = polish(
+            search_objective, best, relocations=relocations, tries=tries, patience=patience, generator=generator
+        )
+        best, _ = polish(polish_objective, best, step=0.01)
 
     kept_local = kept
     start_stats = anchor_stats(kept_local, start, thr=thr, reducer=reducer)

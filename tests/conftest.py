@@ -5,8 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+import os
+
 import pytest
 from PIL import Image
+
+# The real box statistics (coco128, VOC 2012) live beside the repository in shared/data.
+SHARED_DATA = Path(os.environ.get("AUTOANCHOR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def shared_npz(name: str) -> Path:
+    """Path of a shared ``.npz``; missing data fails under CI and skips elsewhere."""
+    path = SHARED_DATA / f"{name}.npz"
+    if not path.is_file():
+        message = f"{path} not found (set AUTOANCHOR_SHARED_DATA to the shared/data folder)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 EXIF_ORIENTATION = 0x0112
 

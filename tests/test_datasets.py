@@ -25,9 +25,8 @@ from autoanchor.datasets import (
     load_boxes_with_report,
 )
 
-from conftest import write_image
+from conftest import shared_npz, write_image
 
-SHARED_COCO128 = Path("/work/shared/data/coco128.npz")
 
 # name, stored (width, height), suffix, EXIF orientation, label rows (None: no label file)
 YOLO_IMAGES = [
@@ -705,9 +704,8 @@ def test_builtin_coco128():
     assert builtin_path().name == "coco128.npz"
 
 
-@pytest.mark.skipif(not SHARED_COCO128.is_file(), reason="shared data not on this machine")
 def test_real_coco128_npz():
-    boxes = load_boxes(SHARED_COCO128)
+    boxes = load_boxes(shared_npz("coco128"))
     assert (boxes.n_images, boxes.n_boxes) == (128, 929)  # counts from the data's json card
     assert_same_boxes(boxes, load_boxes())
     # median normalised box size from the card: 0.0934 x 0.1267
