@@ -130,20 +130,24 @@ class BoxSizes:
             raise ValueError(f"shapes must be [n_images, 2] (width, height), got shape {tuple(shapes.shape)}")
         if len(labels) != shapes.shape[0]:
             raise ValueError(f"got {len(labels)} label arrays for {shapes.shape[0]} images")
-        wh_parts, index_parts = [], []
-        for i, image_labels in enumerate(labels):
-            rows = np.asarray(image_labels, dtype=np.float64)
-            if rows.size == 0:
-                continue
-            if rows.ndim != 2 or rows.shape[1] != 5:
-                raise ValueError(
-                    f"{_image_name(image_names, i)} has labels of shape {tuple(rows.shape)}; "
-                    "expected [m, 5] rows of class, x, y, w, h"
-                )
-            wh_parts.append(rows[:, 3:5])
-            index_parts.append(np.full(rows.shape[0], i, dtype=np.int64))
-        wh = np.concatenate(wh_parts) if wh_parts else np.zeros((0, 2))
-        image_index = np.concatenate(index_parts) if index_parts else np.zeros(0, dtype=np.int64)
+        counts = np.fromiter((len(rows) for rows in labels), dtype=np.int64, count=len(labels))
+        try:  # fast path: one concatenation; a malformed array makes it fail or mis-shape
+            rows = np.concatenate([np.asarray(r, dtype=np.float64).reshape(-1, 5) for r in labels if len(r)])
+            well_formed = all(np.shape(r)[1:] == (5,) for r in labels if len(r))
+        except ValueError:
+            well_formed = False
+        if not well_formed:
+            for i, image_labels in enumerate(labels):
+                shape = np.shape(image_labels)
+                if len(image_labels) and (len(shape) != 2 or shape[1] != 5):
+                    raise ValueError(
+                        f"{_image_name(image_names, i)} has labels of shape {tuple(shape)}; "
+                        "expected [m, 5] rows of class, x, y, w, h"
+                    )
+        if counts.sum() == 0:
+            rows = np.zeros((0, 5))
+        wh = rows[:, 3:5]
+        image_index = np.repeat(np.arange(len(labels), dtype=np.int64), counts)
         return cls(shapes, wh, image_index, image_names=image_names, source=source)
 
     @property

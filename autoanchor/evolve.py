@@ -77,6 +77,7 @@ class Objective:
         self.chunk = chunk
         self.wh = wh.float()
         self.log_wh = self.wh.log()
+        self.log_wh_t = self.log_wh.T.contiguous()  # [2,M]
         self.weights = (
             torch.ones(wh.shape[0], device=wh.device) if weights is None else weights.to(wh.device).float()
         )
@@ -120,7 +121,7 @@ class Objective:
         """Each box's score against its best anchor: ``[P, m]``."""
         if self.metric == "ratio":
             # exp(-min d) = max exp(-d): take the minimum before the single exp.
-            return self.score(self.distance(anchors, rows).amin(-1))
+            return self.score(self._min_distance(anchors.log(), rows))
         return self.match(anchors, rows).amax(-1)
 
     def weighted_sum(self, values: Tensor, rows: Rows = slice(None)) -> Tensor:
@@ -135,11 +136,18 @@ class Objective:
         """
         if self.metric != "ratio" or log_anchors.shape[0] * log_anchors.shape[1] * self.wh.shape[0] > self.chunk:
             return self(log_anchors.exp())
-        dist = torch.maximum(
-            (self.log_wh[None, :, None, 0] - log_anchors[:, None, :, 0]).abs_(),
-            (self.log_wh[None, :, None, 1] - log_anchors[:, None, :, 1]).abs_(),
-        ).amin(-1)  # [P,M]
+        dist = self._min_distance(log_anchors)  # [P,M]
         return self.reducer.sum(self.score(dist).double() @ self.weights_double) / self.total_weight
+
+    def _min_distance(self, log_anchors: Tensor, rows: Rows = slice(None)) -> Tensor:
+        """Ratio metric only: each box's distance to its nearest anchor, ``[P, m]``.
+
+        Laid out as ``[P, K, 2, m]`` so that both reductions run across rows of
+        contiguous boxes, which is several times faster than reducing a short last
+        dimension.
+        """
+        log_wh_t = self.log_wh_t[:, rows]  # [2,m]
+        return (log_wh_t[None, None] - log_anchors[..., None]).abs_().amax(2).amin(1)
 
     def __call__(self, anchors: Tensor) -> Tensor:
         """Fitness of each anchor set: ``[P, K, 2] -> float64 [P]`` (``[K, 2] -> []``)."""

@@ -156,10 +156,9 @@ def kmeans(
         raise ValueError(f"distance must be 'euclidean' or 'iou', got {distance!r}")
     if update not in ("mean", "median"):
         raise ValueError(f"update must be 'mean' or 'median', got {update!r}")
-    if restarts < 1:
-        raise ValueError(f"restarts must be at least 1, got {restarts}")
-    if iters < 1:
-        raise ValueError(f"iters must be at least 1, got {iters}")
+    for name, value in (("restarts", restarts), ("iters", iters)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
     if generator is None:
         generator = torch.Generator(device=wh.device).manual_seed(0)
 

@@ -229,9 +229,9 @@ def anchor_stats(
     thr: float = 4.0,
     weights: Tensor | None = None,
     reducer: Reducer | None = None,
-    chunk: int = 1 << 18,
-) -> AnchorStats:
-    """Every figure of :class:`AnchorStats` for one set of anchors ``[K, 2]``, in one pass.
+    chunk: int = 1 << 17,
+) -> AnchorStats | list[AnchorStats]:
+    """Every figure of :class:`AnchorStats` in one pass over the boxes.
 
     Boxes are processed in chunks of ``chunk`` rows so that millions of boxes need
     no ``[N, K]`` temporaries of their full size.
@@ -239,11 +239,15 @@ def anchor_stats(
     Args:
         wh (Tensor[N, 2]): box (width, height) in pixels; with a ``reducer``, this
             process's share of the boxes.
-        anchors (Tensor[K, 2]): anchor (width, height) in pixels.
+        anchors (Tensor[K, 2] or Tensor[P, K, 2]): anchor (width, height) in pixels.
         thr: largest allowed side ratio (yolov5's ``anchor_t``).
         weights (Tensor[N], optional): how many boxes each row stands for.
         reducer: adds up the partial sums of all processes (see
             :mod:`autoanchor.parallel`); every process then gets the same figures.
+
+    Returns:
+        :class:`AnchorStats` for anchors ``[K, 2]``; a list of ``P`` of them for a
+        population ``[P, K, 2]``.
 
     Raises:
         ValueError: if there are no boxes at all.
@@ -251,30 +255,29 @@ def anchor_stats(
     thr = check_thr(thr)
     check_wh(wh)
     check_anchors(anchors)
-    if anchors.ndim != 2:
-        raise ValueError(f"anchor_stats takes one set of anchors [K, 2], got {list(anchors.shape)}")
     _check_weights(weights, wh.shape[0])
-    totals = torch.zeros(5, dtype=torch.float64, device=wh.device)
+    population = anchors if anchors.ndim == 3 else anchors[None]
+    sums = torch.zeros(population.shape[0], 4, dtype=torch.float64, device=wh.device)
     for start in range(0, wh.shape[0], chunk):
         part = wh[start : start + chunk]
-        w = None if weights is None else weights[start : start + chunk].double()
-        ratio = ratio_metric(part, anchors)  # [n,K]
-        best = ratio.amax(-1)
+        ratio = ratio_metric(part, population)  # [P,n,K]
+        best = ratio.amax(-1)  # [P,n]
         passed = best > 1 / thr
         columns = torch.stack(
-            [
-                (best * passed).double(),
-                passed.double(),
-                (ratio > 1 / thr).sum(-1).double(),
-                best_match(part, anchors, metric="iou").double(),
-                torch.ones_like(best, dtype=torch.float64),
-            ]
-        )  # [5,n]
-        totals += columns.sum(-1) if w is None else (columns * w).sum(-1)
+            [best * passed, passed, (ratio > 1 / thr).sum(-1), wh_iou(part, population).amax(-1)], 1
+        ).double()  # [P,4,n]
+        sums += columns.sum(-1) if weights is None else columns @ weights[start : start + chunk].double()
+    count = torch.tensor(
+        [float(wh.shape[0]) if weights is None else float(weights.double().sum())],
+        dtype=torch.float64,
+        device=wh.device,
+    )
+    totals = torch.cat([sums.flatten(), count])
     if reducer is not None:
         totals = reducer.sum(totals)
-    count = totals[4].item()
-    if count <= 0:
+    count_all = float(totals[-1])
+    if count_all <= 0:
         raise ValueError("anchor_stats needs at least one box, got none")
-    fitness, bpr, aat, iou = (totals[:4] / count).tolist()
-    return AnchorStats(fitness, bpr, aat, iou, count)
+    figures = (totals[:-1].view(-1, 4) / count_all).tolist()
+    stats = [AnchorStats(*row, count_all) for row in figures]
+    return stats if anchors.ndim == 3 else stats[0]
