@@ -138,7 +138,13 @@ class BoxSizes:
             well_formed = False
         if not well_formed:
             for i, image_labels in enumerate(labels):
-                shape = np.shape(image_labels)
+                try:
+                    shape = np.asarray(image_labels, dtype=np.float64).shape
+                except (TypeError, ValueError) as error:  # ragged rows, text
+                    raise ValueError(
+                        f"{_image_name(image_names, i)} has unreadable labels ({error}); "
+                        "expected [m, 5] rows of class, x, y, w, h"
+                    ) from None
                 if len(image_labels) and (len(shape) != 2 or shape[1] != 5):
                     raise ValueError(
                         f"{_image_name(image_names, i)} has labels of shape {tuple(shape)}; "

@@ -278,17 +278,21 @@ def evolve(
         generator=generator,
         device=objective.device,
     ).log_()
+    start = best
     log_best, log_floor = best.log(), math.log(MIN_ANCHOR_PX)
+    improved = torch.zeros((), dtype=torch.bool, device=objective.device)
     for generation in range(gen):
         log_mutants = (log_best + log_steps[generation]).clamp_(min=log_floor)  # [λ,K,2]
         fitness = objective.of_log(log_mutants)  # [λ]
         top = fitness.argmax()
         better = fitness[top] > best_fitness
+        improved |= better
         log_best = torch.where(better, log_mutants[top], log_best)
         best_fitness = torch.where(better, fitness[top], best_fitness)
         if progress is not None:
             progress(generation, best_fitness)
-    return log_best.exp(), best_fitness
+    # Unless a mutant was accepted, return the start itself, not exp(log(start)) a few ulps off.
+    return torch.where(improved, log_best.exp(), start), best_fitness
 
 
 def _sorted_by_area(population: Tensor) -> Tensor:

@@ -74,7 +74,11 @@ def check_anchors(anchors: Tensor, name: str = "anchors") -> Tensor:
     return anchors
 
 
-def _check_weights(weights: Tensor | None, n: int) -> None:
+def _check_weights(weights: Tensor | None, wh: Tensor) -> None:
+    """Validate ``wh`` first (so a non-tensor is a TypeError), then ``weights [N]``."""
+    n = check_wh(wh).shape[0]
+    if weights is not None and not isinstance(weights, Tensor):
+        raise TypeError(f"weights must be a torch.Tensor, got {type(weights).__name__}")
     if weights is not None and (weights.ndim != 1 or weights.shape[0] != n):
         raise ValueError(f"weights must have shape [{n}] (one per box), got {list(weights.shape)}")
 
@@ -164,7 +168,7 @@ def best_possible_recall(
         float64 Tensor[] (or Tensor[P]) in [0, 1].
     """
     thr = check_thr(thr)
-    _check_weights(weights, wh.shape[0])
+    _check_weights(weights, wh)
     return _mean(best_match(wh, anchors) > 1 / thr, weights)
 
 
@@ -173,7 +177,7 @@ def anchors_above_threshold(
 ) -> Tensor:
     """Mean number of anchors per box that pass ``1/thr`` (yolov5's "anchors/target")."""
     thr = check_thr(thr)
-    _check_weights(weights, wh.shape[0])
+    _check_weights(weights, wh)
     return _mean((ratio_metric(wh, anchors) > 1 / thr).sum(-1), weights)
 
 
@@ -192,7 +196,7 @@ def anchor_fitness(
         float64 Tensor[] (or Tensor[P]) in [0, 1]; higher is better.
     """
     thr = check_thr(thr)
-    _check_weights(weights, wh.shape[0])
+    _check_weights(weights, wh)
     best = best_match(wh, anchors)
     return _mean(best * (best > 1 / thr), weights)
 
@@ -203,7 +207,7 @@ def avg_iou(wh: Tensor, anchors: Tensor, *, weights: Tensor | None = None) -> Te
     Returns:
         float64 Tensor[] (or Tensor[P]) in [0, 1].
     """
-    _check_weights(weights, wh.shape[0])
+    _check_weights(weights, wh)
     return _mean(best_match(wh, anchors, metric="iou"), weights)
 
 
@@ -255,7 +259,7 @@ def anchor_stats(
     thr = check_thr(thr)
     check_wh(wh)
     check_anchors(anchors)
-    _check_weights(weights, wh.shape[0])
+    _check_weights(weights, wh)
     population = anchors if anchors.ndim == 3 else anchors[None]
     sums = torch.zeros(population.shape[0], 4, dtype=torch.float64, device=wh.device)
     for start in range(0, wh.shape[0], chunk):
