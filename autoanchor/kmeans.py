@@ -29,7 +29,7 @@ Update = Literal["mean", "median"]
 def _distances(points: Tensor, centroids: Tensor, distance: Distance) -> Tensor:
     """Distance of every point to every centroid: ``[M, n]``."""
     if distance == "euclidean":
-        return torch.cdist(points, centroids).square_()
+        return (points[:, None, :] - centroids[None]).square_().sum(-1)  # [M,n]; cdist is slower for 2-D
     return 1 - wh_iou(points, centroids)
 
 

@@ -233,7 +233,7 @@ def anchor_stats(
     thr: float = 4.0,
     weights: Tensor | None = None,
     reducer: Reducer | None = None,
-    chunk: int = 1 << 17,
+    chunk: int = 1 << 13,
 ) -> AnchorStats | list[AnchorStats]:
     """Every figure of :class:`AnchorStats` in one pass over the boxes.
 

@@ -175,12 +175,14 @@ def search_anchors(
     seed: int = 0,
     population: int | None = None,
     starts: int = 4,
-    evolve_cell: float = 0.08,
+    evolve_cell: float = 0.12,
     search_cell: float = 0.04,
     polish_points: int = 32768,
     relocations: int = 64,
     tries: int = 4,
     patience: int = 2,
+    hop_on_coarse: bool = True,
+    hop_min_step: float = 0.008,
     reducer: Reducer | None = None,
     progress: bool = False,
 ) -> SearchResult:
@@ -281,11 +283,12 @@ def search_anchors(
     # The search works on a few thousand pooled sizes: tensors too small for several CPU threads,
     # whose barriers cost more than they save and stall badly when another process holds a core.
     with _one_cpu_thread(device):
-        # k-means starts, chosen by the objective.
+        # k-means starts on the coarse pooling, chosen by the objective.
         distance, update = ("euclidean", "mean") if metric == "ratio" else ("iou", "median")
         candidates = torch.stack(
             [
-                kmeans(search_set[0], n, weights=search_set[1], distance=distance, update=update, restarts=1, generator=generator)
+                kmeans(evolve_set[0], n, weights=evolve_set[1], distance=distance, update=update, restarts=1,
+                       iters=30, generator=generator)
                 for _ in range(starts)
             ]
         )
@@ -301,9 +304,14 @@ def search_anchors(
                 )
         finally:
             bar.close()
+        hop_objective = evolve_objective if hop_on_coarse else search_objective
+        # Steps much finer than a pooling's cells only chase its rounding: each stage stops there.
         best, _ = polish(
-            search_objective, best, relocations=relocations, tries=tries, patience=patience, generator=generator
+            hop_objective, best, relocations=relocations, tries=tries, patience=patience, generator=generator,
+            min_step=hop_min_step, hop_min_step=hop_min_step,
         )
+        if hop_on_coarse:
+            best, _ = polish(search_objective, best, step=0.02, min_step=0.004)
         best, _ = polish(polish_objective, best, step=0.01)
 
     start_stats, stats = anchor_stats(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
