@@ -564,6 +564,7 @@ def polish(
     tries: int = 4,
     patience: int = 2,
     hop_min_step: float = 4e-3,
+    hops: int = 64,
     generator: torch.Generator | None = None,
     max_rounds: int = 2000,
 ) -> tuple[Tensor, Tensor]:
@@ -596,6 +597,8 @@ def polish(
         relocations: box sizes drawn per hop (0: climb only).
         tries: relocations climbed from per draw.
         patience: draws in a row without improvement before the search ends.
+        hop_min_step: where the climbs after a relocation stop.
+        hops: the most relocations climbed from in all (a bound on the time).
         generator: source of randomness for the relocations.
         max_rounds: an upper bound on the rounds of each climb.
 
@@ -606,8 +609,8 @@ def polish(
     scores = _Scores(objective, anchors.to(device, torch.float32))
     k = scores.anchors.shape[0]
     fitness = _climb(scores, step=step, min_step=min_step, max_rounds=max_rounds)
-    failures = 0
-    while relocations > 0 and failures < patience:
+    failures, climbs = 0, 0
+    while relocations > 0 and failures < patience and climbs < hops:
         # Each process draws from its own boxes; the gathered targets are the same everywhere.
         deficit = (1 - scores.first).clamp(min=0) * objective.weights
         positive = int((deficit > 0).sum())
@@ -622,7 +625,8 @@ def polish(
         targets = objective.reducer.gather(objective.wh[picks])
         totals = scores.try_relocations(targets)  # [T,K]
         failures += 1
-        for candidate in totals.flatten().argsort(descending=True)[:tries].tolist():
+        for candidate in totals.flatten().argsort(descending=True)[: min(tries, hops - climbs)].tolist():
+            climbs += 1
             trial = scores.copy()
             trial.move(candidate % k, targets[candidate // k])
             reached = _climb(trial, step=step, min_step=hop_min_step, max_rounds=max_rounds)

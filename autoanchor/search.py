@@ -41,6 +41,8 @@ MIN_BOX_PX = 2.0
 SMALL_BOX_PX = 3.0
 # Finest pooling cell, in log units (0.005 ≈ 0.5 % of a size).
 FINE_CELL = 0.005
+# Where climbs on the coarse pooling stop, in log units.
+HOP_MIN_STEP = 0.008
 
 
 @dataclass(frozen=True)
@@ -175,27 +177,40 @@ def search_anchors(
     seed: int = 0,
     population: int | None = None,
     starts: int = 4,
-    evolve_cell: float = 0.12,
-    search_cell: float = 0.04,
-    polish_points: int = 32768,
+    coarse_cell: float = 0.12,
+    middle_cell: float = 0.04,
+    fine_points: int = 16384,
     relocations: int = 64,
-    tries: int = 4,
-    patience: int = 2,
-    hop_on_coarse: bool = True,
-    hop_min_step: float = 0.008,
+    tries: int = 6,
+    patience: int = 3,
+    hops: int = 48,
     reducer: Reducer | None = None,
     progress: bool = False,
 ) -> SearchResult:
     """Find ``n`` anchors that fit the box sizes ``wh``.
 
-    The search: boxes with both sides under 2 px are left out; the rest are
-    pooled (see :func:`pool_sizes`); k-means (whitened Euclidean for
-    ``metric="ratio"``, as yolov5; ``1 - IoU`` with median updates for ``"iou"``)
-    from ``starts`` k-means++ seeds gives the start with the best objective;
-    ``gen`` generations of evolution (``method="ga"``: yolov5's mutation with
-    ``population`` mutants per generation; ``"de"``: differential evolution)
-    improve it; a pattern search polishes the result on a finer pooling. The
-    result is never less fit than the k-means start.
+    The stages:
+
+    1. Boxes with both sides under 2 px are left out (yolov5's rule); those with
+       a side under 3 px are counted in a warning.
+    2. The sizes are pooled (:func:`pool_sizes`) three times: a fine pooling of
+       at most ``fine_points`` sizes (identical sizes only, when there are few
+       boxes), a middle one with cells of ``middle_cell`` and a coarse one with
+       cells of ``coarse_cell`` (log units).
+    3. k-means on the coarse pooling from ``starts`` k-means++ seeds (whitened
+       Euclidean for ``metric="ratio"``, as yolov5; ``1 - IoU`` with median
+       updates for ``"iou"``); the start with the best objective is kept.
+    4. ``gen`` generations of evolution on the coarse pooling: yolov5's mutation
+       with ``population`` mutants per generation (``method="ga"``), or
+       differential evolution (``"de"``).
+    5. :func:`~autoanchor.evolve.polish` on the coarse pooling: a climb, then up
+       to ``hops`` relocation hops (``relocations`` sizes drawn per hop, the best
+       ``tries`` climbed from, ending after ``patience`` draws without gain).
+    6. Climbs on the middle and then the fine pooling, each stopping at steps
+       near its cell size.
+
+    Every figure in the result is measured on all kept boxes, and the result is
+    never less fit than the k-means start.
 
     Args:
         wh (Tensor[N, 2]): box (width, height) in pixels of the letterboxed
@@ -207,10 +222,11 @@ def search_anchors(
         method: ``"ga"`` or ``"de"``.
         seed: seeds the search's own generator; the same inputs and seed give the
             same anchors on the same device.
-        population: candidates per generation; defaults to 8 (``"ga"``) or 16 (``"de"``).
-        starts: k-means++ starts to choose from.
-        max_points: the most pooled points the evolution works on.
-        polish_points: the most pooled points the final polish works on.
+        population: candidates per generation; 4 for ``"ga"`` and 16 for ``"de"``
+            when omitted.
+        starts, coarse_cell, middle_cell, fine_points, relocations, tries,
+            patience, hops: the stages' settings, as above; the defaults keep the
+            search within about half a second on two CPU cores.
         reducer: combines the work of several processes (see
             :mod:`autoanchor.parallel`); every process must pass the same options
             and seed, and gets the same result.
@@ -222,6 +238,14 @@ def search_anchors(
     Raises:
         ValueError: for empty, non-finite or negative sizes, no box of at least
             2 px, or an invalid option (the message names it).
+        TypeError: if ``wh`` is not a floating-point tensor.
+
+    Example:
+        >>> from autoanchor import load_boxes
+        >>> wh = load_boxes(None).pixel_wh(640)
+        >>> result = search_anchors(wh, 9, seed=0)
+        >>> result.anchors.shape, round(result.stats.bpr, 3)  # doctest: +SKIP
+        (torch.Size([9, 2]), 0.996)
     """
     check_wh(wh)
     n = _check_int("n", n, 1)
@@ -233,7 +257,7 @@ def search_anchors(
     seed = _check_int("seed", seed, 0)
     starts = _check_int("starts", starts, 1)
     if population is None:
-        population = 8 if method == "ga" else 16
+        population = 4 if method == "ga" else 16
     population = _check_int("population", population, 1 if method == "ga" else 4)
     reducer = reducer if reducer is not None else LocalReducer()
 
@@ -266,53 +290,46 @@ def search_anchors(
     device = wh.device
     generator = torch.Generator(device=device).manual_seed(seed)
 
-    # Pool finely, then coarser for the search and coarser still for the evolution; every process
-    # ends up with the same pools. Few boxes are merged only where identical.
-    pooled = pool_sizes(kept, cell=0.0 if n_boxes <= polish_points else FINE_CELL)
-    polish_set = _gather_pools(*pooled, reducer)
+    # Pool finely, then coarser twice; every process ends up with the same pools.
+    pooled = pool_sizes(kept, cell=0.0 if n_boxes <= fine_points else FINE_CELL)
+    fine_set = _gather_pools(*pooled, reducer)
     cell = FINE_CELL
-    while polish_set[0].shape[0] > polish_points:
-        polish_set = pool_sizes(*polish_set, cell=cell)
+    while fine_set[0].shape[0] > fine_points:
+        fine_set = pool_sizes(*fine_set, cell=cell)
         cell *= 2
-    search_set = pool_sizes(*polish_set, cell=search_cell)
-    evolve_set = pool_sizes(*search_set, cell=evolve_cell)
-    evolve_objective = Objective(*_shard(*evolve_set, reducer), metric=metric, thr=thr, reducer=reducer)
-    search_objective = Objective(*_shard(*search_set, reducer), metric=metric, thr=thr, reducer=reducer)
-    polish_objective = Objective(*_shard(*polish_set, reducer), metric=metric, thr=thr, reducer=reducer)
+    middle_set = pool_sizes(*fine_set, cell=middle_cell)
+    coarse_set = pool_sizes(*middle_set, cell=coarse_cell)
+    coarse, middle, fine = (
+        Objective(*_shard(*pools, reducer), metric=metric, thr=thr, reducer=reducer)
+        for pools in (coarse_set, middle_set, fine_set)
+    )
 
     # The search works on a few thousand pooled sizes: tensors too small for several CPU threads,
     # whose barriers cost more than they save and stall badly when another process holds a core.
     with _one_cpu_thread(device):
-        # k-means starts on the coarse pooling, chosen by the objective.
         distance, update = ("euclidean", "mean") if metric == "ratio" else ("iou", "median")
         candidates = torch.stack(
             [
-                kmeans(evolve_set[0], n, weights=evolve_set[1], distance=distance, update=update, restarts=1,
+                kmeans(coarse_set[0], n, weights=coarse_set[1], distance=distance, update=update, restarts=1,
                        iters=30, generator=generator)
                 for _ in range(starts)
             ]
         )
-        start = candidates[search_objective(candidates).argmax()]
+        start = candidates[middle(candidates).argmax()]
 
         bar = _Bar(gen, f"Evolving {n} anchors", progress)
         try:
-            if method == "ga":
-                best, _ = evolve(evolve_objective, start, gen=gen, population=population, generator=generator, progress=bar)
-            else:
-                best, _ = differential_evolution(
-                    evolve_objective, start, gen=gen, population=population, generator=generator, progress=bar
-                )
+            search = evolve if method == "ga" else differential_evolution
+            best, _ = search(coarse, start, gen=gen, population=population, generator=generator, progress=bar)
         finally:
             bar.close()
-        hop_objective = evolve_objective if hop_on_coarse else search_objective
-        # Steps much finer than a pooling's cells only chase its rounding: each stage stops there.
+        # Steps much finer than a pooling's cells only chase its rounding: each stage stops near them.
         best, _ = polish(
-            hop_objective, best, relocations=relocations, tries=tries, patience=patience, generator=generator,
-            min_step=hop_min_step, hop_min_step=hop_min_step,
+            coarse, best, relocations=relocations, tries=tries, patience=patience, hops=hops,
+            min_step=HOP_MIN_STEP, hop_min_step=HOP_MIN_STEP, generator=generator,
         )
-        if hop_on_coarse:
-            best, _ = polish(search_objective, best, step=0.02, min_step=0.004)
-        best, _ = polish(polish_objective, best, step=0.01)
+        best, _ = polish(middle, best, step=0.02, min_step=0.004)
+        best, _ = polish(fine, best, step=0.01)
 
     start_stats, stats = anchor_stats(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
     objective = (lambda s: s.fitness) if metric == "ratio" else (lambda s: s.avg_iou)
