@@ -376,6 +376,8 @@ _DIRECTIONS = torch.tensor(
 )
 # Rows per chunk when scoring single-anchor moves.
 _MOVE_ROWS = 16384
+# Up to this many (move, box) pairs, all moves are scored on all boxes at once: fewer, larger ops.
+_DENSE_MOVES = 1 << 19
 
 
 class _Scores:
@@ -448,10 +450,12 @@ class _Scores:
         are scored at once; under IoU this is :meth:`try_moves`.
         """
         objective = self.objective
-        if not self.ratio:
-            which = torch.arange(positions.shape[0], device=positions.device).repeat_interleave(positions.shape[1])
-            return self.try_moves(which, positions.reshape(-1, 2)).view(positions.shape[:2])
         k = self.anchors.shape[0]
+        if positions.numel() * objective.wh.shape[0] <= _DENSE_MOVES:
+            return self._try_moves_dense(positions)
+        if not self.ratio:
+            which = torch.arange(k, device=positions.device).repeat_interleave(positions.shape[1])
+            return self.try_moves(which, positions.reshape(-1, 2)).view(positions.shape[:2])
         # A box not won by the anchor can only be won if the anchor comes closer than its
         # best distance (and within the threshold); the margin absorbs rounding.
         limit = self.dist.amin(1).clamp(max=objective.log_thr)  # [M]
@@ -475,6 +479,22 @@ class _Scores:
         gain = (torch.maximum(others[:, None], objective.score(dist)) - first[:, None]).double()  # [K,D,R]
         weights = (objective.weights[rows] * valid).double()  # [K,R]
         totals = self.local_sum() + (gain * weights[:, None]).sum(-1)  # [K,D]
+        return objective.reducer.sum(totals) / objective.total_weight
+
+    def _try_moves_dense(self, positions: Tensor) -> Tensor:
+        """:meth:`try_near_moves` for few boxes: every move on every box, in a dozen tensor ops."""
+        objective = self.objective
+        k = self.anchors.shape[0]
+        if self.ratio:
+            log_wh_t = objective.log_wh_t  # [2,M]
+            moved = objective.score((log_wh_t - positions.log()[..., None]).abs_().amax(2))  # [K,D,2,M] -> [K,D,M]
+        else:
+            moved = objective.match(positions.reshape(1, -1, 2))[0].T.reshape(k, -1, objective.wh.shape[0])
+        others = torch.where(
+            self.owner[None] == torch.arange(k, device=positions.device)[:, None], self.second[None], self.first[None]
+        )  # [K,M]: each box's best score without anchor k
+        gain = (torch.maximum(others[:, None], moved) - self.first).double()  # [K,D,M]
+        totals = self.local_sum() + gain @ objective.weights_double
         return objective.reducer.sum(totals) / objective.total_weight
 
     def try_relocations(self, targets: Tensor) -> Tensor:

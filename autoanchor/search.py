@@ -124,11 +124,6 @@ def _gather_pools(points: Tensor, weights: Tensor, reducer: Reducer) -> tuple[Te
     return pool_sizes(gathered[:, :2].to(points.dtype), gathered[:, 2])
 
 
-def _shard(points: Tensor, weights: Tensor, reducer: Reducer) -> tuple[Tensor, Tensor]:
-    """This process's share of a pooled set that every process holds in full."""
-    return points[reducer.rank :: reducer.world_size], weights[reducer.rank :: reducer.world_size]
-
-
 @contextlib.contextmanager
 def _one_cpu_thread(device: torch.device) -> Iterator[None]:
     """Run torch's CPU kernels on one thread for a while (restored afterwards)."""
@@ -299,9 +294,11 @@ def search_anchors(
         cell *= 2
     middle_set = pool_sizes(*fine_set, cell=middle_cell)
     coarse_set = pool_sizes(*middle_set, cell=coarse_cell)
+    # The pools are small and the same on every process, so every process searches them in full:
+    # the same seed gives the same anchors everywhere, with no collective per generation or step.
+    # Only the work that grows with the boxes (pooling them, measuring the result) is split.
     coarse, middle, fine = (
-        Objective(*_shard(*pools, reducer), metric=metric, thr=thr, reducer=reducer)
-        for pools in (coarse_set, middle_set, fine_set)
+        Objective(*pools, metric=metric, thr=thr) for pools in (coarse_set, middle_set, fine_set)
     )
 
     # The search works on a few thousand pooled sizes: tensors too small for several CPU threads,
