@@ -229,11 +229,11 @@ def _searched_boxes(wh: Tensor) -> Tensor:
     return wh[(wh >= MIN_BOX_PX).any(1) & (wh > 0).all(1)]
 
 
-def _load(data: str | None, img: int, device: torch.device) -> tuple[Any, Tensor, str]:
+def _load(data: str | None, img: int, device: torch.device, *, progress: bool) -> tuple[Any, Tensor, str]:
     from .datasets import load_boxes
 
     start = time.perf_counter()
-    sizes = load_boxes(data)
+    sizes = load_boxes(data, progress=progress)
     name = "built-in coco128" if data is None else str(data)
     logger.debug(
         "loaded %d boxes in %d images from %s in %.2f s", sizes.n_boxes, sizes.n_images, name,
@@ -371,7 +371,7 @@ def _fit(args: argparse.Namespace) -> int:
 
         require_matplotlib()
 
-    sizes, wh, name = _load(args.data, args.img, device)
+    sizes, wh, name = _load(args.data, args.img, device, progress=not args.quiet)
     start = time.perf_counter()
     result = search_anchors(
         wh, n, thr=args.thr, gen=args.gen, metric=args.metric, seed=args.seed, progress=not args.quiet
@@ -449,7 +449,7 @@ def _check(args: argparse.Namespace) -> int:
     else:
         anchors, label = _parse_anchor_text(args.anchors)
     device = _device(args.device)
-    sizes, wh, name = _load(args.data, args.img, device)
+    sizes, wh, name = _load(args.data, args.img, device, progress=not args.quiet)
     kept = _searched_boxes(wh)
     if kept.shape[0] == 0:
         raise CommandLineError(f"all {wh.shape[0]} boxes of {name} are under {MIN_BOX_PX:g} px; nothing to check")
