@@ -8,6 +8,7 @@ from typing import Callable, Optional
 import os
 
 import pytest
+import torch
 from PIL import Image
 
 # The real box statistics (coco128, VOC 2012) live beside the repository in shared/data.
@@ -71,3 +72,30 @@ def tiny_yolo_dataset(tmp_path: Path) -> Path:
     data = root / "data.yaml"
     data.write_text("path: .\ntrain: images/train\nval: images/train\nnames: [a, b, c]\n")
     return data
+
+
+# Devices the tensor tests run on: the CPU always, a GPU where there is one.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)
+
+
+@pytest.fixture(scope="module")
+def one_cpu_thread():
+    """Run small, loop-heavy searches on one CPU thread, as search_anchors does internally.
+
+    Tensors of a few hundred boxes gain nothing from intra-op threads, and their barriers stall
+    for seconds when another process holds a core of a 2-core machine. Restored afterwards.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def generator(seed: int, device="cpu") -> torch.Generator:
+    """A seeded generator on ``device``."""
+    return torch.Generator(device=device).manual_seed(seed)

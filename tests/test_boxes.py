@@ -10,15 +10,11 @@ import torch
 
 from autoanchor.boxes import BoxSizes
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 SHAPES = np.array([[640.0, 480.0], [500.0, 1000.0], [1280.0, 720.0]])
 NAMES = ["a.jpg", "b.jpg", "c.jpg"]
 
 
-@pytest.fixture(params=DEVICES)
-def device(request) -> torch.device:
-    return torch.device(request.param)
 
 
 def sizes(wh, image_index, shapes=SHAPES, names=NAMES, source="") -> BoxSizes:

@@ -22,32 +22,16 @@ from autoanchor.evolve import (
 )
 from autoanchor.metrics import anchor_fitness, avg_iou
 from autoanchor.parallel import LocalReducer
+from conftest import generator
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
 
 P5_ANCHORS = [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90], [156, 198], [373, 326]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    """Run these small, loop-heavy searches on one CPU thread, as search_anchors does internally.
-
-    Tensors of a few hundred boxes gain nothing from intra-op threads, and their barriers stall
-    for seconds when another process holds a core of this 2-core machine. Restored afterwards.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-@pytest.fixture(params=DEVICES)
-def device(request) -> torch.device:
-    return torch.device(request.param)
-
-
-def generator(seed: int, device="cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 def random_sizes(shape, *, seed, low=2.0, high=600.0, device="cpu") -> torch.Tensor:

@@ -9,33 +9,17 @@ import pytest
 import torch
 
 from autoanchor.kmeans import _lloyd, kmeans
+from conftest import generator
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
+
 
 CENTRES = [[10.0, 10.0], [50.0, 100.0], [200.0, 60.0]]  # sorted by area: 100, 5000, 12000
 COUNTS = [40, 25, 15]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    """Run these small, loop-heavy searches on one CPU thread, as search_anchors does internally.
-
-    Tensors of a few hundred boxes gain nothing from intra-op threads, and their barriers stall
-    for seconds when another process holds a core of this 2-core machine. Restored afterwards.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-@pytest.fixture(params=DEVICES)
-def device(request) -> torch.device:
-    return torch.device(request.param)
-
-
-def generator(seed: int, device="cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 def blobs(seed: int = 0, jitter: float = 0.03, dtype=torch.float32, device="cpu") -> list[torch.Tensor]:

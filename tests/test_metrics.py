@@ -23,15 +23,11 @@ from autoanchor.metrics import (
 )
 from autoanchor.parallel import LocalReducer
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 # yolov5's P5 default anchors (yolov5s.yaml), pixels at img_size 640.
 P5_ANCHORS = [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90], [156, 198], [373, 326]]
 
 
-@pytest.fixture(params=DEVICES)
-def device(request) -> torch.device:
-    return torch.device(request.param)
 
 
 def random_sizes(shape, *, seed, low=2.0, high=600.0, dtype=torch.float32, device="cpu"):

@@ -18,12 +18,8 @@ from autoanchor.metrics import anchor_stats
 from autoanchor.parallel import LocalReducer
 from autoanchor.search import SearchResult, kmean_anchors, search_anchors
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-@pytest.fixture(params=DEVICES)
-def device(request) -> torch.device:
-    return torch.device(request.param)
 
 
 @pytest.fixture(scope="module")
