@@ -172,8 +172,8 @@ def search_anchors(
     seed: int = 0,
     population: int | None = None,
     starts: int = 4,
-    coarse_cell: float = 0.12,
-    middle_cell: float = 0.04,
+    coarse_cell: float | None = None,
+    middle_cell: float | None = None,
     fine_points: int = 16384,
     relocations: int = 64,
     tries: int = 6,
@@ -191,7 +191,8 @@ def search_anchors(
     2. The sizes are pooled (:func:`pool_sizes`) three times: a fine pooling of
        at most ``fine_points`` sizes (identical sizes only, when there are few
        boxes), a middle one with cells of ``middle_cell`` and a coarse one with
-       cells of ``coarse_cell`` (log units).
+       cells of ``coarse_cell`` (log units: 0.04 and 0.12 for the ratio metric;
+       0.02 and 0.06 for IoU, whose optima lie closer together).
     3. k-means on the coarse pooling from ``starts`` k-means++ seeds (whitened
        Euclidean for ``metric="ratio"``, as yolov5; ``1 - IoU`` with median
        updates for ``"iou"``); the start with the best objective is kept.
@@ -255,6 +256,10 @@ def search_anchors(
         population = 4 if method == "ga" else 16
     population = _check_int("population", population, 1 if method == "ga" else 4)
     reducer = reducer if reducer is not None else LocalReducer()
+    if coarse_cell is None:
+        coarse_cell = 0.12 if metric == "ratio" else 0.06
+    if middle_cell is None:
+        middle_cell = 0.04 if metric == "ratio" else 0.02
 
     finite = torch.isfinite(wh).all(1)
     if not bool(finite.all()):
