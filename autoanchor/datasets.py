@@ -27,7 +27,6 @@ import math
 import os
 import struct
 import tempfile
-import warnings
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
+from ._warn import warn
 from .boxes import BoxSizes
 
 __all__ = [
@@ -1008,7 +1008,7 @@ def _load_and_report(source: Any, *, verbose: bool, **options: Any) -> tuple[Box
     """:func:`_load`, then its warnings (pointing at the public caller's caller) and its summary."""
     boxes, summary, notices = _load(source, **options)
     for notice in notices:
-        warnings.warn(notice, stacklevel=3)
+        warn(notice)
     logger.log(logging.INFO if verbose else logging.DEBUG, "%s", summary)
     return boxes, summary
 

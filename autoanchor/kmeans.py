@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from ._warn import warn
 from .metrics import check_wh, wh_iou
 
 __all__ = ["kmeans"]
@@ -169,11 +169,9 @@ def kmeans(
     if distinct.shape[0] <= n:
         counts = torch.zeros(len(distinct), dtype=torch.float64, device=wh.device).index_add_(0, inverse, weights)
         if distinct.shape[0] < n:
-            warnings.warn(
+            warn(
                 f"kmeans: asked for {n} anchors but the data has only {distinct.shape[0]} distinct sizes; "
-                "the most frequent sizes are repeated to make up the number",
-                UserWarning,
-                stacklevel=2,
+                "the most frequent sizes are repeated to make up the number"
             )
         order = counts.argsort(descending=True, stable=True)
         centroids = distinct[order.repeat(math.ceil(n / len(order)))[:n]]
@@ -184,11 +182,7 @@ def kmeans(
         mean = (points * weights[:, None]).sum(0) / weights.sum()
         std = (((points - mean) ** 2 * weights[:, None]).sum(0) / weights.sum()).sqrt()
         if bool((std == 0).any()):
-            warnings.warn(
-                f"kmeans: a coordinate has zero variance (std {std.tolist()}); it is not whitened",
-                UserWarning,
-                stacklevel=2,
-            )
+            warn(f"kmeans: a coordinate has zero variance (std {std.tolist()}); it is not whitened")
         scale = torch.where(std > 0, std, torch.ones_like(std))
     points = points / scale
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._warn import warn
 from .evolve import Objective, differential_evolution, evolve, polish
 from .kmeans import kmeans
 from .metrics import AnchorStats, Metric, anchor_stats, check_metric, check_thr, check_wh
@@ -275,11 +275,9 @@ def search_anchors(
     if total_boxes == 0:
         raise ValueError("no boxes to search anchors for (wh is empty)")
     if n_small:
-        warnings.warn(
+        warn(
             f"{n_small} of {total_boxes} boxes have a side under {SMALL_BOX_PX:g} px; "
-            "such small objects are hard to detect",
-            UserWarning,
-            stacklevel=2,
+            "such small objects are hard to detect"
         )
     # yolov5 keeps a box when either side reaches 2 px; a zero side has no log size, so drop that too.
     kept = wh[((wh >= MIN_BOX_PX).any(1)) & (wh > 0).all(1)].float()
