@@ -4,10 +4,12 @@
 drop-in for yolov5's function of the same name, taking a dataset.
 
 How the search stays fast on millions of boxes: box sizes are pooled into cells
-of a fine grid in log space (exactly identical sizes are merged first), each
-cell standing for its boxes by their weighted mean log size and count. k-means
-and the evolution run on a coarse pooling (a few thousand points), the final
-polish on a finer one, and the figures reported are computed on every box.
+of a grid in log space (few boxes are merged only where identical), each pool
+standing for its boxes by their weighted mean log size and count. k-means, the
+evolution and the relocation hops run on a coarse pooling (about a thousand
+sizes), the last climbs on finer ones, and the figures reported are computed on
+every box. The search's cost therefore hardly depends on the number of boxes;
+only letterboxing, pooling and the final figures grow with it, linearly.
 """
 
 from __future__ import annotations
