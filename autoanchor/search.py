@@ -174,6 +174,7 @@ def search_anchors(
     seed: int = 0,
     population: int | None = None,
     starts: int = 4,
+    kmeans_iters: int = 10,
     coarse_cell: float | None = None,
     middle_cell: float | None = None,
     fine_points: int = 16384,
@@ -222,8 +223,9 @@ def search_anchors(
             same anchors on the same device.
         population: candidates per generation; 4 for ``"ga"`` and 16 for ``"de"``
             when omitted.
-        starts, coarse_cell, middle_cell, fine_points, relocations, tries,
-            patience, hops: the stages' settings, as above; the defaults keep the
+        starts, kmeans_iters, coarse_cell, middle_cell, fine_points, relocations,
+            tries, patience, hops: the stages' settings, as above (``kmeans_iters``
+            bounds the Lloyd iterations of each k-means start); the defaults keep the
             search within about half a second on two CPU cores.
         reducer: combines the work of several processes (see
             :mod:`autoanchor.parallel`); every process must pass the same options
@@ -313,7 +315,7 @@ def search_anchors(
         candidates = torch.stack(
             [
                 kmeans(coarse_set[0], n, weights=coarse_set[1], distance=distance, update=update, restarts=1,
-                       iters=30, generator=generator)
+                       iters=kmeans_iters, generator=generator)
                 for _ in range(starts)
             ]
         )

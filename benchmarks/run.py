@@ -253,10 +253,20 @@ class Options:
     iou_kmeans_seeds: int
     iou_ks: list[int]
     autoanchor: bool
+    repeats: int = 1
+    repeat_max_boxes: int = 500_000
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _median_run(specs: list[dict]) -> dict:
+    """Run each spec in a fresh process and return the run with the median time (all times attached)."""
+    runs = sorted((run_worker(spec) for spec in specs), key=lambda run: run["seconds"])
+    median = dict(runs[len(runs) // 2])
+    median["all_seconds"] = [run["seconds"] for run in runs]
+    return median
 
 
 def speed_section(opt: Options) -> list[str]:
@@ -268,9 +278,10 @@ def speed_section(opt: Options) -> list[str]:
                 base=opt.base, n_boxes=n_boxes, variant=variant, kind=opt.kind, n=9, img_size=640, gen=GEN,
                 seed=0, threads=opt.threads,
             )
-            log(f"speed: reference on {boxes_label(n_boxes)} {variant} ...")
-            ref = run_worker({**common, "impl": "reference", "ref_gens": opt.ref_gens})
-            aa = run_worker({**common, "impl": "autoanchor"}) if opt.autoanchor else None
+            repeats = opt.repeats if n_boxes <= opt.repeat_max_boxes else 1
+            log(f"speed: reference on {boxes_label(n_boxes)} {variant} (x{repeats}) ...")
+            ref = _median_run([{**common, "impl": "reference", "ref_gens": opt.ref_gens}] * repeats)
+            aa = _median_run([{**common, "impl": "autoanchor"}] * repeats) if opt.autoanchor else None
             any_extrapolated |= ref["extrapolated"]
             ref_time = f"{ref['seconds']:.1f}" + ("*" if ref["extrapolated"] else "")
             name = f"{opt.base} tiled, {variant}"
@@ -293,9 +304,14 @@ def speed_section(opt: Options) -> list[str]:
                 f"{phases['filter']:.2f} s, k-means {phases['kmeans']:.1f} s, {ref['generations_run']} generations "
                 f"{phases['evolve']:.1f} s ({1000 * phases['evolve'] / max(ref['generations_run'], 1):.1f} ms each)"
                 + ("; k-means fell back to a random start" if ref["kmeans_fallback"] else "")
+                + (f"; runs {', '.join(f'{t:.1f}' for t in ref['all_seconds'])} s (median shown)"
+                   if len(ref["all_seconds"]) > 1 else "")
                 + f"; CPU {ref['cpu_seconds']:.1f} s for {ref['measured_seconds']:.1f} s measured wall, "
                 f"load {ref['load_1min'][0]:.2f}->{ref['load_1min'][1]:.2f}"
-                + ("" if aa is None else f". autoanchor CPU {aa['cpu_seconds']:.2f} s for {aa['seconds']:.2f} s wall, "
+                + ("" if aa is None else f". autoanchor "
+                   + (f"runs {', '.join(f'{t:.2f}' for t in aa['all_seconds'])} s (median shown), "
+                      if len(aa["all_seconds"]) > 1 else "")
+                   + f"CPU {aa['cpu_seconds']:.2f} s for {aa['seconds']:.2f} s wall, "
                    f"load {aa['load_1min'][0]:.2f}->{aa['load_1min'][1]:.2f}, BPR {aa['bpr']:.4f} "
                    f"(reference {ref['bpr']:.4f})")
             )
@@ -308,7 +324,8 @@ def speed_section(opt: Options) -> list[str]:
         "## Speed",
         "",
         f"End to end, gen={GEN}, n=9, img_size=640, thr={THR}, seed 0, {opt.threads} torch threads; dataset in memory "
-        f"as {kind}; letterboxing, k-means and all generations timed.",
+        f"as {kind}; letterboxing, k-means and all generations timed. Rows up to {opt.repeat_max_boxes:,} boxes: "
+        f"each side run {opt.repeats} times in fresh processes, the median run shown; larger rows: one run each.",
         "",
         *table(header, rows),
         "",
@@ -576,6 +593,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-gen", type=int, help="generations of the long search (default 20000; quick 5000)")
     parser.add_argument("--long-seeds", type=int, help="seeds of the long search (default 3; quick 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="speed rows up to --repeat-max-boxes run each side this many times and report the "
+                             "median run (default 3)")
+    parser.add_argument("--repeat-max-boxes", type=parse_sizes, default=[500_000],
+                        help="larger speed rows run once (default 500k)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -604,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
         iou_kmeans_seeds=3 if quick else 10,
         iou_ks=[5] if quick else [5, 9],
         autoanchor=use_autoanchor,
+        repeats=max(1, args.repeats),
+        repeat_max_boxes=args.repeat_max_boxes[0],
     )
 
     lines = ["# autoanchor benchmarks" + (" (quick mode)" if quick else ""), "", *machine_info(args.threads)]
