@@ -308,7 +308,7 @@ def speed_section(opt: Options) -> list[str]:
                    if len(ref["all_seconds"]) > 1 else "")
                 + f"; CPU {ref['cpu_seconds']:.1f} s for {ref['measured_seconds']:.1f} s measured wall, "
                 f"load {ref['load_1min'][0]:.2f}->{ref['load_1min'][1]:.2f}"
-                + ("" if aa is None else f". autoanchor "
+                + ("" if aa is None else ". autoanchor "
                    + (f"runs {', '.join(f'{t:.2f}' for t in aa['all_seconds'])} s (median shown), "
                       if len(aa["all_seconds"]) > 1 else "")
                    + f"CPU {aa['cpu_seconds']:.2f} s for {aa['seconds']:.2f} s wall, "
