@@ -72,7 +72,9 @@ class Objective:
     ) -> None:
         check_wh(wh)
         self.metric = check_metric(metric)
-        self.log_thr = math.log(check_thr(thr))
+        thr = check_thr(thr)
+        self.log_thr = math.log(thr)
+        self.inv_thr = 1 / thr
         self.reducer = reducer if reducer is not None else LocalReducer()
         self.chunk = chunk
         self.wh = wh.float()
@@ -98,8 +100,13 @@ class Objective:
         )
 
     def score(self, distance: Tensor) -> Tensor:
-        """Ratio metric only: what a box at ``distance`` from its best anchor adds to the fitness."""
-        return torch.where(distance < self.log_thr, torch.exp(-distance), 0.0)
+        """Ratio metric only: what a box at ``distance`` from its best anchor adds to the fitness.
+
+        That is the ratio metric ``exp(-distance)`` where it passes ``1/thr``, else 0.
+        (``torch.threshold`` is one float kernel; a boolean mask and ``torch.where``
+        cost about four times as much on the CPU.)
+        """
+        return torch.threshold(torch.exp(-distance), self.inv_thr, 0.0)
 
     def match(self, anchors: Tensor, rows: Rows = slice(None)) -> Tensor:
         """Each box's score against each anchor: ``[P, m, K]`` for anchors ``[P, K, 2]``.
@@ -378,41 +385,102 @@ _DIRECTIONS = torch.tensor(
 _MOVE_ROWS = 16384
 # Up to this many (move, box) pairs, all moves are scored on all boxes at once: fewer, larger ops.
 _DENSE_MOVES = 1 << 19
+# Boxes per chunk when building the table of scores.
+_TABLE_ROWS = 65536
+
+
+class _MoveMemo:
+    """Scores of candidate anchor positions on every box, ``[A, D, M]``, kept while they repeat.
+
+    A climb tries the same ``[A, D]`` positions round after round, and a round's
+    single move changes only one anchor's row, so only rows whose positions
+    changed are scored again. An entry depends on nothing but the objective and
+    the position, so copies of one :class:`_Scores` share a memo.
+    """
+
+    def __init__(self) -> None:
+        self.positions: Tensor | None = None
+        self.scores: Tensor | None = None
+
+    def get(self, positions: Tensor, score: Callable[[Tensor], Tensor]) -> Tensor:
+        if self.positions is None or self.scores is None or self.positions.shape != positions.shape:
+            self.positions, self.scores = positions.clone(), score(positions)
+            return self.scores
+        stale = (self.positions != positions).flatten(1).any(1).nonzero().flatten()
+        if len(stale) == len(positions):
+            self.positions, self.scores = positions.clone(), score(positions)
+        elif len(stale):
+            self.scores[stale] = score(positions[stale])
+            self.positions[stale] = positions[stale]
+        return self.scores
 
 
 class _Scores:
     """Each box's score against each current anchor, with its best and second best.
 
-    For the ratio metric it also keeps the distances, which bound how much a
-    small move can change a score: moving an anchor by at most ``step`` in log
-    space changes its distance to any box by at most ``step``. Only the boxes
-    the anchor wins now, or could win after such a move, need to be looked at.
+    Tables are laid out ``[K, M]`` (anchor, box) so that reductions over the
+    anchors run along contiguous rows of boxes. For the ratio metric it also
+    keeps the distances, which bound how much a small move can change a score:
+    moving an anchor by at most ``step`` in log space changes its distance to any
+    box by at most ``step``. Only the boxes the anchor wins now, or could win
+    after such a move, need to be looked at.
     """
 
     def __init__(self, objective: Objective, anchors: Tensor) -> None:
         self.objective = objective
-        self.anchors = anchors.clone()
         self.ratio = objective.metric == "ratio"
-        parts = range(0, objective.wh.shape[0], 65536)
+        self.memo = _MoveMemo()
+        self.reset(anchors)
+
+    def reset(self, anchors: Tensor) -> None:
+        """Start again from ``anchors`` (the memo of move scores stays valid)."""
+        self.anchors = anchors.clone()
         if self.ratio:
-            self.dist = torch.cat([objective.distance(anchors[None], slice(s, s + 65536))[0] for s in parts])  # [M,K]
-            self.table = objective.score(self.dist)
+            self.dist = self._against(anchors)  # [K,M]
+            self.table = self.objective.score(self.dist)
         else:
-            self.table = torch.cat([objective.match(anchors[None], slice(s, s + 65536))[0] for s in parts])  # [M,K]
+            self.table = self._against(anchors)
         self._refresh()
 
+    def _against(self, anchors: Tensor) -> Tensor:
+        """Every box against each of ``anchors [A, 2]``: log distances (ratio) or IoU, ``[A, M]``."""
+        objective = self.objective
+        parts = []
+        for start in range(0, objective.wh.shape[0], _TABLE_ROWS):
+            rows = slice(start, start + _TABLE_ROWS)
+            if self.ratio:
+                parts.append((objective.log_wh_t[None, :, rows] - anchors.log()[:, :, None]).abs_().amax(1))
+            else:
+                parts.append(objective.match(anchors[None], rows)[0].T)
+        return torch.cat(parts, 1)
+
+    def _score_moves(self, positions: Tensor) -> Tensor:
+        """Every box's score against each of ``positions [A, D, 2]``: ``[A, D, M]``."""
+        objective = self.objective
+        if self.ratio:
+            return objective.score((objective.log_wh_t - positions.log()[..., None]).abs_().amax(2))  # [A,D,2,M]
+        a, d = positions.shape[:2]
+        return objective.match(positions.reshape(1, -1, 2))[0].T.reshape(a, d, -1)
+
     def _refresh(self) -> None:
-        if self.table.shape[1] > 1:
-            top = self.table.topk(2, dim=1)
-            self.first, self.second, self.owner = top.values[:, 0], top.values[:, 1], top.indices[:, 0]
+        self.first, self.owner = self.table.max(0)  # [M]
+        if self.table.shape[0] > 1:
+            self.second = self.table.scatter(0, self.owner[None], -1.0).amax(0)
         else:
-            self.first = self.table[:, 0]
             self.second = torch.zeros_like(self.first)
-            self.owner = torch.zeros(self.first.shape[0], dtype=torch.long, device=self.first.device)
+
+    def without(self) -> Tensor:
+        """Each box's best score if anchor ``k`` were gone: ``[K, M]``.
+
+        That is its second best where ``k`` is its best, else its best (computed
+        with a one-hot product: float kernels beat a boolean ``where`` on the CPU).
+        """
+        owns = torch.zeros_like(self.table).scatter_(0, self.owner[None], 1.0)  # [K,M]
+        return self.first - (self.first - self.second) * owns
 
     def copy(self) -> _Scores:
         twin = object.__new__(_Scores)
-        twin.__dict__.update(self.__dict__)
+        twin.__dict__.update(self.__dict__)  # the memo is shared on purpose
         twin.anchors, twin.table = self.anchors.clone(), self.table.clone()
         if self.ratio:
             twin.dist = self.dist.clone()
@@ -434,20 +502,22 @@ class _Scores:
         """
         objective = self.objective
         totals = torch.zeros(len(positions), dtype=torch.float64, device=positions.device)
+        without = self.without()
         for start in range(0, objective.wh.shape[0], _MOVE_ROWS):
             rows = slice(start, start + _MOVE_ROWS)
             moved = objective.match(positions[:, None, :], rows)[..., 0]  # [C,m]
-            others = torch.where(self.owner[rows][None] == which[:, None], self.second[rows][None], self.first[rows][None])
+            others = without[which, rows]  # [C,m]
             totals += objective.weighted_sum(torch.maximum(others, moved), rows)
         return objective.reducer.sum(totals) / objective.total_weight
 
     def try_near_moves(self, positions: Tensor, reach: float) -> Tensor:
         """Fitness if anchor ``k`` alone moved to ``positions[k, d]``: ``[K, D]``.
 
-        The moves must stay within ``reach`` (log units) of the anchor. Under the
-        ratio metric each anchor's moves are then scored only on the boxes they
-        can affect, gathered into one padded ``[K, R]`` index so that all moves
-        are scored at once; under IoU this is :meth:`try_moves`.
+        The moves must stay within ``reach`` (log units) of the anchor. With few
+        boxes every move is scored on every box (:meth:`_try_moves_dense`). Else,
+        under the ratio metric, each anchor's moves are scored only on the boxes
+        they can affect, gathered into one padded ``[K, R]`` index so that all
+        moves are scored at once; under IoU this is :meth:`try_moves`.
         """
         objective = self.objective
         k = self.anchors.shape[0]
@@ -458,10 +528,10 @@ class _Scores:
             return self.try_moves(which, positions.reshape(-1, 2)).view(positions.shape[:2])
         # A box not won by the anchor can only be won if the anchor comes closer than its
         # best distance (and within the threshold); the margin absorbs rounding.
-        limit = self.dist.amin(1).clamp(max=objective.log_thr)  # [M]
-        reachable = self.dist - (reach + 1e-4) < limit[:, None]  # [M,K]
-        reachable.scatter_(1, self.owner[:, None], True)
-        anchor_of, row = reachable.T.nonzero(as_tuple=True)  # grouped by anchor
+        limit = self.dist.amin(0).clamp(max=objective.log_thr)  # [M]
+        reachable = self.dist - (reach + 1e-4) < limit  # [K,M]
+        reachable.scatter_(0, self.owner[None], True)
+        anchor_of, row = reachable.nonzero(as_tuple=True)  # grouped by anchor
         counts = torch.bincount(anchor_of, minlength=k)
         width = int(counts.max())
         slot = torch.arange(len(row), device=row.device) - (counts.cumsum(0) - counts)[anchor_of]
@@ -475,25 +545,21 @@ class _Scores:
             (log_wh[:, None, :, 1] - log_moves[:, :, None, 1]).abs_(),
         )  # [K,D,R]
         first = self.first[rows]  # [K,R]
-        others = torch.where(self.owner[rows] == torch.arange(k, device=row.device)[:, None], self.second[rows], first)
+        others = self.without().gather(1, rows)  # [K,R]
         gain = (torch.maximum(others[:, None], objective.score(dist)) - first[:, None]).double()  # [K,D,R]
         weights = (objective.weights[rows] * valid).double()  # [K,R]
         totals = self.local_sum() + (gain * weights[:, None]).sum(-1)  # [K,D]
         return objective.reducer.sum(totals) / objective.total_weight
 
     def _try_moves_dense(self, positions: Tensor) -> Tensor:
-        """:meth:`try_near_moves` for few boxes: every move on every box, in a dozen tensor ops."""
+        """:meth:`try_near_moves` for few boxes: every move on every box, in a few tensor ops.
+
+        The moves' scores come from the memo, so a round after a single move
+        scores one anchor's moves afresh, not all of them.
+        """
         objective = self.objective
-        k = self.anchors.shape[0]
-        if self.ratio:
-            log_wh_t = objective.log_wh_t  # [2,M]
-            moved = objective.score((log_wh_t - positions.log()[..., None]).abs_().amax(2))  # [K,D,2,M] -> [K,D,M]
-        else:
-            moved = objective.match(positions.reshape(1, -1, 2))[0].T.reshape(k, -1, objective.wh.shape[0])
-        others = torch.where(
-            self.owner[None] == torch.arange(k, device=positions.device)[:, None], self.second[None], self.first[None]
-        )  # [K,M]: each box's best score without anchor k
-        gain = (torch.maximum(others[:, None], moved) - self.first).double()  # [K,D,M]
+        moved = self.memo.get(positions, self._score_moves)  # [K,D,M]
+        gain = (torch.maximum(self.without()[:, None], moved) - self.first).double()  # [K,D,M]
         totals = self.local_sum() + gain @ objective.weights_double
         return objective.reducer.sum(totals) / objective.total_weight
 
@@ -506,37 +572,29 @@ class _Scores:
         best, plus two ``[T, M]`` gain terms: ``O(T M)`` work for ``T K`` moves.
         """
         objective = self.objective
-        k = self.anchors.shape[0]
-        owned = torch.zeros(self.first.shape[0], k, dtype=torch.float64, device=targets.device)
-        owned.scatter_(1, self.owner[:, None], 1.0)
-        owned *= objective.weights.double()[:, None]  # [M,K]: weight of each box under its best anchor
-        loss = ((self.first - self.second).double()[None] @ owned)[0]  # [K]
+        owned = torch.zeros_like(self.table, dtype=torch.float64).scatter_(0, self.owner[None], 1.0)
+        owned *= objective.weights_double  # [K,M]: weight of each box under its best anchor
+        loss = owned @ (self.first - self.second).double()  # [K]
         gain_kept = torch.zeros(len(targets), dtype=torch.float64, device=targets.device)
-        gain_swap = torch.zeros(len(targets), k, dtype=torch.float64, device=targets.device)
+        gain_swap = torch.zeros(len(targets), len(loss), dtype=torch.float64, device=targets.device)
         for start in range(0, objective.wh.shape[0], _MOVE_ROWS):
             rows = slice(start, start + _MOVE_ROWS)
             score = objective.match(targets[:, None, :], rows)[..., 0]  # [T,m]
             over_first = (score - self.first[rows]).clamp_(min=0).double()
             over_second = (score - self.second[rows]).clamp_(min=0).double()
             gain_kept += objective.weighted_sum(over_first, rows)
-            gain_swap += (over_second - over_first) @ owned[rows]
+            gain_swap += (over_second - over_first) @ owned[:, rows].T
         totals = self.local_sum() - loss[None] + gain_kept[:, None] + gain_swap  # [T,K]
         return objective.reducer.sum(totals) / objective.total_weight
 
-    def reset(self, anchors: Tensor) -> None:
-        self.__init__(self.objective, anchors)  # type: ignore[misc]
-
     def move(self, anchor: int, position: Tensor) -> None:
         self.anchors[anchor] = position
-        parts = range(0, self.objective.wh.shape[0], 65536)
+        column = self._against(position[None])[0]  # [M]
         if self.ratio:
-            column = torch.cat([self.objective.distance(position[None, None], slice(s, s + 65536))[0, :, 0] for s in parts])
-            self.dist[:, anchor] = column
-            self.table[:, anchor] = self.objective.score(column)
+            self.dist[anchor] = column
+            self.table[anchor] = self.objective.score(column)
         else:
-            self.table[:, anchor] = torch.cat(
-                [self.objective.match(position[None, None], slice(s, s + 65536))[0, :, 0] for s in parts]
-            )
+            self.table[anchor] = column
         self._refresh()
 
 

@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 
+import autoanchor.evolve as evolve_module
 from autoanchor.datasets import load_boxes
 from autoanchor.evolve import (
     _DIRECTIONS,
@@ -377,8 +378,16 @@ def test_try_moves_matches_loop(scored):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)
 
 
+@pytest.fixture(params=["dense", "pruned"])
+def move_path(request, monkeypatch):
+    """Score near moves on every box at once, or only on the boxes each move can reach."""
+    if request.param == "pruned":
+        monkeypatch.setattr(evolve_module, "_DENSE_MOVES", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("step", [0.2, 0.05, 0.004])
-def test_try_near_moves_matches_loop(scored, step):
+def test_try_near_moves_matches_loop(scored, step, move_path):
     objective, anchors = scored
     scores = _Scores(objective, anchors)
     positions = anchors[:, None, :] * (_DIRECTIONS * step).exp()[None]  # [K,8,2]
@@ -388,6 +397,26 @@ def test_try_near_moves_matches_loop(scored, step):
     expected = loop_moves(objective, anchors, which, positions.reshape(-1, 2)).view(9, 8)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)
     assert float((expected - float(objective(anchors))).abs().max()) > 1e-5  # the moves do change the fitness
+
+
+def test_try_near_moves_after_moves_and_copies(scored, move_path):
+    """Scores of moves are remembered between rounds; after moves and in copies they must stay right."""
+    objective, anchors = scored
+    scores = _Scores(objective, anchors)
+    offsets = (_DIRECTIONS * 0.05).exp()[None]  # [1,8,2]
+    which = torch.arange(9).repeat_interleave(8).tolist()
+    twin = None
+    for anchor, position in [(2, [40.0, 20.0]), (7, [150.0, 260.0]), (2, [30.0, 30.0])]:
+        scores.try_near_moves(scores.anchors[:, None, :] * offsets, 0.05)  # fills the memo
+        twin = scores.copy()
+        scores.move(anchor, torch.tensor(position))
+        got = scores.try_near_moves(scores.anchors[:, None, :] * offsets, 0.05)
+        expected = loop_moves(objective, scores.anchors, which, (scores.anchors[:, None, :] * offsets).reshape(-1, 2))
+        torch.testing.assert_close(got, expected.view(9, 8), rtol=0, atol=1e-7)
+    # the copy shares the memo, which now holds the moved anchor's positions: its own scores still hold
+    got = twin.try_near_moves(twin.anchors[:, None, :] * offsets, 0.05)
+    expected = loop_moves(objective, twin.anchors, which, (twin.anchors[:, None, :] * offsets).reshape(-1, 2))
+    torch.testing.assert_close(got, expected.view(9, 8), rtol=0, atol=1e-7)
 
 
 def test_try_relocations_matches_loop(scored, coco_wh):
