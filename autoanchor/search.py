@@ -178,7 +178,7 @@ def search_anchors(
     coarse_cell: float | None = None,
     middle_cell: float | None = None,
     fine_points: int = 16384,
-    relocations: int = 64,
+    relocations: int = 16,
     tries: int = 6,
     patience: int = 3,
     hops: int = 48,
