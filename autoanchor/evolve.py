@@ -133,7 +133,7 @@ class Objective:
 
     def weighted_sum(self, values: Tensor, rows: Rows = slice(None)) -> Tensor:
         """``Σ weight · value`` over this process's boxes, in float64: ``[P, m] -> [P]``."""
-        return (values.double() * self.weights[rows].double()).sum(-1)
+        return values.double() @ self.weights_double[rows]
 
     def of_log(self, log_anchors: Tensor) -> Tensor:
         """Fitness of anchor sets given as log sizes ``[P, K, 2]``: float64 ``[P]``.
@@ -478,6 +478,17 @@ class _Scores:
         owns = torch.zeros_like(self.table).scatter_(0, self.owner[None], 1.0)  # [K,M]
         return self.first - (self.first - self.second) * owns
 
+    def at(self, anchors: Tensor) -> _Scores:
+        """The scores of other anchors on the same boxes (sharing the memo)."""
+        other = object.__new__(_Scores)
+        other.objective, other.ratio, other.memo = self.objective, self.ratio, self.memo
+        other.reset(anchors)
+        return other
+
+    def take(self, other: _Scores) -> None:
+        """Become ``other`` (which must not be used afterwards)."""
+        self.__dict__.update(other.__dict__)
+
     def copy(self) -> _Scores:
         twin = object.__new__(_Scores)
         twin.__dict__.update(self.__dict__)  # the memo is shared on purpose
@@ -618,13 +629,14 @@ def _climb(scores: _Scores, *, step: float, min_step: float, max_rounds: int) ->
         if not improving:
             step /= 2
             continue
-        best = max(improving, key=lambda i: float(gain[i]))
+        best = int(gain.argmax())  # the best improving move (the first, on ties)
         if len(improving) > 1:
             joint = scores.anchors.clone()
             joint[improving] = positions[improving, choice[improving]]
-            joint_fitness = scores.objective(joint)
+            moved = scores.at(joint)
+            joint_fitness = moved.fitness()
             if joint_fitness > gain[best] + 1e-12:
-                scores.reset(joint)
+                scores.take(moved)
                 fitness = joint_fitness
                 continue
         scores.move(best, positions[best, choice[best]])
