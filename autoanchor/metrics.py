@@ -261,14 +261,22 @@ def anchor_stats(
     check_anchors(anchors)
     _check_weights(weights, wh)
     population = anchors if anchors.ndim == 3 else anchors[None]
+    dtype = torch.promote_types(wh.dtype, population.dtype)
+    # Boxes run along the last, contiguous dimension: [P, K, 2, n] pairs, reduced over sides and anchors.
+    anchor = population.to(dtype)[..., None]  # [P,K,2,1]
+    anchor_area = anchor.prod(2)  # [P,K,1]
+    inv_thr = 1 / thr
     sums = torch.zeros(population.shape[0], 4, dtype=torch.float64, device=wh.device)
     for start in range(0, wh.shape[0], chunk):
-        part = wh[start : start + chunk]
-        ratio = ratio_metric(part, population)  # [P,n,K]
-        best = ratio.amax(-1)  # [P,n]
-        passed = best > 1 / thr
+        box = wh[start : start + chunk].to(dtype).T  # [2,n]
+        r = box / anchor  # [P,K,2,n]
+        ratio = torch.minimum(r, 1 / r).amin(2)  # [P,K,n], as ratio_metric
+        best = ratio.amax(1)  # [P,n]
+        passed = best > inv_thr
+        inter = torch.minimum(box, anchor).prod(2)  # [P,K,n]
+        iou = inter / (box.prod(0) + anchor_area - inter)  # as wh_iou
         columns = torch.stack(
-            [best * passed, passed, (ratio > 1 / thr).sum(-1), wh_iou(part, population).amax(-1)], 1
+            [best * passed, passed, (ratio > inv_thr).sum(1), iou.amax(1)], 1
         ).double()  # [P,4,n]
         sums += columns.sum(-1) if weights is None else columns @ weights[start : start + chunk].double()
     count = torch.tensor(
