@@ -141,10 +141,14 @@ class Objective:
         The lean path of the evolution's inner loop: no validation, and for small
         sets of boxes a single pass.
         """
+        return self.log_sums(log_anchors) / self.total_weight
+
+    def log_sums(self, log_anchors: Tensor) -> Tensor:
+        """:meth:`of_log` before the division by the total weight (summed over processes)."""
         if self.metric != "ratio" or log_anchors.shape[0] * log_anchors.shape[1] * self.wh.shape[0] > self.chunk:
-            return self(log_anchors.exp())
+            return self.sums(log_anchors.exp())
         dist = self._min_distance(log_anchors)  # [P,M]
-        return self.reducer.sum(self.score(dist).double() @ self.weights_double) / self.total_weight
+        return self.reducer.sum(torch.threshold_(dist.neg_().exp_(), self.inv_thr, 0.0).double() @ self.weights_double)
 
     def _min_distance(self, log_anchors: Tensor, rows: Rows = slice(None)) -> Tensor:
         """Ratio metric only: each box's distance to its nearest anchor, ``[P, m]``.
@@ -160,15 +164,18 @@ class Objective:
         """Fitness of each anchor set: ``[P, K, 2] -> float64 [P]`` (``[K, 2] -> []``)."""
         check_anchors(anchors)
         single = anchors.ndim == 2
-        population = anchors[None] if single else anchors
+        fitness = self.sums(anchors[None] if single else anchors) / self.total_weight
+        return fitness[0] if single else fitness
+
+    def sums(self, population: Tensor) -> Tensor:
+        """``Σ weight · score`` of each anchor set ``[P, K, 2]``, summed over processes: float64 ``[P]``."""
         population = population.to(self.device, torch.float32)
         step = max(1, self.chunk // max(1, population.shape[0] * population.shape[1]))
         total = torch.zeros(population.shape[0], dtype=torch.float64, device=self.device)
         for start in range(0, self.wh.shape[0], step):
             rows = slice(start, start + step)
             total += self.weighted_sum(self.best(population, rows), rows)
-        fitness = self.reducer.sum(total) / self.total_weight
-        return fitness[0] if single else fitness
+        return self.reducer.sum(total)
 
 
 def mutation_factors(
@@ -275,31 +282,33 @@ def evolve(
         raise ValueError(f"gen must be at least 0, got {gen}")
     if population < 1:
         raise ValueError(f"population must be at least 1, got {population}")
-    best = anchors.to(objective.device, torch.float32)
-    best_fitness = objective(best)
+    start = anchors.to(objective.device, torch.float32)
+    start_fitness = objective(start)
     # Mutate in log space: the factors become steps, and the ratio metric needs log sizes anyway.
     log_steps = mutation_factors(
-        (gen, population, *best.shape),
+        (gen, population, *start.shape),
         mutation_prob=mutation_prob,
         sigma=sigma,
         generator=generator,
         device=objective.device,
     ).log_()
-    start = best
-    log_best, log_floor = best.log(), math.log(MIN_ANCHOR_PX)
-    improved = torch.zeros((), dtype=torch.bool, device=objective.device)
+    # The parent rides along as candidate 0, so one argmax picks the next parent; argmax takes
+    # the first of equals, so a mutant must be strictly fitter. Sums are compared undivided.
+    log_best, log_floor = start.log()[None], math.log(MIN_ANCHOR_PX)  # [1,K,2]
+    best_sum = start_sum = objective.log_sums(log_best)  # [1]
     for generation in range(gen):
         log_mutants = (log_best + log_steps[generation]).clamp_(min=log_floor)  # [λ,K,2]
-        fitness = objective.of_log(log_mutants)  # [λ]
-        top = fitness.argmax()
-        better = fitness[top] > best_fitness
-        improved |= better
-        log_best = torch.where(better, log_mutants[top], log_best)
-        best_fitness = torch.where(better, fitness[top], best_fitness)
+        sums = torch.cat([best_sum, objective.log_sums(log_mutants)])  # [1+λ]
+        top = sums.argmax(0, keepdim=True)  # [1]
+        best_sum, log_best = sums[top], torch.cat([log_best, log_mutants])[top]
         if progress is not None:
-            progress(generation, best_fitness)
+            progress(generation, best_sum[0] / objective.total_weight)
     # Unless a mutant was accepted, return the start itself, not exp(log(start)) a few ulps off.
-    return torch.where(improved, log_best.exp(), start), best_fitness
+    improved = best_sum[0] > start_sum[0]
+    return (
+        torch.where(improved, log_best[0].exp(), start),
+        torch.where(improved, best_sum[0] / objective.total_weight, start_fitness),
+    )
 
 
 def _sorted_by_area(population: Tensor) -> Tensor:
