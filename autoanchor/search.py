@@ -5,10 +5,10 @@ drop-in for yolov5's function of the same name, taking a dataset.
 
 How the search stays fast on millions of boxes: box sizes are pooled into cells
 of a grid in log space (few boxes are merged only where identical), each pool
-standing for its boxes by their weighted mean log size and count. k-means, the
-evolution and the relocation hops run on a coarse pooling (about a thousand
-sizes), the last climbs on finer ones, and the figures reported are computed on
-every box. The search's cost therefore hardly depends on the number of boxes;
+standing for its boxes by their weighted mean log size and count. The evolution
+runs on the coarsest pooling (a few hundred sizes), k-means and the relocation
+hops on a coarse one (about a thousand), the last climbs on finer ones, and the
+figures reported are computed on every box. The search's cost therefore hardly depends on the number of boxes;
 only letterboxing, pooling and the final figures grow with it, linearly.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -77,6 +78,14 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
     return int(value)
+
+
+def _check_cell(name: str, value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a cell size of at least 0 (log units), got {value!r}")
+    return float(value)
 
 
 def pool_sizes(wh: Tensor, weights: Tensor | None = None, *, cell: float = 0.0) -> tuple[Tensor, Tensor]:
@@ -175,6 +184,7 @@ def search_anchors(
     population: int | None = None,
     starts: int = 4,
     kmeans_iters: int = 10,
+    evolve_cell: float | None = None,
     coarse_cell: float | None = None,
     middle_cell: float | None = None,
     fine_points: int = 16384,
@@ -191,17 +201,19 @@ def search_anchors(
 
     1. Boxes with both sides under 2 px are left out (yolov5's rule); those with
        a side under 3 px are counted in a warning.
-    2. The sizes are pooled (:func:`pool_sizes`) three times: a fine pooling of
+    2. The sizes are pooled (:func:`pool_sizes`) four times: a fine pooling of
        at most ``fine_points`` sizes (identical sizes only, when there are few
-       boxes), a middle one with cells of ``middle_cell`` and a coarse one with
-       cells of ``coarse_cell`` (log units: 0.04 and 0.12 for the ratio metric;
-       0.02 and 0.06 for IoU, whose optima lie closer together).
+       boxes), then ever coarser ones with cells of ``middle_cell``,
+       ``coarse_cell`` and ``evolve_cell`` (log units: 0.04, 0.12 and 0.24 for
+       the ratio metric; 0.02, 0.06 and 0.12 for IoU, whose optima lie closer
+       together).
     3. k-means on the coarse pooling from ``starts`` k-means++ seeds (whitened
        Euclidean for ``metric="ratio"``, as yolov5; ``1 - IoU`` with median
        updates for ``"iou"``); the start with the best objective is kept.
-    4. ``gen`` generations of evolution on the coarse pooling: yolov5's mutation
-       with ``population`` mutants per generation (``method="ga"``), or
-       differential evolution (``"de"``).
+    4. ``gen`` generations of evolution on the coarsest pooling: yolov5's
+       mutation with ``population`` mutants per generation (``method="ga"``), or
+       differential evolution (``"de"``). It only has to bring the start near a
+       good optimum; the stages after it work on finer poolings.
     5. :func:`~autoanchor.evolve.polish` on the coarse pooling: a climb, then up
        to ``hops`` relocation hops (``relocations`` sizes drawn per hop, the best
        ``tries`` climbed from, ending after ``patience`` draws without gain).
@@ -223,8 +235,8 @@ def search_anchors(
             same anchors on the same device.
         population: candidates per generation; 4 for ``"ga"`` and 16 for ``"de"``
             when omitted.
-        starts, kmeans_iters, coarse_cell, middle_cell, fine_points, relocations,
-            tries, patience, hops: the stages' settings, as above (``kmeans_iters``
+        starts, kmeans_iters, evolve_cell, coarse_cell, middle_cell, fine_points,
+            relocations, tries, patience, hops: the stages' settings, as above (``kmeans_iters``
             bounds the Lloyd iterations of each k-means start); the defaults keep the
             search within about half a second on two CPU cores.
         reducer: combines the work of several processes (see
@@ -260,10 +272,15 @@ def search_anchors(
         population = 4 if method == "ga" else 16
     population = _check_int("population", population, 1 if method == "ga" else 4)
     reducer = reducer if reducer is not None else LocalReducer()
-    if coarse_cell is None:
-        coarse_cell = 0.12 if metric == "ratio" else 0.06
-    if middle_cell is None:
-        middle_cell = 0.04 if metric == "ratio" else 0.02
+    kmeans_iters = _check_int("kmeans_iters", kmeans_iters, 1)
+    fine_points = _check_int("fine_points", fine_points, 1)
+    relocations = _check_int("relocations", relocations, 0)
+    tries = _check_int("tries", tries, 1)
+    patience = _check_int("patience", patience, 1)
+    hops = _check_int("hops", hops, 0)
+    coarse_cell = _check_cell("coarse_cell", coarse_cell, 0.12 if metric == "ratio" else 0.06)
+    middle_cell = _check_cell("middle_cell", middle_cell, 0.04 if metric == "ratio" else 0.02)
+    evolve_cell = _check_cell("evolve_cell", evolve_cell, 2 * coarse_cell)
 
     finite = torch.isfinite(wh).all(1)
     if not bool(finite.all()):
@@ -301,6 +318,7 @@ def search_anchors(
         cell *= 2
     middle_set = pool_sizes(*fine_set, cell=middle_cell)
     coarse_set = pool_sizes(*middle_set, cell=coarse_cell)
+    evolve_set = pool_sizes(*coarse_set, cell=evolve_cell)
     # The pools are small and the same on every process, so every process searches them in full:
     # the same seed gives the same anchors everywhere, with no collective per generation or step.
     # Only the work that grows with the boxes (pooling them, measuring the result) is split.
@@ -324,7 +342,10 @@ def search_anchors(
         bar = _Bar(gen, f"Evolving {n} anchors", progress)
         try:
             search = evolve if method == "ga" else differential_evolution
-            best, _ = search(coarse, start, gen=gen, population=population, generator=generator, progress=bar)
+            best, _ = search(
+                Objective(*evolve_set, metric=metric, thr=thr), start, gen=gen, population=population,
+                generator=generator, progress=bar,
+            )
         finally:
             bar.close()
         # Steps much finer than a pooling's cells only chase its rounding: each stage stops near them.

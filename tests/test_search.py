@@ -365,6 +365,9 @@ def test_bad_values_named_with_their_row():
         ("metric", "giou"), ("metric", "IoU"),
         ("method", "cmaes"), ("method", ""),
         ("seed", -1), ("seed", 0.5),
+        ("starts", 0), ("population", 0), ("kmeans_iters", 0), ("fine_points", 0), ("relocations", -1),
+        ("tries", 0), ("patience", 0), ("hops", -2), ("hops", 1.5),
+        ("coarse_cell", -0.1), ("middle_cell", float("nan")), ("evolve_cell", float("inf")), ("evolve_cell", "0.2"),
     ],
 )
 def test_bad_options(option, value):
