@@ -705,7 +705,8 @@ def polish(
         ``(anchors [K, 2], fitness [])``.
     """
     device = objective.device
-    scores = _Scores(objective, anchors.to(device, torch.float32))
+    start = anchors.to(device, torch.float32)
+    scores = _Scores(objective, start)
     k = scores.anchors.shape[0]
     fitness = _climb(scores, step=step, min_step=min_step, max_rounds=max_rounds)
     failures, climbs = 0, 0
@@ -734,5 +735,8 @@ def polish(
                 break
     if relocations > 0:  # hops climb coarsely; finish the last one
         fitness = _climb(scores, step=hop_min_step, min_step=min_step, max_rounds=max_rounds)
-    logger.debug("polish: fitness %.6f", float(fitness))
-    return scores.anchors, objective(scores.anchors)
+    reached, start_fitness = objective(scores.anchors), objective(start)
+    logger.debug("polish: fitness %.6f (from %.6f)", float(reached), float(start_fitness))
+    if reached < start_fitness:  # scores are float32, so a move's gain can be off by an ulp or so
+        return start, start_fitness
+    return scores.anchors, reached
