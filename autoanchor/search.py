@@ -218,7 +218,8 @@ def search_anchors(
        to ``hops`` relocation hops (``relocations`` sizes drawn per hop, the best
        ``tries`` climbed from, ending after ``patience`` draws without gain).
     6. Climbs on the middle and then the fine pooling, each stopping at steps
-       near its cell size.
+       near its cell size. (With so many distinct sizes that the fine pooling
+       needs cells as large as ``middle_cell``, the two are one.)
 
     Every figure in the result is measured on all kept boxes, and the result is
     never less fit than the k-means start.
@@ -309,14 +310,16 @@ def search_anchors(
     device = wh.device
     generator = torch.Generator(device=device).manual_seed(seed)
 
-    # Pool finely, then coarser twice; every process ends up with the same pools.
-    pooled = pool_sizes(kept, cell=0.0 if n_boxes <= fine_points else FINE_CELL)
-    fine_set = _gather_pools(*pooled, reducer)
+    # Pool finely, then ever coarser; every process ends up with the same pools.
+    fine_cell = 0.0 if n_boxes <= fine_points else FINE_CELL
+    fine_set = _gather_pools(*pool_sizes(kept, cell=fine_cell), reducer)
     cell = FINE_CELL
     while fine_set[0].shape[0] > fine_points:
         fine_set = pool_sizes(*fine_set, cell=cell)
-        cell *= 2
-    middle_set = pool_sizes(*fine_set, cell=middle_cell)
+        fine_cell, cell = cell, cell * 2
+    # Many distinct sizes can leave the fine pooling as coarse as the middle one: then it is the middle one.
+    fine_is_middle = fine_cell >= middle_cell
+    middle_set = fine_set if fine_is_middle else pool_sizes(*fine_set, cell=middle_cell)
     coarse_set = pool_sizes(*middle_set, cell=coarse_cell)
     evolve_set = pool_sizes(*coarse_set, cell=evolve_cell)
     # The pools are small and the same on every process, so every process searches them in full:
@@ -354,7 +357,8 @@ def search_anchors(
             min_step=HOP_MIN_STEP, hop_min_step=HOP_MIN_STEP, generator=generator,
         )
         best, _ = polish(middle, best, step=0.02, min_step=0.004)
-        best, _ = polish(fine, best, step=0.01)
+        if not fine_is_middle:
+            best, _ = polish(fine, best, step=0.01)
 
     start_stats, stats = anchor_stats(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
     objective = (lambda s: s.fitness) if metric == "ratio" else (lambda s: s.avg_iou)
