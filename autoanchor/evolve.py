@@ -398,32 +398,6 @@ _DENSE_MOVES = 1 << 19
 _TABLE_ROWS = 65536
 
 
-class _MoveMemo:
-    """Scores of candidate anchor positions on every box, ``[A, D, M]``, kept while they repeat.
-
-    A climb tries the same ``[A, D]`` positions round after round, and a round's
-    single move changes only one anchor's row, so only rows whose positions
-    changed are scored again. An entry depends on nothing but the objective and
-    the position, so copies of one :class:`_Scores` share a memo.
-    """
-
-    def __init__(self) -> None:
-        self.positions: Tensor | None = None
-        self.scores: Tensor | None = None
-
-    def get(self, positions: Tensor, score: Callable[[Tensor], Tensor]) -> Tensor:
-        if self.positions is None or self.scores is None or self.positions.shape != positions.shape:
-            self.positions, self.scores = positions.clone(), score(positions)
-            return self.scores
-        stale = (self.positions != positions).flatten(1).any(1).nonzero().flatten()
-        if len(stale) == len(positions):
-            self.positions, self.scores = positions.clone(), score(positions)
-        elif len(stale):
-            self.scores[stale] = score(positions[stale])
-            self.positions[stale] = positions[stale]
-        return self.scores
-
-
 class _Scores:
     """Each box's score against each current anchor, with its best and second best.
 
@@ -438,11 +412,10 @@ class _Scores:
     def __init__(self, objective: Objective, anchors: Tensor) -> None:
         self.objective = objective
         self.ratio = objective.metric == "ratio"
-        self.memo = _MoveMemo()
         self.reset(anchors)
 
     def reset(self, anchors: Tensor) -> None:
-        """Start again from ``anchors`` (the memo of move scores stays valid)."""
+        """Start again from ``anchors``."""
         self.anchors = anchors.clone()
         if self.ratio:
             self.dist = self._against(anchors)  # [K,M]
@@ -463,7 +436,11 @@ class _Scores:
                 parts.append(objective.match(anchors[None], rows)[0].T)
         return torch.cat(parts, 1)
 
-    def _score_moves(self, positions: Tensor) -> Tensor:
+    def dense(self, positions: Tensor) -> bool:
+        """Whether moves to ``positions`` are best scored on every box at once (few boxes)."""
+        return positions.numel() * self.objective.wh.shape[0] <= _DENSE_MOVES
+
+    def score_moves(self, positions: Tensor) -> Tensor:
         """Every box's score against each of ``positions [A, D, 2]``: ``[A, D, M]``."""
         objective = self.objective
         if self.ratio:
@@ -477,20 +454,22 @@ class _Scores:
             self.second = self.table.scatter(0, self.owner[None], -1.0).amax(0)
         else:
             self.second = torch.zeros_like(self.first)
+        self._without: Tensor | None = None
 
     def without(self) -> Tensor:
         """Each box's best score if anchor ``k`` were gone: ``[K, M]``.
 
-        That is its second best where ``k`` is its best, else its best (computed
-        with a one-hot product: float kernels beat a boolean ``where`` on the CPU).
+        That is its second best where ``k`` is its best, else its best: the best
+        scores repeated, with the second best scattered in.
         """
-        owns = torch.zeros_like(self.table).scatter_(0, self.owner[None], 1.0)  # [K,M]
-        return self.first - (self.first - self.second) * owns
+        if self._without is None:
+            self._without = self.first.expand_as(self.table).scatter(0, self.owner[None], self.second[None])
+        return self._without
 
     def at(self, anchors: Tensor) -> _Scores:
-        """The scores of other anchors on the same boxes (sharing the memo)."""
+        """The scores of other anchors on the same boxes."""
         other = object.__new__(_Scores)
-        other.objective, other.ratio, other.memo = self.objective, self.ratio, self.memo
+        other.objective, other.ratio = self.objective, self.ratio
         other.reset(anchors)
         return other
 
@@ -500,7 +479,7 @@ class _Scores:
 
     def copy(self) -> _Scores:
         twin = object.__new__(_Scores)
-        twin.__dict__.update(self.__dict__)  # the memo is shared on purpose
+        twin.__dict__.update(self.__dict__)
         twin.anchors, twin.table = self.anchors.clone(), self.table.clone()
         if self.ratio:
             twin.dist = self.dist.clone()
@@ -530,19 +509,20 @@ class _Scores:
             totals += objective.weighted_sum(torch.maximum(others, moved), rows)
         return objective.reducer.sum(totals) / objective.total_weight
 
-    def try_near_moves(self, positions: Tensor, reach: float) -> Tensor:
+    def try_near_moves(self, positions: Tensor, reach: float, moved: Tensor | None = None) -> Tensor:
         """Fitness if anchor ``k`` alone moved to ``positions[k, d]``: ``[K, D]``.
 
         The moves must stay within ``reach`` (log units) of the anchor. With few
-        boxes every move is scored on every box (:meth:`_try_moves_dense`). Else,
+        boxes (:meth:`dense`) every move is scored on every box, from ``moved``
+        (:meth:`score_moves` of ``positions``) when the caller keeps it. Else,
         under the ratio metric, each anchor's moves are scored only on the boxes
         they can affect, gathered into one padded ``[K, R]`` index so that all
         moves are scored at once; under IoU this is :meth:`try_moves`.
         """
         objective = self.objective
         k = self.anchors.shape[0]
-        if positions.numel() * objective.wh.shape[0] <= _DENSE_MOVES:
-            return self._try_moves_dense(positions)
+        if self.dense(positions):
+            return self._try_moves_dense(self.score_moves(positions) if moved is None else moved)
         if not self.ratio:
             which = torch.arange(k, device=positions.device).repeat_interleave(positions.shape[1])
             return self.try_moves(which, positions.reshape(-1, 2)).view(positions.shape[:2])
@@ -571,14 +551,9 @@ class _Scores:
         totals = self.local_sum() + (gain * weights[:, None]).sum(-1)  # [K,D]
         return objective.reducer.sum(totals) / objective.total_weight
 
-    def _try_moves_dense(self, positions: Tensor) -> Tensor:
-        """:meth:`try_near_moves` for few boxes: every move on every box, in a few tensor ops.
-
-        The moves' scores come from the memo, so a round after a single move
-        scores one anchor's moves afresh, not all of them.
-        """
+    def _try_moves_dense(self, moved: Tensor) -> Tensor:
+        """:meth:`try_near_moves` for few boxes from the moves' scores ``[K, D, M]``."""
         objective = self.objective
-        moved = self.memo.get(positions, self._score_moves)  # [K,D,M]
         gain = (torch.maximum(self.without()[:, None], moved) - self.first).double()  # [K,D,M]
         totals = self.local_sum() + gain @ objective.weights_double
         return objective.reducer.sum(totals) / objective.total_weight
@@ -623,33 +598,47 @@ def _climb(scores: _Scores, *, step: float, min_step: float, max_rounds: int) ->
 
     Each round scores every single-anchor move, then tries the best improving
     move of every anchor together; the joint step is kept only when it beats
-    the best single move, which is taken otherwise.
+    the best single move, which is taken otherwise. With few boxes the moves'
+    scores on every box are kept from round to round, and only the moved
+    anchors' are scored again.
     """
-    device = scores.anchors.device
-    directions = _DIRECTIONS.to(device)
+    directions = _DIRECTIONS.to(scores.anchors.device)
     fitness = scores.fitness()
     rounds = 0
+    offsets = None
     while step >= min_step and rounds < max_rounds:
+        if offsets is None:  # a new step size
+            offsets = (directions * step).exp()  # [D,2]
+            positions = (scores.anchors[:, None, :] * offsets).clamp_(min=MIN_ANCHOR_PX)  # [K,D,2]
+            moved = scores.score_moves(positions) if scores.dense(positions) else None
         rounds += 1
-        positions = (scores.anchors[:, None, :] * (directions * step).exp()[None]).clamp_(min=MIN_ANCHOR_PX)
-        totals = scores.try_near_moves(positions, step)  # [K,8]
+        totals = scores.try_near_moves(positions, step, moved)  # [K,D]
         gain, choice = totals.max(1)  # best move of each anchor
-        improving = (gain > fitness + 1e-12).nonzero().flatten().tolist()
-        if not improving:
+        improving = gain > fitness + 1e-12
+        count = int(improving.sum())
+        if count == 0:
             step /= 2
+            offsets = None
             continue
         best = int(gain.argmax())  # the best improving move (the first, on ties)
-        if len(improving) > 1:
+        if count > 1:
             joint = scores.anchors.clone()
             joint[improving] = positions[improving, choice[improving]]
-            moved = scores.at(joint)
-            joint_fitness = moved.fitness()
+            candidate = scores.at(joint)
+            joint_fitness = candidate.fitness()
             if joint_fitness > gain[best] + 1e-12:
-                scores.take(moved)
+                scores.take(candidate)
                 fitness = joint_fitness
+                positions[improving] = (joint[improving][:, None, :] * offsets).clamp_(min=MIN_ANCHOR_PX)
+                if moved is not None:
+                    moved[improving] = scores.score_moves(positions[improving])
                 continue
-        scores.move(best, positions[best, choice[best]])
+        # Plain integer indexing from here: much cheaper than indexing with tensors.
+        scores.move(best, positions[best, int(choice[best])])
         fitness = gain[best]
+        positions[best] = (scores.anchors[best] * offsets).clamp_(min=MIN_ANCHOR_PX)
+        if moved is not None:
+            moved[best] = scores.score_moves(positions[best][None])[0]
     return fitness
 
 

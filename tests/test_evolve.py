@@ -400,20 +400,20 @@ def test_try_near_moves_matches_loop(scored, step, move_path):
 
 
 def test_try_near_moves_after_moves_and_copies(scored, move_path):
-    """Scores of moves are remembered between rounds; after moves and in copies they must stay right."""
+    """Move scores after single moves, and in a copy taken before them (tables are not shared)."""
     objective, anchors = scored
     scores = _Scores(objective, anchors)
     offsets = (_DIRECTIONS * 0.05).exp()[None]  # [1,8,2]
     which = torch.arange(9).repeat_interleave(8).tolist()
     twin = None
     for anchor, position in [(2, [40.0, 20.0]), (7, [150.0, 260.0]), (2, [30.0, 30.0])]:
-        scores.try_near_moves(scores.anchors[:, None, :] * offsets, 0.05)  # fills the memo
+        scores.try_near_moves(scores.anchors[:, None, :] * offsets, 0.05)
         twin = scores.copy()
         scores.move(anchor, torch.tensor(position))
         got = scores.try_near_moves(scores.anchors[:, None, :] * offsets, 0.05)
         expected = loop_moves(objective, scores.anchors, which, (scores.anchors[:, None, :] * offsets).reshape(-1, 2))
         torch.testing.assert_close(got, expected.view(9, 8), rtol=0, atol=1e-7)
-    # the copy shares the memo, which now holds the moved anchor's positions: its own scores still hold
+    # the copy taken before the last move still scores its own anchors
     got = twin.try_near_moves(twin.anchors[:, None, :] * offsets, 0.05)
     expected = loop_moves(objective, twin.anchors, which, (twin.anchors[:, None, :] * offsets).reshape(-1, 2))
     torch.testing.assert_close(got, expected.view(9, 8), rtol=0, atol=1e-7)
