@@ -442,3 +442,15 @@ def test_scores_move_and_copy(scored):
     # the original is untouched by the copy's move
     assert torch.equal(scores.anchors, anchors)
     assert float(scores.fitness()) == pytest.approx(float(objective(anchors)), abs=1e-9)
+
+
+def test_climb_keeps_move_scores_right(coco_objectives, monkeypatch):
+    """A climb keeps its moves' scores between rounds on few boxes (the dense path) and re-scores the
+    moved anchors only; it must climb exactly as the pruned path, which scores afresh every round."""
+    objective = coco_objectives["ratio"]
+    kept = polish(objective, bad_start(), step=0.1, min_step=0.002)
+    monkeypatch.setattr(evolve_module, "_DENSE_MOVES", 0)
+    fresh = polish(objective, bad_start(), step=0.1, min_step=0.002)
+    torch.testing.assert_close(kept[0], fresh[0], rtol=1e-6, atol=0)
+    assert float(kept[1]) == pytest.approx(float(fresh[1]), abs=1e-9)
+    assert float(kept[1]) > float(objective(bad_start())) + 0.05  # it did climb
