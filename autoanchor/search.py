@@ -358,7 +358,7 @@ def search_anchors(
         )
         best, _ = polish(middle, best, step=0.02, min_step=0.004)
         if not fine_is_middle:
-            best, _ = polish(fine, best, step=0.01)
+            best, _ = polish(fine, best, step=0.01, min_step=0.002)  # a quarter of a percent is enough
 
     start_stats, stats = anchor_stats(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
     objective = (lambda s: s.fitness) if metric == "ratio" else (lambda s: s.avg_iou)
