@@ -27,34 +27,53 @@ Update = Literal["mean", "median"]
 
 
 def _distances(points: Tensor, centroids: Tensor, distance: Distance) -> Tensor:
-    """Distance of every point to every centroid: ``[M, n]``."""
+    """Distance of every point to every centroid of each start: ``[M, 2], [S, n, 2] -> [S, M, n]``."""
     if distance == "euclidean":
-        return (points[:, None, :] - centroids[None]).square_().sum(-1)  # [M,n]; cdist is slower for 2-D
+        return (points[None, :, None, :] - centroids[:, None]).square_().sum(-1)  # cdist is slower for 2-D
     return 1 - wh_iou(points, centroids)
 
 
-def _weighted_median(values: Tensor, weights: Tensor) -> Tensor:
-    """Lower weighted median of each column of ``values [m, d]``: ``[d]``."""
-    order = values.argsort(0)  # [m,d]
-    sorted_values = values.gather(0, order)
-    cumulative = weights[order].cumsum(0)  # [m,d]
-    half = cumulative[-1] / 2
-    index = (cumulative < half).sum(0).clamp_(max=values.shape[0] - 1)  # first index reaching half
-    return sorted_values.gather(0, index[None])[0]
+def _weighted_medians(values: Tensor, weights: Tensor, groups: Tensor, count: int) -> Tensor:
+    """Lower weighted median of each column of ``values [m, d]`` within each group: ``[count, d]``.
+
+    ``groups [m]`` gives each row's group in ``[0, count)``; a group without rows gets NaN.
+    All groups are done at once: the rows are sorted by value, then stably by group, and
+    each group's median is its first row where the group's running weight reaches half
+    of its total.
+    """
+    medians = torch.full((count, values.shape[1]), math.nan, dtype=values.dtype, device=values.device)
+    rows = torch.bincount(groups, minlength=count)
+    present = (rows > 0).nonzero().flatten()
+    last = rows.cumsum(0)[present] - 1  # each group's last row in the sorted order
+    first = last - rows[present] + 1
+    for column in range(values.shape[1]):
+        by_value = values[:, column].argsort()
+        order = by_value[groups[by_value].argsort(stable=True)]  # by group, then by value
+        running = weights[order].cumsum(0)
+        before = torch.where(first > 0, running[(first - 1).clamp(min=0)], 0.0)
+        half = before + (running[last] - before) / 2
+        index = torch.searchsorted(running, half[:, None])[:, 0]  # first row reaching half
+        medians[present, column] = values[order[torch.minimum(torch.maximum(index, first), last)], column]
+    return medians
 
 
-def _seed_plus_plus(points: Tensor, weights: Tensor, n: int, distance: Distance, generator: torch.Generator) -> Tensor:
-    """k-means++ seeding: each next centre drawn with probability ∝ weight · distance to the nearest centre."""
-    first = torch.multinomial(weights, 1, generator=generator)
-    centroids = points[first]
-    nearest = _distances(points, centroids, distance)[:, 0]
+def _seed_plus_plus(
+    points: Tensor, weights: Tensor, n: int, starts: int, distance: Distance, generator: torch.Generator
+) -> Tensor:
+    """k-means++ seeding of ``starts`` independent starts: ``[S, n, 2]``.
+
+    Each next centre is drawn with probability ∝ weight · distance to the nearest centre so far.
+    """
+    mass = weights.expand(starts, -1)
+    centroids = points[torch.multinomial(mass, 1, generator=generator)]  # [S,1,2]
+    nearest = _distances(points, centroids, distance)[..., 0]  # [S,M]
     for _ in range(1, n):
         mass = weights * nearest.clamp(min=0)
-        if not bool((mass > 0).any()):  # only rounding can get here; Lloyd re-seeds duplicates
-            mass = weights
-        pick = torch.multinomial(mass, 1, generator=generator)
-        centroids = torch.cat([centroids, points[pick]])
-        nearest = torch.minimum(nearest, _distances(points, points[pick], distance)[:, 0])
+        # Only rounding gets a start here with no mass left; Lloyd re-seeds its duplicates.
+        mass = torch.where(mass.sum(1, keepdim=True) > 0, mass, weights)
+        pick = points[torch.multinomial(mass, 1, generator=generator)]  # [S,1,2]
+        centroids = torch.cat([centroids, pick], 1)
+        nearest = torch.minimum(nearest, _distances(points, pick, distance)[..., 0])
     return centroids
 
 
@@ -66,35 +85,42 @@ def _lloyd(
     distance: Distance,
     update: Update,
     iters: int,
-) -> tuple[Tensor, float]:
-    """Lloyd iterations from ``centroids`` until assignments settle; returns centroids and distortion."""
-    n = centroids.shape[0]
+) -> tuple[Tensor, Tensor]:
+    """Lloyd iterations of every start ``[S, n, 2]`` at once, until no assignment changes.
+
+    Returns the centroids ``[S, n, 2]`` and each start's distortion ``[S]`` (weighted mean
+    distance to the nearest centre). A ``[n, 2]`` start gives ``[n, 2]`` and a 0-dim distortion.
+    """
+    single = centroids.ndim == 2
+    centroids = centroids[None] if single else centroids
+    count, n = centroids.shape[:2]
+    group_base = torch.arange(count, device=points.device)[:, None] * n  # [S,1]
+    all_weights = weights.repeat(count)
+    weighted_points = (points * weights[:, None]).repeat(count, 1)
     labels = None
     for _ in range(iters):
-        dist = _distances(points, centroids, distance)  # [M,n]
-        nearest, new_labels = dist.min(1)
+        nearest, new_labels = _distances(points, centroids, distance).min(2)  # [S,M]
         if labels is not None and torch.equal(new_labels, labels):
             break
         labels = new_labels
-        counts = torch.zeros(n, dtype=weights.dtype, device=points.device).index_add_(0, labels, weights)
-        empty = (counts == 0).nonzero().flatten().tolist()
+        groups = (labels + group_base).flatten()  # cluster of each (start, point)
+        counts = torch.zeros(count * n, dtype=weights.dtype, device=points.device).index_add_(0, groups, all_weights)
         if update == "mean":
-            sums = torch.zeros_like(centroids).index_add_(0, labels, points * weights[:, None])
-            centroids = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1e-30)[:, None], centroids)
+            sums = torch.zeros(count * n, 2, dtype=points.dtype, device=points.device).index_add_(
+                0, groups, weighted_points
+            )
+            moved = sums / counts.clamp(min=1e-30)[:, None]
         else:
-            centroids = centroids.clone()
-            for k in range(n):
-                members = labels == k
-                if bool(members.any()):
-                    centroids[k] = _weighted_median(points[members], weights[members])
-        # An empty cluster takes over the point that is served worst, weighted by its count.
-        for k in empty:
-            worst = int((nearest * weights).argmax())
-            centroids[k] = points[worst]
-            nearest[worst] = 0
-    dist = _distances(points, centroids, distance)
-    distortion = float((dist.min(1).values * weights).sum() / weights.sum())
-    return centroids, distortion
+            moved = _weighted_medians(points.repeat(count, 1), all_weights, groups, count * n)
+        empty = counts == 0
+        centroids = torch.where(empty[:, None], centroids.reshape(-1, 2), moved).view(count, n, 2)
+        # An empty cluster takes over the point its start serves worst, weighted by its count.
+        for start, k in (empty.view(count, n)).nonzero().tolist():
+            worst = int((nearest[start] * weights).argmax())
+            centroids[start, k] = points[worst]
+            nearest[start, worst] = 0
+    distortion = (_distances(points, centroids, distance).min(2).values * weights).sum(1) / weights.sum()
+    return (centroids[0], distortion[0]) if single else (centroids, distortion)
 
 
 def kmeans(
@@ -108,6 +134,7 @@ def kmeans(
     iters: int = 100,
     whiten: bool | None = None,
     generator: torch.Generator | None = None,
+    every_start: bool = False,
 ) -> Tensor:
     """Cluster box sizes into ``n`` anchors.
 
@@ -123,14 +150,16 @@ def kmeans(
         distance: ``"euclidean"`` or ``"iou"``.
         update: how a centre follows its members: ``"mean"`` or ``"median"``
             (both weighted).
-        restarts: independent k-means++ starts; the one with the lowest mean
-            distance is kept.
+        restarts: independent k-means++ starts, run together as one batch; the one
+            with the lowest mean distance is kept.
         iters: the most Lloyd iterations per start.
         whiten: divide each coordinate by its standard deviation before
             clustering; defaults to True for ``"euclidean"``. Ignored for
             ``"iou"``, which is scale-invariant already.
         generator: source of randomness (on ``wh.device``); a fixed default seed
             when omitted, so results repeat.
+        every_start: return every start's anchors, ``Tensor[restarts, n, 2]``,
+            instead of the best start's.
 
     Returns:
         Tensor[n, 2]: anchors in pixels on ``wh.device``, sorted by area.
@@ -174,8 +203,8 @@ def kmeans(
                 "the most frequent sizes are repeated to make up the number"
             )
         order = counts.argsort(descending=True, stable=True)
-        centroids = distinct[order.repeat(math.ceil(n / len(order)))[:n]]
-        return _sort_by_area(centroids).to(wh.dtype)
+        centroids = _sort_by_area(distinct[order.repeat(math.ceil(n / len(order)))[:n]]).to(wh.dtype)
+        return centroids.expand(restarts, n, 2).clone() if every_start else centroids
 
     scale = torch.ones(2, dtype=torch.float64, device=wh.device)
     if distance == "euclidean" and (whiten is None or whiten):
@@ -186,15 +215,18 @@ def kmeans(
         scale = torch.where(std > 0, std, torch.ones_like(std))
     points = points / scale
 
-    best, best_distortion = None, math.inf
-    for _ in range(restarts):
-        start = _seed_plus_plus(points, weights, n, distance, generator)
-        centroids, distortion = _lloyd(points, weights, start, distance=distance, update=update, iters=iters)
-        if distortion < best_distortion:
-            best, best_distortion = centroids, distortion
-    logger.debug("kmeans: %d anchors, mean distance %.6g", n, best_distortion)
-    return _sort_by_area(best * scale).to(wh.dtype)
+    # All starts are seeded and iterated together, as one batch.
+    start = _seed_plus_plus(points, weights, n, restarts, distance, generator)
+    centroids, distortion = _lloyd(points, weights, start, distance=distance, update=update, iters=iters)
+    centroids = _sort_by_area(centroids * scale).to(wh.dtype)
+    if every_start:
+        return centroids
+    best = int(distortion.argmin())
+    logger.debug("kmeans: %d anchors, mean distance %.6g", n, float(distortion[best]))
+    return centroids[best]
 
 
 def _sort_by_area(anchors: Tensor) -> Tensor:
-    return anchors[anchors.prod(-1).argsort(stable=True)]
+    """Sort ``[..., n, 2]`` anchors by area within each set."""
+    order = anchors.prod(-1).argsort(dim=-1, stable=True)
+    return anchors.gather(-2, order[..., None].expand_as(anchors))

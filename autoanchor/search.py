@@ -333,13 +333,10 @@ def search_anchors(
     # whose barriers cost more than they save and stall badly when another process holds a core.
     with _one_cpu_thread(device):
         distance, update = ("euclidean", "mean") if metric == "ratio" else ("iou", "median")
-        candidates = torch.stack(
-            [
-                kmeans(coarse_set[0], n, weights=coarse_set[1], distance=distance, update=update, restarts=1,
-                       iters=kmeans_iters, generator=generator)
-                for _ in range(starts)
-            ]
-        )
+        candidates = kmeans(
+            coarse_set[0], n, weights=coarse_set[1], distance=distance, update=update, restarts=starts,
+            iters=kmeans_iters, generator=generator, every_start=True,
+        )  # [starts,n,2]
         start = candidates[middle(candidates).argmax()]
 
         bar = _Bar(gen, f"Evolving {n} anchors", progress)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 
 import pytest
 import torch
 
-from autoanchor.kmeans import _lloyd, kmeans
+from autoanchor.kmeans import _lloyd, _weighted_medians, kmeans
 from conftest import generator
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
@@ -191,6 +192,59 @@ def test_empty_cluster_is_reseeded():
     assert distortion == pytest.approx(
         float(torch.cdist(points, expected).square().min(1).values.mean()), rel=1e-9
     )
+
+
+def loop_weighted_median(values: list[float], weights: list[float]) -> float:
+    """The first value, in sorted order, at which the running weight reaches half the total."""
+    pairs = sorted(zip(values, weights), key=lambda pair: pair[0])
+    half, running = sum(weights) / 2, 0.0
+    for value, weight in pairs:
+        running += weight
+        if running >= half:
+            return value
+    return pairs[-1][0]
+
+
+def test_weighted_medians_match_loop():
+    g = generator(3)
+    values = torch.rand(200, 2, generator=g, dtype=torch.float64) * 100
+    weights = torch.randint(1, 5, (200,), generator=g).double()
+    groups = torch.randint(0, 7, (200,), generator=g)
+    groups[groups == 5] = 6  # group 5 has no rows
+    medians = _weighted_medians(values, weights, groups, 8)
+    for group in range(8):
+        rows = (groups == group).nonzero().flatten().tolist()
+        for column in range(2):
+            if not rows:
+                assert math.isnan(float(medians[group, column]))
+                continue
+            expected = loop_weighted_median(values[rows, column].tolist(), weights[rows].tolist())
+            assert float(medians[group, column]) == expected
+
+
+@pytest.mark.parametrize("distance,update", [("euclidean", "mean"), ("iou", "median")])
+def test_lloyd_runs_starts_together_as_alone(distance, update):
+    """Starts batched in one Lloyd run end exactly where each would alone (including the iteration cap)."""
+    points = torch.cat(blobs(1)).double()
+    weights = torch.randint(1, 4, (points.shape[0],), generator=generator(4)).double()
+    starts = points[torch.randint(0, points.shape[0], (4, 3), generator=generator(5))]  # [4,3,2]
+    starts[3, 2] = 1e5  # a start with an empty cluster
+    for iters in (2, 100):
+        together, distortions = _lloyd(points, weights, starts, distance=distance, update=update, iters=iters)
+        for index in range(4):
+            alone, distortion = _lloyd(points, weights, starts[index], distance=distance, update=update, iters=iters)
+            assert torch.equal(together[index], alone)
+            assert float(distortions[index]) == pytest.approx(float(distortion), rel=1e-12)
+
+
+def test_every_start():
+    wh = torch.cat(blobs(2))
+    every = kmeans(wh, 3, restarts=5, every_start=True, generator=generator(6))
+    assert every.shape == (5, 3, 2)
+    areas = every.prod(-1)
+    assert bool((areas[:, 1:] >= areas[:, :-1]).all())  # each start sorted by area
+    best = kmeans(wh, 3, restarts=5, generator=generator(6))
+    assert any(torch.equal(best, row) for row in every)
 
 
 # ---- bad input ------------------------------------------------------------------------------------------
