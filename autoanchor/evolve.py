@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .kmeans import sort_by_area
 from .metrics import Metric, check_anchors, check_metric, check_thr, check_wh
 from .parallel import LocalReducer, Reducer
 
@@ -311,12 +312,6 @@ def evolve(
     )
 
 
-def _sorted_by_area(population: Tensor) -> Tensor:
-    """Sort the anchors inside each set of ``[P, K, 2]`` by area."""
-    order = population.prod(-1).argsort(-1)  # [P,K]
-    return population.gather(1, order[..., None].expand_as(population))
-
-
 def differential_evolution(
     objective: Objective,
     anchors: Tensor,
@@ -360,7 +355,7 @@ def differential_evolution(
     start = anchors.to(device, torch.float32)
     noise = torch.randn((population - 1, *start.shape), generator=generator, device=device) * init_spread
     members = torch.cat([start[None], start[None] * noise.exp()]).clamp_(min=MIN_ANCHOR_PX).log()  # [P,K,2]
-    members = _sorted_by_area(members.exp()).log()
+    members = sort_by_area(members.exp()).log()
     fitness = objective(members.exp())
     floor = math.log(MIN_ANCHOR_PX)
     for generation in range(gen):
@@ -375,7 +370,7 @@ def differential_evolution(
         cross = torch.rand(members.shape, generator=generator, device=device) < crossover
         forced = torch.randint(0, members[0].numel(), (population,), generator=generator, device=device)
         cross.view(population, -1).scatter_(1, forced[:, None], True)  # at least one coordinate crosses
-        trial = _sorted_by_area(torch.where(cross, donor, members).clamp(min=floor).exp()).log()
+        trial = sort_by_area(torch.where(cross, donor, members).clamp(min=floor).exp()).log()
         trial_fitness = objective(trial.exp())
         better = trial_fitness > fitness
         members = torch.where(better[:, None, None], trial, members)

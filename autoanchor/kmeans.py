@@ -203,7 +203,7 @@ def kmeans(
                 "the most frequent sizes are repeated to make up the number"
             )
         order = counts.argsort(descending=True, stable=True)
-        centroids = _sort_by_area(distinct[order.repeat(math.ceil(n / len(order)))[:n]]).to(wh.dtype)
+        centroids = sort_by_area(distinct[order.repeat(math.ceil(n / len(order)))[:n]]).to(wh.dtype)
         return centroids.expand(restarts, n, 2).clone() if every_start else centroids
 
     scale = torch.ones(2, dtype=torch.float64, device=wh.device)
@@ -218,7 +218,7 @@ def kmeans(
     # All starts are seeded and iterated together, as one batch.
     start = _seed_plus_plus(points, weights, n, restarts, distance, generator)
     centroids, distortion = _lloyd(points, weights, start, distance=distance, update=update, iters=iters)
-    centroids = _sort_by_area(centroids * scale).to(wh.dtype)
+    centroids = sort_by_area(centroids * scale).to(wh.dtype)
     if every_start:
         return centroids
     best = int(distortion.argmin())
@@ -226,7 +226,7 @@ def kmeans(
     return centroids[best]
 
 
-def _sort_by_area(anchors: Tensor) -> Tensor:
-    """Sort ``[..., n, 2]`` anchors by area within each set."""
+def sort_by_area(anchors: Tensor) -> Tensor:
+    """Sort ``[..., n, 2]`` anchors by area within each set (stable on ties)."""
     order = anchors.prod(-1).argsort(dim=-1, stable=True)
     return anchors.gather(-2, order[..., None].expand_as(anchors))
