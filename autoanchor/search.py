@@ -238,8 +238,8 @@ def search_anchors(
             when omitted.
         starts, kmeans_iters, evolve_cell, coarse_cell, middle_cell, fine_points,
             relocations, tries, patience, hops: the stages' settings, as above (``kmeans_iters``
-            bounds the Lloyd iterations of each k-means start); the defaults keep the
-            search within about half a second on two CPU cores.
+            bounds the Lloyd iterations of each k-means start); with the defaults
+            the search takes about a quarter of a second on two CPU cores.
         reducer: combines the work of several processes (see
             :mod:`autoanchor.parallel`); every process must pass the same options
             and seed, and gets the same result.
