@@ -91,14 +91,18 @@ class Objective:
     def device(self) -> torch.device:
         return self.wh.device
 
+    def log_distances(self, log_anchors: Tensor, rows: Rows = slice(None)) -> Tensor:
+        """L∞ distance of log sizes from every box to each anchor: ``[..., 2] -> [..., m]``.
+
+        The ratio metric is ``exp(-distance)``. Boxes run along the last dimension,
+        so that the reductions over sides (here) and anchors (by callers) run across
+        rows of contiguous boxes, several times faster than over a short last one.
+        """
+        return (self.log_wh_t[:, rows] - log_anchors[..., None]).abs_().amax(-2)
+
     def distance(self, anchors: Tensor, rows: Rows = slice(None)) -> Tensor:
         """Ratio metric only: L∞ distance of log sizes, ``[P, m, K]``; the metric is ``exp(-distance)``."""
-        log_wh = self.log_wh[rows]  # [m,2]
-        log_anchors = anchors.log()  # [P,K,2]
-        return torch.maximum(
-            (log_wh[None, :, None, 0] - log_anchors[:, None, :, 0]).abs_(),
-            (log_wh[None, :, None, 1] - log_anchors[:, None, :, 1]).abs_(),
-        )
+        return self.log_distances(anchors.log(), rows).transpose(-1, -2)
 
     def score(self, distance: Tensor) -> Tensor:
         """Ratio metric only: what a box at ``distance`` from its best anchor adds to the fitness.
@@ -107,7 +111,7 @@ class Objective:
         (``torch.threshold`` is one float kernel; a boolean mask and ``torch.where``
         cost about four times as much on the CPU.)
         """
-        return torch.threshold(torch.exp(-distance), self.inv_thr, 0.0)
+        return torch.threshold_(torch.exp(-distance), self.inv_thr, 0.0)
 
     def match(self, anchors: Tensor, rows: Rows = slice(None)) -> Tensor:
         """Each box's score against each anchor: ``[P, m, K]`` for anchors ``[P, K, 2]``.
@@ -149,17 +153,11 @@ class Objective:
         if self.metric != "ratio" or log_anchors.shape[0] * log_anchors.shape[1] * self.wh.shape[0] > self.chunk:
             return self.sums(log_anchors.exp())
         dist = self._min_distance(log_anchors)  # [P,M]
-        return self.reducer.sum(torch.threshold_(dist.neg_().exp_(), self.inv_thr, 0.0).double() @ self.weights_double)
+        return self.reducer.sum(self.score(dist).double() @ self.weights_double)
 
     def _min_distance(self, log_anchors: Tensor, rows: Rows = slice(None)) -> Tensor:
-        """Ratio metric only: each box's distance to its nearest anchor, ``[P, m]``.
-
-        Laid out as ``[P, K, 2, m]`` so that both reductions run across rows of
-        contiguous boxes, which is several times faster than reducing a short last
-        dimension.
-        """
-        log_wh_t = self.log_wh_t[:, rows]  # [2,m]
-        return (log_wh_t[None, None] - log_anchors[..., None]).abs_().amax(2).amin(1)
+        """Ratio metric only: each box's distance to its nearest anchor, ``[P, K, 2] -> [P, m]``."""
+        return self.log_distances(log_anchors, rows).amin(1)
 
     def __call__(self, anchors: Tensor) -> Tensor:
         """Fitness of each anchor set: ``[P, K, 2] -> float64 [P]`` (``[K, 2] -> []``)."""
@@ -426,7 +424,7 @@ class _Scores:
         for start in range(0, objective.wh.shape[0], _TABLE_ROWS):
             rows = slice(start, start + _TABLE_ROWS)
             if self.ratio:
-                parts.append((objective.log_wh_t[None, :, rows] - anchors.log()[:, :, None]).abs_().amax(1))
+                parts.append(objective.log_distances(anchors.log(), rows))
             else:
                 parts.append(objective.match(anchors[None], rows)[0].T)
         return torch.cat(parts, 1)
@@ -439,7 +437,7 @@ class _Scores:
         """Every box's score against each of ``positions [A, D, 2]``: ``[A, D, M]``."""
         objective = self.objective
         if self.ratio:
-            return objective.score((objective.log_wh_t - positions.log()[..., None]).abs_().amax(2))  # [A,D,2,M]
+            return objective.score(objective.log_distances(positions.log()))
         a, d = positions.shape[:2]
         return objective.match(positions.reshape(1, -1, 2))[0].T.reshape(a, d, -1)
 

@@ -53,7 +53,7 @@ def _weighted_medians(values: Tensor, weights: Tensor, groups: Tensor, count: in
         before = torch.where(first > 0, running[(first - 1).clamp(min=0)], 0.0)
         half = before + (running[last] - before) / 2
         index = torch.searchsorted(running, half[:, None])[:, 0]  # first row reaching half
-        medians[present, column] = values[order[torch.minimum(torch.maximum(index, first), last)], column]
+        medians[present, column] = values[order[index.clamp(first, last)], column]
     return medians
 
 
@@ -95,8 +95,8 @@ def _lloyd(
     centroids = centroids[None] if single else centroids
     count, n = centroids.shape[:2]
     group_base = torch.arange(count, device=points.device)[:, None] * n  # [S,1]
-    all_weights = weights.repeat(count)
-    weighted_points = (points * weights[:, None]).repeat(count, 1)
+    all_points, all_weights = points.repeat(count, 1), weights.repeat(count)  # one row per (start, point)
+    weighted_points = all_points * all_weights[:, None]
     labels = None
     for _ in range(iters):
         nearest, new_labels = _distances(points, centroids, distance).min(2)  # [S,M]
@@ -111,7 +111,7 @@ def _lloyd(
             )
             moved = sums / counts.clamp(min=1e-30)[:, None]
         else:
-            moved = _weighted_medians(points.repeat(count, 1), all_weights, groups, count * n)
+            moved = _weighted_medians(all_points, all_weights, groups, count * n)
         empty = counts == 0
         centroids = torch.where(empty[:, None], centroids.reshape(-1, 2), moved).view(count, n, 2)
         # An empty cluster takes over the point its start serves worst, weighted by its count.

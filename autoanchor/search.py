@@ -8,8 +8,9 @@ of a grid in log space (few boxes are merged only where identical), each pool
 standing for its boxes by their weighted mean log size and count. The evolution
 runs on the coarsest pooling (a few hundred sizes), k-means and the relocation
 hops on a coarse one (about a thousand), the last climbs on finer ones, and the
-figures reported are computed on every box. The search's cost therefore hardly depends on the number of boxes;
-only letterboxing, pooling and the final figures grow with it, linearly.
+figures reported are computed on every box. The search's cost therefore hardly
+depends on the number of boxes; only letterboxing, pooling and the final figures
+grow with it, linearly.
 """
 
 from __future__ import annotations
@@ -325,9 +326,7 @@ def search_anchors(
     # The pools are small and the same on every process, so every process searches them in full:
     # the same seed gives the same anchors everywhere, with no collective per generation or step.
     # Only the work that grows with the boxes (pooling them, measuring the result) is split.
-    coarse, middle, fine = (
-        Objective(*pools, metric=metric, thr=thr) for pools in (coarse_set, middle_set, fine_set)
-    )
+    coarse, middle = (Objective(*pools, metric=metric, thr=thr) for pools in (coarse_set, middle_set))
 
     # The search works on a few thousand pooled sizes: tensors too small for several CPU threads,
     # whose barriers cost more than they save and stall badly when another process holds a core.
@@ -354,8 +353,8 @@ def search_anchors(
             min_step=HOP_MIN_STEP, hop_min_step=HOP_MIN_STEP, generator=generator,
         )
         best, _ = polish(middle, best, step=0.02, min_step=0.004)
-        if not fine_is_middle:
-            best, _ = polish(fine, best, step=0.01, min_step=0.002)  # a quarter of a percent is enough
+        if not fine_is_middle:  # a quarter of a percent is enough
+            best, _ = polish(Objective(*fine_set, metric=metric, thr=thr), best, step=0.01, min_step=0.002)
 
     start_stats, stats = anchor_stats(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
     objective = (lambda s: s.fitness) if metric == "ratio" else (lambda s: s.avg_iou)
