@@ -3,25 +3,43 @@
 The drop-ins for yolov5's ``utils/autoanchor.py`` are :func:`check_anchors`,
 :func:`kmean_anchors` and :func:`check_anchor_order`; :func:`search_anchors`
 works on box sizes in pixels, and :mod:`autoanchor.metrics` holds the metrics.
+
+The public names are imported on first use (PEP 562), so that ``autoanchor --help``
+and ``python -m autoanchor --version`` answer without importing torch;
+``from autoanchor import check_anchors`` works as usual.
 """
 
-from .boxes import BoxSizes
-from .datasets import LoadSummary, load_boxes, load_boxes_with_report
-from .distributed import DistributedReducer, PeerFailure
-from .hook import AnchorReport, check_anchor_order, check_anchors, find_detect
-from .metrics import (
-    AnchorStats,
-    anchor_fitness,
-    anchor_stats,
-    anchors_above_threshold,
-    avg_iou,
-    best_possible_recall,
-    ratio_metric,
-    wh_iou,
-)
-from .search import SearchResult, kmean_anchors, search_anchors
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+# Public name -> the submodule that defines it. Adding a public name is one line here.
+_LAZY = {
+    "BoxSizes": "boxes",
+    "LoadSummary": "datasets",
+    "load_boxes": "datasets",
+    "load_boxes_with_report": "datasets",
+    "DistributedReducer": "distributed",
+    "PeerFailure": "distributed",
+    "AnchorReport": "hook",
+    "check_anchor_order": "hook",
+    "check_anchors": "hook",
+    "find_detect": "hook",
+    "AnchorStats": "metrics",
+    "anchor_fitness": "metrics",
+    "anchor_stats": "metrics",
+    "anchors_above_threshold": "metrics",
+    "avg_iou": "metrics",
+    "best_possible_recall": "metrics",
+    "ratio_metric": "metrics",
+    "wh_iou": "metrics",
+    "SearchResult": "search",
+    "kmean_anchors": "search",
+    "search_anchors": "search",
+}
 
 __all__ = [
     "AnchorReport",
@@ -46,3 +64,17 @@ __all__ = [
     "search_anchors",
     "wh_iou",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's submodule on first access and keep the name (PEP 562)."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -24,8 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +32,15 @@ import torch
 import yaml
 from torch import Tensor
 
+from ._atomic import write_atomic
+
 __all__ = [
     "ModelAnchors",
     "read_model_anchors",
     "parse_model_anchors",
     "rewrite_anchors",
     "write_model_anchors",
+    "anchor_rows_tensor",
     "anchors_yaml_block",
     "default_strides",
     "level_label",
@@ -188,19 +189,38 @@ def parse_model_anchors(text: str, *, source: str = "<string>") -> ModelAnchors:
         if value < 1:
             raise ValueError(f"{source}: `anchors: {value}` must be a positive number of anchors per level")
         return ModelAnchors(_detect_levels(config, source), value, None, source)
-    if not isinstance(value, list) or not value:
+    anchors = anchor_rows_tensor(value, source=source)
+    return ModelAnchors(anchors.shape[0], anchors.shape[1], anchors, source)
+
+
+def anchor_rows_tensor(rows: object, *, source: str = "<string>") -> Tensor:
+    """Check anchor rows as a yolov5 yaml writes them and return them as a tensor.
+
+    The one validation of ``anchors:`` rows, for model yamls and the shipped anchor sets.
+
+    Args:
+        rows: one flat ``[w1,h1, w2,h2, ...]`` list per level, in pixels.
+        source: what the rows were read from, for messages (a file name, ``config 'yolov3'``).
+
+    Returns:
+        Tensor[nl, na, 2] float32, anchor (width, height) in pixels.
+
+    Raises:
+        ValueError: if ``rows`` is not a non-empty list of equally long flat lists of
+            positive finite w,h pairs; the message names ``source`` and the row.
+    """
+    if not isinstance(rows, list) or not rows:
         raise ValueError(
-            f"{source}: `anchors` must be a list of rows [w1,h1, w2,h2, ...] or a number per level, got {value!r}"
+            f"{source}: `anchors` must be a list of rows [w1,h1, w2,h2, ...] or a number per level, got {rows!r}"
         )
-    for level, row in enumerate(value):
+    for level, row in enumerate(rows):
         if not isinstance(row, list) or not row or len(row) % 2 or not all(_is_number(v) for v in row):
             raise ValueError(
                 f"{source}: anchor row {level} must be a flat list of positive w,h pairs in pixels, got {row!r}"
             )
-    if len({len(row) for row in value}) != 1:
-        raise ValueError(f"{source}: every anchor row must have the same length, got {[len(r) for r in value]}")
-    anchors = torch.tensor(value, dtype=torch.float32).reshape(len(value), -1, 2)
-    return ModelAnchors(anchors.shape[0], anchors.shape[1], anchors, source)
+    if len({len(row) for row in rows}) != 1:
+        raise ValueError(f"{source}: every anchor row must have the same length, got {[len(r) for r in rows]}")
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), -1, 2)
 
 
 def _read_text(path: Path) -> str:
@@ -321,27 +341,14 @@ def _check_rewrite(old_text: str, new_text: str, rows: list, source: str) -> Non
         raise RuntimeError(f"internal error: rewriting the anchors of {source} gave a different yaml structure")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.chmod(temp_name, stat.S_IMODE(path.stat().st_mode))
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def write_model_anchors(path: str | os.PathLike, anchors: Tensor | Sequence) -> bool:
     """Rewrite the anchors of a yolov5-style model yaml in place.
 
     Only the anchor rows change (see :func:`rewrite_anchors`); the file is replaced
-    atomically (a temporary file in the same folder, then :func:`os.replace`), so a
-    crash never leaves it half written. A symlink is followed and its target rewritten.
+    atomically (:func:`autoanchor._atomic.write_atomic`: a temporary file in the same
+    folder, then :func:`os.replace`), so a crash or Ctrl-C never leaves it half written
+    nor a temporary file behind. The file keeps its permission bits and, where the
+    process may, its owner. A symlink is followed and its target rewritten.
 
     Args:
         path: the model yaml.
@@ -354,11 +361,13 @@ def write_model_anchors(path: str | os.PathLike, anchors: Tensor | Sequence) -> 
 
     Raises:
         ValueError: as :func:`rewrite_anchors`, or if the file cannot be read.
-        OSError: if the file cannot be written.
+        autoanchor._atomic.ReadOnlyFileError: (a ``PermissionError``) if the file has no write permission
+            bit; it is refused before anything is written, as editors do.
+        OSError: if the file cannot be written; the message names the file.
     """
     path = Path(os.path.realpath(path))
     text = _read_text(path)
     new_text, expanded = rewrite_anchors(text, anchors, source=str(path))
-    _write_atomic(path, new_text.encode("utf-8"))
+    write_atomic(path, new_text.encode("utf-8"))
     logger.debug("%s the anchors of %s", "expanded" if expanded else "rewrote", path)
     return expanded

@@ -13,6 +13,7 @@ pyplot figures are left alone.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Sequence
@@ -23,10 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._atomic import write_atomic
 from .metrics import check_thr, check_wh
 from .modelyaml import level_label
 
-__all__ = ["plot_anchors", "require_matplotlib"]
+__all__ = ["check_plot_path", "plot_anchors", "require_matplotlib"]
 
 INSTALL_HINT = 'pip install "autoanchor[plot]"'
 # Level colours: distinct on a grey density map and for the common colour-vision deficiencies (Okabe-Ito).
@@ -50,6 +52,31 @@ def require_matplotlib() -> Any:
     except ImportError:
         raise ImportError(f"plotting needs matplotlib, which is not installed: {INSTALL_HINT}") from None
     return matplotlib
+
+
+def check_plot_path(path: str | os.PathLike) -> str:
+    """Check, before any work, that a figure can be saved under this file name.
+
+    Args:
+        path: the image file; its suffix picks the format (``.png``, ``.svg``, ``.pdf``, ...).
+
+    Returns:
+        The format name matplotlib will write (the suffix without the dot, lower case).
+
+    Raises:
+        ImportError: if matplotlib is missing (the message gives the install command).
+        ValueError: if the suffix is missing or not a format matplotlib can write; the
+            message names the file and lists the formats.
+    """
+    require_matplotlib()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        given = f"suffix '.{suffix}'" if suffix else "no suffix"
+        raise ValueError(f"cannot plot to {str(path)!r}: {given}; use one of .{', .'.join(formats)}")
+    return suffix
 
 
 def _level_list(anchors_by_level: Tensor | Sequence) -> list[np.ndarray]:
@@ -107,8 +134,10 @@ def plot_anchors(
 
     Raises:
         ImportError: if matplotlib is missing (the message says ``pip install "autoanchor[plot]"``).
-        ValueError: for malformed box sizes or anchors, or ``strides`` of the wrong length.
-        OSError: if the file cannot be written.
+        ValueError: for malformed box sizes or anchors, ``strides`` of the wrong length,
+            or a ``path`` whose suffix is no format matplotlib writes (see :func:`check_plot_path`).
+        OSError: if the file cannot be written; it is replaced atomically, so it is either
+            the whole new figure or what it was.
     """
     check_wh(wh)
     thr = check_thr(thr)
@@ -120,7 +149,7 @@ def plot_anchors(
     if sizes.shape[0] == 0:
         raise ValueError("no box with a positive width and height to plot")
 
-    require_matplotlib()
+    image_format = check_plot_path(path)
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap, LogNorm
@@ -202,5 +231,7 @@ def plot_anchors(
     axes.set_title(heading if subtitle is None else f"{heading}\n{subtitle}", fontsize=11)
 
     path = Path(path)
-    figure.savefig(path, dpi=dpi)
+    image = io.BytesIO()
+    figure.savefig(image, dpi=dpi, format=image_format)
+    write_atomic(path, image.getvalue())  # the old file or the whole new one, never a part
     return path

@@ -20,13 +20,13 @@ Example:
 
 from __future__ import annotations
 
-import math
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
-from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["list_configs", "load_config", "anchors_by_name", "strides_by_name", "anchor_config_names"]
 
@@ -111,20 +111,11 @@ def anchors_by_name(name: str) -> Tensor:
         >>> anchors_by_name("yolov3-tiny")[0, 0]
         tensor([10., 14.])
     """
+    # One validation of anchor rows for model yamls and shipped sets; torch only when asked for.
+    from autoanchor.modelyaml import anchor_rows_tensor
+
     stem, config = _anchor_config(name)
-    rows = config["anchors"]
-    if not isinstance(rows, list) or not rows:
-        raise ValueError(f"config {stem!r}: anchors must be a non-empty list of rows, got {rows!r}")
-    values = []
-    for level, row in enumerate(rows):
-        if not isinstance(row, list) or not row or len(row) % 2:
-            raise ValueError(f"config {stem!r}: anchor row {level} must be a flat list of w,h pairs, got {row!r}")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in row):
-            raise ValueError(f"config {stem!r}: anchor row {level} must hold positive numbers, got {row!r}")
-        values.append(row)
-    if len({len(row) for row in values}) != 1:
-        raise ValueError(f"config {stem!r}: every level must have the same number of anchors, got {values!r}")
-    return torch.tensor(values, dtype=torch.float32).reshape(len(values), -1, 2)
+    return anchor_rows_tensor(config["anchors"], source=f"config {stem!r}")
 
 
 def strides_by_name(name: str) -> list[int]:

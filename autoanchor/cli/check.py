@@ -1,0 +1,106 @@
+"""``autoanchor check``: measure how well given anchors fit a dataset; the exit code can gate a pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..configs import anchor_config_names, anchors_by_name, load_config
+from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, CommandLineError, probability
+from .registry import format_help, format_names, get_format, register_command
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``check`` (besides the shared ones)."""
+    defaults = load_config("search")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, metavar="MODEL.yaml", help="the anchors of a yolov5 model yaml")
+    source.add_argument(
+        "--anchors", metavar="ANCHORS",
+        help="anchors as 'w1,h1, w2,h2, ...' in pixels, or the name of a shipped set: "
+        + ", ".join(anchor_config_names()),
+    )
+    parser.add_argument(
+        "--bpr-threshold", type=probability, default=defaults["bpr_threshold"], metavar="BPR",
+        help="the anchors fit when their best possible recall is above this (as check_anchors decides "
+        "whether to search new ones); default %(default)s",
+    )
+    parser.add_argument(
+        "--format", choices=format_names("check"), default="text",
+        help=f"{format_help('check')}; default %(default)s",
+    )
+
+
+def _parse_anchor_text(text: str) -> tuple[Tensor, str | None]:
+    """``--anchors``: a shipped set's name or ``w1,h1, w2,h2, ...`` -> ``(Tensor[nl, na, 2], name or None)``."""
+    import torch
+
+    stripped = text.strip()
+    if re.fullmatch(r"[A-Za-z][\w.-]*", stripped):
+        return anchors_by_name(stripped), stripped
+    tokens = [token for token in re.split(r"[\s,;]+", stripped) if token]
+    values = []
+    for token in tokens:
+        try:
+            values.append(float(token))
+        except ValueError:
+            raise CommandLineError(
+                f"--anchors {text!r}: {token!r} is not a number; give 'w1,h1, w2,h2, ...' in pixels "
+                f"or a shipped set ({', '.join(anchor_config_names())})"
+            ) from None
+    if not values or len(values) % 2:
+        raise CommandLineError(
+            f"--anchors {text!r}: expected w,h pairs (an even count of numbers), got {len(values)} numbers"
+        )
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise CommandLineError(f"--anchors {text!r}: anchor sizes must be positive numbers of pixels")
+    return torch.tensor(values, dtype=torch.float32).reshape(1, -1, 2), None
+
+
+@register_command(
+    "check", help="measure how well given anchors fit a dataset (exit 1 if BPR is not above --bpr-threshold)",
+    description="Print BPR, anchors per target, fitness and Avg IoU of given anchors on a dataset. "
+    "Exit code: 0 when BPR is above --bpr-threshold (the anchors fit), 1 when it is not "
+    "(as check_anchors, which would then search new anchors), 2 on any error.",
+    add_arguments=add_arguments,
+)
+def run(args: argparse.Namespace) -> int:
+    """Run ``autoanchor check`` with parsed options; returns 0 (fits), 1 (BPR not above the threshold)."""
+    from ..metrics import anchor_stats
+    from ..modelyaml import read_model_anchors
+    from .common import MIN_BOX_PX, BoxCounts, _searched_boxes, device_of, emit, load
+    from .formats import CheckOutput
+
+    writer = get_format("check", args.format)
+    if args.model is not None:
+        model = read_model_anchors(args.model)
+        if model.anchors is None:
+            raise CommandLineError(
+                f"{args.model} says `anchors: {model.n_per_level}` and holds no anchors to check; "
+                f"fit some with 'autoanchor fit DATA --model {args.model} --write'"
+            )
+        anchors, label = model.anchors, str(args.model)
+    else:
+        anchors, label = _parse_anchor_text(args.anchors)
+    device = device_of(args.device)
+    sizes, wh, name = load(args.data, args.img, device, progress=not args.quiet, cache=args.cache)
+    kept = _searched_boxes(wh)
+    if kept.shape[0] == 0:
+        raise CommandLineError(f"all {wh.shape[0]} boxes of {name} are under {MIN_BOX_PX:g} px; nothing to check")
+    flat = anchors.reshape(-1, 2)
+    stats = anchor_stats(kept, flat.to(device), thr=args.thr)
+    counts = BoxCounts(wh, kept)
+    output = CheckOutput(
+        anchors=flat.tolist(), label=label, data=name, stats=stats, bpr_threshold=args.bpr_threshold,
+        info={"img": args.img, "thr": args.thr, **counts.json_fields()}, boxes=counts.text(),
+    )
+    emit(writer.write(output), None)
+    return EXIT_OK if output.fits else EXIT_BELOW_THRESHOLD

@@ -1,0 +1,119 @@
+"""Option types, the shared options and the exit codes of the command line (no torch here)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable, NoReturn
+
+__all__ = [
+    "CommandLineError",
+    "EXIT_BELOW_THRESHOLD",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "MAX_SEED",
+    "Parser",
+    "add_common_options",
+    "non_negative_int",
+    "positive_int",
+    "probability",
+    "ratio",
+    "seed",
+]
+
+EXIT_OK = 0
+# `check`: the anchors' BPR is not above --bpr-threshold (the hook would search new anchors).
+EXIT_BELOW_THRESHOLD = 1
+# Any error: bad options or data, a file that cannot be read or written, or a bug.
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+# torch.Generator.manual_seed takes any integer that fits in 64 unsigned bits.
+MAX_SEED = 2**64 - 1
+
+
+class CommandLineError(ValueError):
+    """A bad combination of command-line options (reported like any other error)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _int_in_range(minimum: int, maximum: int | None, wording: str) -> Callable[[str], int]:
+    """An argparse ``type`` for integers in ``[minimum, maximum]`` (no upper bound if None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wording}, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"expected {wording}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = _int_in_range(1, None, "a positive integer")
+non_negative_int = _int_in_range(0, None, "an integer >= 0")
+seed = _int_in_range(0, MAX_SEED, f"an integer from 0 to 2**64 - 1 = {MAX_SEED}")
+
+
+def ratio(text: str) -> float:
+    """An argparse ``type`` for a finite number greater than 1 (``--thr``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number greater than 1, got {text!r}") from None
+    if not math.isfinite(value) or value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number greater than 1, got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    """An argparse ``type`` for a number in [0, 1] (``--bpr-threshold``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+def add_common_options(parser: argparse.ArgumentParser, defaults: dict) -> None:
+    """The options every subcommand takes: DATA, ``-q``, ``--no-cache``, ``--img``, ``--thr``, ``--device``.
+
+    Args:
+        parser: the subcommand's parser.
+        defaults: the shipped ``search`` config (``img_size``, ``anchor_t``).
+    """
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+        help="errors only: no progress bars, log messages or warnings on stderr",
+    )
+    parser.add_argument(
+        "data", nargs="?", default=None, metavar="DATA",
+        help="the dataset: a yolov5 data yaml, a COCO json, a VOC folder or an .npz "
+        "(default: the built-in coco128 statistics)",
+    )
+    parser.add_argument(
+        "--no-cache", dest="cache", action="store_false",
+        help="read every label file and neither read nor write the dataset's box cache",
+    )
+    parser.add_argument(
+        "--img", type=positive_int, default=defaults["img_size"], metavar="PX",
+        help="training image size in pixels (long side); default %(default)s",
+    )
+    parser.add_argument(
+        "--thr", type=ratio, default=defaults["anchor_t"],
+        help="ratio threshold (yolov5 anchor_t): a box matches an anchor when its width and height are "
+        "both within this factor of the anchor's; default %(default)s",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="where to compute: cpu, cuda or cuda:N; default %(default)s"
+    )
