@@ -98,3 +98,20 @@ def test_unknown_name_lists_the_valid_ones():
         anchors_by_name("search")  # a config, but not an anchor set
     with pytest.raises(TypeError, match="must be a string"):
         anchors_by_name(3)  # type: ignore[arg-type]
+
+
+def test_shipped_anchor_rows_are_checked_like_model_yaml_rows(monkeypatch):
+    """One validation of anchor rows (autoanchor.modelyaml.anchor_rows_tensor) for both kinds of file."""
+    import autoanchor.configs as configs
+
+    real = configs.load_config
+
+    def broken(name):
+        config = real(name)
+        if name == "yolov3":
+            config["anchors"] = [[10, 13, 16, 30], [30, 61, 62]]
+        return config
+
+    monkeypatch.setattr(configs, "load_config", broken)
+    with pytest.raises(ValueError, match=r"config 'yolov3': anchor row 1 must be a flat list of positive w,h pairs"):
+        configs.anchors_by_name("yolov3")

@@ -172,6 +172,45 @@ def test_failed_write_leaves_the_file_alone(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.yaml"]
 
 
+def test_read_only_file_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_bytes(P5_MODEL.encode("utf-8"))
+    os.chmod(path, 0o444)
+    with pytest.raises(PermissionError, match=r"model.yaml is read-only \(mode -r--r--r--\); not written"):
+        write_model_anchors(path, NEW_P5)
+    assert path.read_bytes() == P5_MODEL.encode("utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.yaml"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root may give a file to another owner")
+def test_write_keeps_the_owner(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_bytes(P5_MODEL.encode("utf-8"))
+    os.chown(path, 4321, 8765)  # an owner and group other than the writing process's
+    write_model_anchors(path, NEW_P5)
+    assert (path.stat().st_uid, path.stat().st_gid) == (4321, 8765)
+    assert read_model_anchors(path).anchors.tolist() == NEW_P5.round().tolist()
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt(), OSError(28, "No space left on device")])
+def test_interrupted_or_failed_write_leaves_no_temporary(tmp_path, monkeypatch, failure):
+    import autoanchor._atomic
+
+    path = tmp_path / "model.yaml"
+    path.write_bytes(P5_MODEL.encode("utf-8"))
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(autoanchor._atomic.os, "replace", fail)  # the last step: the temporary is complete
+    with pytest.raises(type(failure)) as raised:
+        write_model_anchors(path, NEW_P5)
+    if isinstance(failure, OSError):  # the message names the model file, not the temporary one
+        assert str(path) in str(raised.value) and ".tmp" not in str(raised.value)
+    assert path.read_bytes() == P5_MODEL.encode("utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.yaml"]
+
+
 def test_rewrite_anchors_pure_function_round_trip():
     new_text, expanded = rewrite_anchors(P5_MODEL, NEW_P5)
     assert not expanded

@@ -9,7 +9,7 @@ import torch
 
 from autoanchor.configs import anchors_by_name
 from autoanchor.datasets import load_boxes
-from autoanchor.plot import plot_anchors, require_matplotlib
+from autoanchor.plot import check_plot_path, plot_anchors, require_matplotlib
 
 pytest.importorskip(
     "matplotlib", reason="matplotlib is not installed (it comes with the test extra: pip install -e .[test])"
@@ -75,3 +75,15 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch, tmp_path, wh):
         require_matplotlib()
     with pytest.raises(ImportError, match=r'pip install "autoanchor\[plot\]"'):
         plot_anchors(wh, anchors_by_name("yolov5-p5"), 4.0, tmp_path / "a.png")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"), [("a.foo", r"suffix '.foo'; use one of .*\.png, .*\.svg"), ("a", "no suffix")]
+)
+def test_unknown_image_format_is_refused_before_drawing(tmp_path, wh, name, message):
+    with pytest.raises(ValueError, match=message):
+        check_plot_path(tmp_path / name)
+    with pytest.raises(ValueError, match=message):
+        plot_anchors(wh, anchors_by_name("yolov5-p5"), 4.0, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+    assert check_plot_path(tmp_path / "a.SVG") == "svg"
