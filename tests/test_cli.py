@@ -4,8 +4,10 @@ Each run pays for a fresh interpreter and torch import, so all runs are started 
 front by one fixture, as many at a time as there are cores, each with
 ``OMP_NUM_THREADS=1`` (the search works on small tensors; several torch thread
 pools on few cores only slow each other down), and fits use ``--gen 30``. The tests
-then check the recorded outputs and files. A few extra error paths are checked
-in-process through :func:`autoanchor.cli.main`.
+then check the recorded outputs and files. Extra error paths, interrupted and refused
+writes, and the two registries (subcommands, output formats) are checked in-process
+through :func:`autoanchor.cli.main`; start-up imports (no torch for ``--help``) in
+small subprocesses.
 """
 
 from __future__ import annotations
