@@ -15,12 +15,12 @@ from autoanchor._atomic import ReadOnlyFileError
 from autoanchor.darknet import (
     darknet_lines,
     darknet_pixel_wh,
-    mmyolo_snippet,
     parse_cfg,
     read_cfg,
     rewrite_cfg_anchors,
     write_cfg_anchors,
 )
+from autoanchor.mmyolo import mmyolo_snippet
 
 Y3_ANCHORS = "10,13,  16,30,  33,23,  30,61,  62,45,  59,119,  116,90,  156,198,  373,326"
 Y4_ANCHORS = "12, 16, 19, 36, 40, 28, 36, 75, 76, 55, 72, 146, 142, 110, 192, 243, 459, 401"
@@ -152,7 +152,7 @@ def test_strides_of_unknown_layers_are_assigned_by_anchor_area_and_said_so():
     assert config.strides_inferred
     assert config.strides == (16, 32)
     assert config.order == (1, 0)
-    assert any("could not be followed" in note and "[16, 32]" in note for note in config.notes)
+    assert any("could not be followed; [16, 32] assigned by area" in note for note in config.notes)
 
 
 def test_masks_giving_the_finest_level_the_largest_anchors_are_reported_and_not_rewritten():
@@ -180,7 +180,11 @@ def test_different_anchors_lines_and_unsorted_anchors_are_noted():
         ("[net]\nwidth=416\nheight=416\n[convolutional]\nstride=2\n", r"bad.cfg has no \[yolo\] section"),
         (YOLOV3.replace("mask = 0,1,2", "mask = 0,1,9"), r"bad.cfg, line 66: mask index 9 is out of range"),
         (YOLOV3.replace("num=9", "num=6", 1), r"bad.cfg, line 35: 18 anchor values for num=6 \(line 37\)"),
-        (YOLOV3.replace("mask = 6,7,8", "mask = 6,7"), r"every \[yolo\] mask must hold as many anchors"),
+        (YOLOV3.replace("mask = 6,7,8", "mask = 6,7"), r"as many anchors, got 2 in the \[yolo\] of line 33, 3 in"),
+        (
+            YOLOV3.replace(f"{Y3_ANCHORS}\nclasses=80\nnum=9", f"{Y3_ANCHORS},  400,400\nclasses=80\nnum=10", 1),
+            r"the same num, got num=10 at line 37, num=9 at line 53, num=9 at line 69",
+        ),
         (YOLOV3.replace("classes=80", "classes 80", 1), r"bad.cfg, line 36: expected `key = value`"),
         (YOLOV3.replace("classes=80", "anchors=1,1", 1), r"bad.cfg, line 36: 'anchors' repeats line 35"),
         (YOLOV3.replace("anchors = 10,13", "anchors = 10,x", 1), r"line 35: anchors must be comma-separated"),

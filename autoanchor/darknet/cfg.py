@@ -1,57 +1,22 @@
-"""Read and rewrite the anchors of a darknet ``.cfg``; darknet's resize of the boxes.
+"""Read a darknet ``.cfg``: input size, ``[yolo]`` sections, masks, anchors and strides.
 
-A darknet cfg lists its layers as ``[section]`` blocks of ``key = value`` lines. Every
-``[yolo]`` section repeats the same ``anchors =`` line (all anchors of the model, in
-pixels of the network input) and picks its own with ``mask =`` (indices into that
-line); ``num`` counts the anchors of the line. The yolo layers do not state their
-strides, so :func:`parse_cfg` follows the layers (convolution and pooling strides,
-upsampling, routes) to find the stride of each one.
-
-Levels are the ``[yolo]`` sections ordered from the finest stride to the coarsest,
-whatever their order in the file: yolov3 lists the stride-32 section first
-(``mask = 6,7,8``), yolov4 the stride-8 one (``mask = 0,1,2``); both give the finest
-level the first, smallest anchors of the line. :func:`rewrite_cfg_anchors` writes the
-new anchors sorted by area into every section's ``anchors =`` line and changes no other
-byte; the masks stay as they are, so the smallest anchors land on the finest level as
-long as the masks, read from the finest level to the coarsest, never go back to a
-smaller index. A cfg whose masks do (darknet issue #3860) is refused rather than
-silently "fixed".
-
-Quirks that darknet accepts (anchors in no mask, anchors in two masks as in
-yolov4-tiny, sections whose ``anchors =`` lines differ) are kept and described in
-:attr:`DarknetConfig.notes` for the caller to log or warn about.
+The syntax is darknet's: ``[section]`` headers, ``key = value`` lines with optional spaces,
+whole-line ``#`` and ``;`` comments, blank lines, any line endings. A ``#`` after a value
+starts a comment, as AlexeyAB's darknet reads ``anchors``. Sections repeat freely.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ._atomic import write_atomic
-from .boxes import BoxSizes
-from .modelyaml import level_label, round_anchors
-
-__all__ = [
-    "DarknetConfig",
-    "YoloSection",
-    "darknet_lines",
-    "darknet_pixel_wh",
-    "mmyolo_snippet",
-    "parse_cfg",
-    "read_cfg",
-    "rewrite_cfg_anchors",
-    "write_cfg_anchors",
-]
-
-logger = logging.getLogger(__name__)
+__all__ = ["DarknetConfig", "YoloSection", "parse_cfg", "read_cfg"]
 
 YOLO_SECTIONS = ("yolo", "Gaussian_yolo")
 NET_SECTIONS = ("net", "network")
@@ -182,7 +147,7 @@ class _Section:
     entries: dict[str, _Entry]
 
 
-def _lines(text: str):
+def _lines(text: str) -> Iterator[tuple[int, int, str]]:
     """``(line number, offset, content)`` per line; content without its line ending."""
     offset = 0
     for number, piece in enumerate(text.split("\n"), start=1):
@@ -336,7 +301,8 @@ def _quirk_notes(sections: list[YoloSection], order: list[int], source: str) -> 
                 f"{sections[0].anchors_line}; each [yolo] section uses its own"
             )
     if not _masks_ordered([sections[i].mask for i in order]):
-        lines = ", ".join(f"stride {s.stride} at line {s.mask_line}: {list(s.mask)}" for s in map(sections.__getitem__, order))
+        levels = [sections[i] for i in order]
+        lines = ", ".join(f"stride {s.stride} at line {s.mask_line}: {list(s.mask)}" for s in levels)
         notes.append(
             f"{source}: the masks, from the finest level to the coarsest ({lines}), go back to smaller "
             "indices, so anchors sorted by area would not give the finest level the smallest ones"
@@ -370,12 +336,13 @@ def parse_cfg(text: str, *, source: str = "<string>") -> DarknetConfig:
         if layer.name in YOLO_SECTIONS
     ]
     if not yolo:
-        raise ValueError(f"{source} has no [yolo] section; only darknet cfgs of YOLOv3 and later have anchors per level")
+        raise ValueError(f"{source} has no [yolo] section; darknet cfgs have anchors per level from YOLOv3 on")
     if len({len(s.mask) for s in yolo}) != 1:
-        lengths = ", ".join(f"line {s.mask_line}: {len(s.mask)}" for s in yolo)
+        lengths = ", ".join(f"{len(s.mask)} in the [yolo] of line {s.line}" for s in yolo)
         raise ValueError(f"{source}: every [yolo] mask must hold as many anchors, got {lengths}")
     if len({s.num for s in yolo}) != 1:
-        raise ValueError(f"{source}: the [yolo] sections give different num: {[s.num for s in yolo]}")
+        nums = ", ".join(f"num={s.num} at line {s.num_line}" for s in yolo)
+        raise ValueError(f"{source}: the [yolo] sections must have the same num, got {nums}")
     found = [s.stride for s in yolo]
     inferred = None in found or len(set(found)) != len(found)
     if inferred:
@@ -383,13 +350,15 @@ def parse_cfg(text: str, *, source: str = "<string>") -> DarknetConfig:
         mean_log_area = [float(s.anchors[list(s.mask)].prod(1).log().mean()) for s in yolo]
         order = sorted(range(len(yolo)), key=lambda i: (mean_log_area[i], i))
         strides = [32 // 2 ** (len(yolo) - 1 - level) or 1 for level in range(len(yolo))]
-        notes = [f"{source}: the strides of the [yolo] layers could not be followed; assigned {strides} by anchor area"]
+        notes = [f"{source}: the strides of the [yolo] layers could not be followed; {strides} assigned by area"]
     else:
         order = sorted(range(len(yolo)), key=lambda i: found[i])  # type: ignore[arg-type, return-value]
         strides = [found[i] for i in order]  # type: ignore[misc]
         notes = []
     notes += _quirk_notes(yolo, order, source)
-    return DarknetConfig(width, height, letter_box, tuple(yolo), tuple(order), tuple(strides), inferred, tuple(notes), source)
+    return DarknetConfig(
+        width, height, letter_box, tuple(yolo), tuple(order), tuple(strides), inferred, tuple(notes), source
+    )
 
 
 def _integral(stride: float | None) -> int | None:
@@ -428,213 +397,3 @@ def read_cfg(path: str | os.PathLike) -> DarknetConfig:
     """
     path = Path(path)
     return parse_cfg(_read_text(path), source=str(path))
-
-
-# -- darknet's resize -------------------------------------------------------------------------------
-
-
-def darknet_pixel_wh(
-    boxes: BoxSizes, width: int, height: int, *, letter_box: bool = False, device: torch.device | str | None = None
-) -> Tensor:
-    """Box sizes in pixels of darknet's ``width x height`` network input.
-
-    Darknet stretches every image to ``width x height`` (so a box keeps its fraction
-    of the image on each side, whatever the image's shape); with ``letter_box=1`` it
-    pads the image to the network's aspect ratio first, which scales both sides by
-    ``min(width / image width, height / image height)``. Neither is yolov5's
-    letterbox (:meth:`BoxSizes.pixel_wh`), which scales the long side to one size.
-
-    Args:
-        boxes: the dataset's image sizes and normalised box sizes.
-        width: network input width in pixels (``[net] width``).
-        height: network input height in pixels.
-        letter_box: darknet's ``letter_box=1``.
-        device: where the result lives; defaults to the CPU.
-
-    Returns:
-        Tensor[N, 2] float32, box (width, height) in pixels of the network input.
-    """
-    for name, value in (("width", width), ("height", height)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-            raise ValueError(f"{name} must be a positive number of pixels, got {value!r}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    wh = torch.as_tensor(boxes.wh, dtype=torch.float64, device=device)
-    network = torch.tensor([width, height], dtype=torch.float64, device=device)
-    if not letter_box:
-        return (wh * network).float()
-    shapes = torch.as_tensor(boxes.shapes, dtype=torch.float64, device=device)
-    scale = (network / shapes).amin(1, keepdim=True)  # [I,1]
-    index = torch.as_tensor(boxes.image_index, device=device)
-    return (wh * (shapes * scale)[index]).float()
-
-
-# -- rewriting --------------------------------------------------------------------------------------
-
-
-def _sorted_rows(anchors: Tensor | Sequence, num: int, source: str) -> list[list[int]]:
-    values = torch.as_tensor(anchors, dtype=torch.float64)
-    if values.ndim < 2 or values.shape[-1] != 2 or values.numel() // 2 != num:
-        raise ValueError(f"{source} has num={num} anchors, got anchors of shape {list(values.shape)}")
-    rows = round_anchors(values.reshape(1, num, 2))[0]
-    return sorted(rows, key=lambda wh: wh[0] * wh[1])  # stable: equal areas keep their order
-
-
-def _anchors_text(rows: list[list[int]], old: str) -> str:
-    """``rows`` as an ``anchors =`` value, with the separators ``old`` uses."""
-    separators = re.findall(r",\s*", old)
-    within = separators[0] if separators else ","
-    between = separators[1] if len(separators) > 1 else ",  "
-    return between.join(f"{w}{within}{h}" for w, h in rows)
-
-
-def rewrite_cfg_anchors(text: str, anchors: Tensor | Sequence, *, source: str = "<string>") -> str:
-    """Put new anchors on the ``anchors =`` line of every ``[yolo]`` section of a cfg.
-
-    Only the value of each ``anchors =`` line changes; the key, its spacing, an inline
-    comment, the line endings and every other line stay byte for byte. The anchors are
-    written in whole pixels, sorted by area, with the separators the line already uses
-    (darknet's ``10,13,  16,30`` or ``12, 16, 19, 36``).
-
-    Args:
-        text: the cfg.
-        anchors: Tensor[num, 2] (or any shape holding ``num`` (width, height) pairs,
-            such as ``[levels, per_level, 2]``), anchors in pixels of the network input.
-        source: name of the file, for messages.
-
-    Returns:
-        The new text.
-
-    Raises:
-        ValueError: if the cfg is malformed (see :func:`read_cfg`), the number of
-            anchors is not its ``num``, or its masks would give the finest level larger
-            anchors than a coarser one (then fix the masks first).
-    """
-    config = parse_cfg(text, source=source)
-    if not _masks_ordered(config.masks):
-        raise ValueError(
-            f"{source}: not rewritten: the masks, from the finest level (stride {config.strides[0]}) to the "
-            f"coarsest, are {[list(m) for m in config.masks]}; anchors sorted by area would give a finer level "
-            "larger anchors. Order the masks so that finer levels use smaller indices."
-        )
-    rows = _sorted_rows(anchors, config.num, source)
-    entries = [s.entries["anchors"] for s in _sections(text, source) if s.name in YOLO_SECTIONS]
-    pieces, position = [], 0
-    for entry in entries:
-        pieces += [text[position : entry.start], _anchors_text(rows, entry.value)]
-        position = entry.end
-    pieces.append(text[position:])
-    new_text = "".join(pieces)
-    rewritten = parse_cfg(new_text, source=source)
-    expected = torch.tensor(rows, dtype=torch.float32)
-    if not all(torch.equal(s.anchors, expected) for s in rewritten.sections):
-        raise RuntimeError(f"internal error: rewriting the anchors of {source} did not give the new anchors")
-    return new_text
-
-
-def write_cfg_anchors(path: str | os.PathLike, anchors: Tensor | Sequence) -> DarknetConfig:
-    """Rewrite the anchors of a darknet cfg in place (see :func:`rewrite_cfg_anchors`).
-
-    The file is replaced atomically (:func:`autoanchor._atomic.write_atomic`): it keeps
-    its mode, a read-only file is refused, and on any failure it is left as it was. A
-    symlink is followed and its target rewritten.
-
-    Args:
-        path: the cfg.
-        anchors: Tensor[num, 2], anchors in pixels of the network input.
-
-    Returns:
-        The rewritten cfg as :class:`DarknetConfig`.
-
-    Raises:
-        ValueError: as :func:`rewrite_cfg_anchors`, or if the file cannot be read.
-        ReadOnlyFileError: if the file is read-only.
-        OSError: if the file cannot be written.
-    """
-    path = Path(os.path.realpath(path))
-    new_text = rewrite_cfg_anchors(_read_text(path), anchors, source=str(path))
-    write_atomic(path, new_text.encode("utf-8"))
-    logger.debug("rewrote the anchors of %s", path)
-    return parse_cfg(new_text, source=str(path))
-
-
-# -- printing ---------------------------------------------------------------------------------------
-
-
-def darknet_lines(
-    anchors: Tensor | Sequence,
-    masks: Sequence[Sequence[int]] | None = None,
-    *,
-    strides: Sequence[int] | None = None,
-) -> str:
-    """The ``anchors =`` line and each level's ``mask =`` line, ready to paste into a cfg.
-
-    Args:
-        anchors: Tensor[levels, per_level, 2], anchors in pixels, finest level first
-            (written level after level, masks ``0,1,2``, ``3,4,5``, ...); or
-            Tensor[num, 2], an ``anchors =`` line, with ``masks`` to say which each
-            level uses.
-        masks: indices into the line per level, finest first; needed with ``[num, 2]``.
-        strides: stride of each level, for a ``# P3/8`` comment line above its mask.
-
-    Returns:
-        Lines ending with a newline, e.g.::
-
-            anchors = 10,13,  16,30,  33,23,  30,61,  62,45,  59,119,  116,90,  156,198,  373,326
-            # P3/8
-            mask = 0,1,2
-            ...
-    """
-    values = torch.as_tensor(anchors, dtype=torch.float64)
-    if values.ndim == 3:
-        rows = [pair for level in round_anchors(values) for pair in level]
-        if masks is None:
-            per_level = values.shape[1]
-            masks = [range(level * per_level, (level + 1) * per_level) for level in range(values.shape[0])]
-    elif values.ndim == 2 and masks is not None:
-        rows = round_anchors(values[None])[0]
-    else:
-        raise ValueError(
-            f"anchors must be [levels, per_level, 2], or [num, 2] with masks; got shape {list(values.shape)}"
-        )
-    masks = [list(mask) for mask in masks]
-    if any(not 0 <= i < len(rows) for mask in masks for i in mask):
-        raise ValueError(f"masks {masks} index outside the {len(rows)} anchors")
-    if strides is not None and len(strides) != len(masks):
-        raise ValueError(f"got {len(strides)} strides for {len(masks)} levels")
-    lines = ["anchors = " + ",  ".join(f"{w},{h}" for w, h in rows)]
-    for level, mask in enumerate(masks):
-        if strides is not None:
-            lines.append(f"# {level_label(strides[level])}")
-        lines.append("mask = " + ",".join(str(i) for i in mask))
-    return "\n".join(lines) + "\n"
-
-
-def mmyolo_snippet(anchors: Tensor | Sequence, strides: Sequence[int]) -> str:
-    """An mmyolo ``prior_generator=dict(...)`` argument holding the anchors.
-
-    Args:
-        anchors: Tensor[levels, per_level, 2], anchors in pixels, finest level first.
-        strides: the stride of each level in pixels.
-
-    Returns:
-        Python text ending with a newline, to paste into the ``bbox_head`` of an mmyolo
-        config, e.g.::
-
-            prior_generator=dict(
-                type='mmdet.YOLOAnchorGenerator',
-                base_sizes=[
-                    [(10, 13), (16, 30), (33, 23)],  # P3/8
-                    ...
-                ],
-                strides=[8, 16, 32]),
-    """
-    levels = round_anchors(anchors)
-    strides = [int(s) for s in strides]
-    if len(strides) != len(levels):
-        raise ValueError(f"got {len(strides)} strides for {len(levels)} levels")
-    lines = ["prior_generator=dict(", "    type='mmdet.YOLOAnchorGenerator',", "    base_sizes=["]
-    for level, stride in zip(levels, strides):
-        pairs = ", ".join(f"({w}, {h})" for w, h in level)
-        lines.append(f"        [{pairs}],  # {level_label(stride)}")
-    lines += ["    ],", f"    strides={strides}),"]
-    return "\n".join(lines) + "\n"
