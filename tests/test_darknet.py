@@ -133,6 +133,11 @@ def test_syntax_spaces_comments_and_repeated_sections():
     assert torch.equal(config.anchors, torch.tensor([[5.0, 6.0], [7.0, 8.0]]))
 
 
+def test_repeated_keys_that_are_not_read_are_left_to_darknet():
+    config = parse_cfg(YOLOV3.replace("classes=80", "classes=80\nclasses=3", 1))
+    assert config.masks == ((0, 1, 2), (3, 4, 5), (6, 7, 8))
+
+
 def test_a_missing_mask_means_every_anchor_as_in_darknet():
     text = "[net]\nwidth=64\nheight=64\n[convolutional]\nstride=2\n[yolo]\nanchors=1,2,3,4\nnum=2\n"
     config = parse_cfg(text)

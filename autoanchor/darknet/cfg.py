@@ -20,6 +20,11 @@ __all__ = ["DarknetConfig", "YoloSection", "parse_cfg", "read_cfg"]
 
 YOLO_SECTIONS = ("yolo", "Gaussian_yolo")
 NET_SECTIONS = ("net", "network")
+# The keys of each section kind that this reader uses.
+_READ_KEYS = {
+    **{kind: ("width", "height", "letter_box") for kind in NET_SECTIONS},
+    **{kind: ("anchors", "mask", "num") for kind in YOLO_SECTIONS},
+}
 # Layers whose output has the spatial size of their input.
 _SAME_SIZE = frozenset(
     "shortcut dropout batchnorm activation scale_channels sam yolo Gaussian_yolo softmax cost".split()
@@ -181,7 +186,8 @@ def _sections(text: str, source: str) -> list[_Section]:
         entry = _Entry(value_text.strip(), number, start, start + len(value_text.strip()))
         section = sections[-1]
         name = key.strip()
-        if name in section.entries and section.name in YOLO_SECTIONS + NET_SECTIONS:
+        # darknet takes the first of repeated keys; for the keys read here a repeat is refused as ambiguous.
+        if name in section.entries and name in _READ_KEYS.get(section.name, ()):
             raise ValueError(
                 f"{source}, line {number}: {name!r} repeats line {section.entries[name].line} "
                 f"in the [{section.name}] section of line {section.line}"
