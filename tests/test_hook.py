@@ -608,6 +608,60 @@ def test_verbose_logs_before_and_after(caplog, memo_search):
     assert messages[-1] == str(report)
 
 
+# How yolov5 v7.0 sets up logging (utils/general.py, set_logging): a handler on its own
+# "yolov5" logger, which does not propagate; the root logger is left alone.
+YOLOV5_LOGGING = """
+import logging.config
+logging.config.dictConfig({
+    "version": 1, "disable_existing_loggers": False,
+    "formatters": {"yolov5": {"format": "%(message)s"}},
+    "handlers": {"yolov5": {"class": "logging.StreamHandler", "formatter": "yolov5", "level": "INFO"}},
+    "loggers": {"yolov5": {"level": "INFO", "handlers": ["yolov5"], "propagate": False}},
+})
+logging.getLogger("yolov5").info("yolov5 is set up")
+"""
+# How yolov7's train.py does it (utils/general.py, set_logging): basicConfig on the root.
+YOLOV7_LOGGING = """
+import logging
+logging.basicConfig(format="%(message)s", level=logging.INFO)
+"""
+CHECK_TWICE = """  # run in tests/ (imports test_hook): a kept and a replaced report
+import torch
+from autoanchor.hook import CheckOptions, run_check
+from test_hook import P5, POOR, fixed_search, make_model
+p5 = torch.tensor(P5).view(-1, 2)
+for anchors in (P5, POOR):
+    run_check(None, make_model(anchors), CheckOptions(verbose=VERBOSE), search=fixed_search(p5))
+"""
+
+
+@pytest.mark.parametrize(
+    "setup, verbose, expected",
+    [
+        (YOLOV5_LOGGING, True, 1),  # no handler on autoanchor's way to the root: stderr
+        ("", True, 1),  # a bare script: stderr
+        (YOLOV7_LOGGING, True, 1),  # through the root handler, not a second time on stderr
+        ("import logging; logging.basicConfig()\n", True, 0),  # configured at WARNING: obeyed
+        ("import logging; logging.getLogger('autoanchor').setLevel(logging.WARNING)\n", True, 0),  # silenced
+    ],
+    ids=["yolov5", "bare", "yolov7", "root-warning", "autoanchor-warning"],
+)
+def test_the_report_reaches_a_training_log(setup, verbose, expected):
+    script = setup + CHECK_TWICE.replace("VERBOSE", str(verbose))
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT / "tests"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stderr.splitlines()
+    kept = [line for line in lines if "current anchors fit, kept" in line]
+    replaced = [line for line in lines if "anchors replaced, BPR" in line]
+    assert len(kept) == expected and len(replaced) == expected, result.stderr[-2000:]
+    assert all(line.startswith("autoanchor: ") for line in kept + replaced)
+    assert result.stdout == ""
+    if setup is YOLOV5_LOGGING:
+        assert "yolov5 is set up" in result.stderr  # yolov5's own logging still works
+
+
 def test_seed_only_changes_the_jitter():
     first = check(None, make_model(P5), seed=7)
     again = check(None, make_model(P5), seed=7)
