@@ -19,8 +19,9 @@ def format_anchors(anchors_px: Tensor) -> str:
             of ``K`` anchors), in pixels.
 
     Returns:
-        ``"10,13, 16,30, 33,23"`` for ``[K, 2]``; levels are separated by ``" | "``:
-        ``"10,13, 16,30 | 30,61, 62,45"``.
+        ``"10,13,  16,30,  33,23"`` for ``[K, 2]`` (two spaces between pairs, so the
+        pairs stand out from the comma inside each); levels are separated by
+        ``" | "``: ``"10,13,  16,30 | 30,61,  62,45"``.
 
     Raises:
         ValueError: if the last dimension is not 2 or there are not 2 or 3 dimensions.
@@ -34,4 +35,4 @@ def format_anchors(anchors_px: Tensor) -> str:
         raise ValueError(f"anchors must be [K, 2] or [L, K, 2] (width, height), got shape {list(anchors_px.shape)}")
     values = anchors_px.detach().cpu()
     levels = values if values.ndim == 3 else values[None]  # [L,K,2]
-    return " | ".join(", ".join(f"{w:.0f},{h:.0f}" for w, h in level.tolist()) for level in levels)
+    return " | ".join(",  ".join(f"{w:.0f},{h:.0f}" for w, h in level.tolist()) for level in levels)

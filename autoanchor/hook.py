@@ -19,7 +19,7 @@ import logging
 import math
 import sys
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -34,137 +34,12 @@ from .heads import HeadFamily, HeadState, Measure, Write, find_head
 from .heads.base import SearchFn
 from .heads.yolov5 import SCALE_JITTER, YoloHead  # noqa: F401  (SCALE_JITTER: public since 0.1.0)
 from .metrics import check_thr
+from .report import AnchorReport
 from .search import search_anchors
 
 __all__ = ["AnchorReport", "CheckOptions", "check_anchors", "check_anchor_order", "find_detect", "run_check"]
 
 logger = logging.getLogger(__name__)
-
-_YOLO_FIGURES = ("bpr", "aat", "fitness")
-
-
-def _same(a: float, b: float) -> bool:
-    return a == b or (math.isnan(a) and math.isnan(b))
-
-
-@dataclass(frozen=True, eq=False)
-class AnchorReport:
-    """What :func:`check_anchors` found and did.
-
-    ``*_before`` describe the anchors the model had, ``*_after`` the anchors it has
-    now (the same values when nothing was replaced). For YOLO heads all figures are
-    measured on the dataset's letterboxed box sizes with the seeded per-image scale
-    jitter U(0.9, 1.1).
-
-    Attributes:
-        replaced: whether the model's anchors were replaced.
-        bpr_before: best possible recall of the original anchors, in [0, 1] (for
-            other families: their score, the figure compared with ``bpr_threshold``).
-        bpr_after: the same for the final anchors.
-        aat_before: anchors above threshold (mean number of anchors per box that
-            pass ``1/thr``) of the original anchors; NaN for families without it.
-        aat_after: the same for the final anchors.
-        fitness_before: yolov5 fitness ``mean(best * (best > 1/thr))`` of the
-            original anchors; NaN for families without it.
-        fitness_after: the same for the final anchors.
-        anchors_before: ``Tensor[nl, na, 2]`` float32 on the CPU, the original
-            anchors in pixels (anchors × stride), or the family's own anchors.
-        anchors_after: the same for the final anchors, exactly as stored in the
-            model (after rounding to its dtype).
-        searched: whether new anchors were searched (the original ones did not pass
-            the threshold); ``searched and not replaced`` means the search found
-            nothing better.
-        family: the head family's name (``"yolov5"``, ``"yolov7"``, ...).
-        figures_before: the family's figures of the original anchors, by name
-            (``{"bpr", "aat", "fitness"}`` for YOLO heads).
-        figures_after: the same for the final anchors.
-    """
-
-    replaced: bool
-    bpr_before: float
-    bpr_after: float
-    aat_before: float
-    aat_after: float
-    fitness_before: float
-    fitness_after: float
-    anchors_before: Tensor
-    anchors_after: Tensor
-    searched: bool = False
-    family: str = "yolov5"
-    figures_before: dict = field(default_factory=dict)
-    figures_after: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_measures(
-        cls, *, family: str, before: Measure, after: Measure, anchors_before: Tensor, anchors_after: Tensor,
-        replaced: bool, searched: bool,
-    ) -> AnchorReport:
-        """A report from a family's measures; YOLO figures fill the named fields."""
-
-        def figure(measure: Measure, name: str) -> float:
-            if name == "bpr":
-                return float(measure.figures.get("bpr", measure.score))
-            return float(measure.figures.get(name, math.nan))
-
-        return cls(
-            replaced=replaced,
-            bpr_before=figure(before, "bpr"),
-            bpr_after=figure(after, "bpr"),
-            aat_before=figure(before, "aat"),
-            aat_after=figure(after, "aat"),
-            fitness_before=figure(before, "fitness"),
-            fitness_after=figure(after, "fitness"),
-            anchors_before=anchors_before.float(),
-            anchors_after=anchors_after.float(),
-            searched=searched,
-            family=family,
-            figures_before=dict(before.figures),
-            figures_after=dict(after.figures),
-        )
-
-    def __str__(self) -> str:
-        verdict = "no better anchors found, kept the current ones" if self.searched else "current anchors fit, kept"
-        if self.figures_before and tuple(self.figures_before) != _YOLO_FIGURES:
-            names = list(self.figures_before)
-            if self.replaced:
-                changes = ", ".join(
-                    f"{n.replace('_', ' ')} {self.figures_before[n]:.4f} -> {self.figures_after[n]:.4f}" for n in names
-                )
-                return f"autoanchor: anchors replaced, {changes}"
-            figures = ", ".join(f"{n.replace('_', ' ')} {self.figures_before[n]:.4f}" for n in names)
-            return f"autoanchor: {figures}: {verdict}"
-        if self.replaced:
-            return (
-                f"autoanchor: anchors replaced, BPR {self.bpr_before:.4f} -> {self.bpr_after:.4f}, "
-                f"anchors/target {self.aat_before:.2f} -> {self.aat_after:.2f}, "
-                f"fitness {self.fitness_before:.4f} -> {self.fitness_after:.4f}"
-            )
-        return (
-            f"autoanchor: BPR {self.bpr_before:.4f}, anchors/target {self.aat_before:.2f}, "
-            f"fitness {self.fitness_before:.4f}: {verdict}"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, AnchorReport):
-            return NotImplemented
-        return (
-            self.replaced == other.replaced
-            and self.searched == other.searched
-            and self.family == other.family
-            and all(
-                _same(getattr(self, name), getattr(other, name))
-                for name in ("bpr_before", "bpr_after", "aat_before", "aat_after", "fitness_before", "fitness_after")
-            )
-            and self.figures_before.keys() == other.figures_before.keys()
-            and all(_same(v, other.figures_before[k]) for k, v in self.figures_before.items())
-            and self.figures_after.keys() == other.figures_after.keys()
-            and all(_same(v, other.figures_after[k]) for k, v in self.figures_after.items())
-            and torch.equal(self.anchors_before, other.anchors_before)
-            and torch.equal(self.anchors_after, other.anchors_after)
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # holds tensors
-
 
 # ---------------------------------------------------------------------------------
 # Finding the head; check_anchor_order
@@ -374,6 +249,7 @@ def _plan(
     options: CheckOptions,
     *,
     detect: Any,
+    family: str | HeadFamily | None,
     search: SearchFn,
     reducer: DistributedReducer | None,
 ) -> _Plan:
@@ -382,7 +258,7 @@ def _plan(
     verbose = options.verbose and rank == 0
     info = logging.INFO if verbose else logging.DEBUG
     sizes = load_boxes(dataset, verbose=verbose)  # ValueError naming the image
-    family, head, where = find_head(model, detect)
+    family, head, where = find_head(model, detect, family=family)
     state = family.read(head, where)
     seed = options.seed
     if reducer is not None:
@@ -483,13 +359,14 @@ def run_check(
     options: CheckOptions,
     *,
     detect: Any = None,
+    family: str | HeadFamily | None = None,
     search: SearchFn = search_anchors,
     reducer: DistributedReducer | None = None,
 ) -> AnchorReport:
     """:func:`check_anchors` with its collaborators passed in.
 
     Args:
-        dataset, model, detect: as for :func:`check_anchors`.
+        dataset, model, detect, family: as for :func:`check_anchors`.
         options: the validated settings.
         search: the search, called as ``search(wh, n, *, thr, gen, seed, reducer,
             progress)`` and returning an object with ``.anchors`` ``[n, 2]`` in
@@ -503,7 +380,7 @@ def run_check(
     """
     guard = reducer.guard() if reducer is not None else contextlib.nullcontext()
     with guard:
-        plan = _plan(dataset, model, options, detect=detect, search=search, reducer=reducer)
+        plan = _plan(dataset, model, options, detect=detect, family=family, search=search, reducer=reducer)
     # Every rank has agreed that everything succeeded: now, and only now, write.
     if plan.write is not None:
         plan.family.write(plan.state, plan.write)
@@ -523,6 +400,7 @@ def check_anchors(
     device: torch.device | str | None = None,
     verbose: bool = True,
     detect: Any = None,
+    family: str | HeadFamily | None = None,
     distributed: bool | None = None,
 ) -> AnchorReport:
     """Check the model's anchors against the data; replace them in place if a search finds better.
@@ -579,6 +457,10 @@ def check_anchors(
         verbose: log progress and results at INFO (rank 0 only), show a progress
             bar and make sure the report line is seen; False logs nothing at INFO.
         detect: the detection head, if it is not ``model.model[-1]``.
+        family: the head family to use (a name from
+            :func:`autoanchor.heads.family_names` or a
+            :class:`~autoanchor.heads.HeadFamily` instance); ``None`` tries every
+            registered family in turn.
         distributed: ``None`` (default) to work across the process group when one
             is initialised; ``False`` to work in this process alone (for a call
             made on one rank only, like yolov5's ``train.py`` does: DDP then
@@ -613,4 +495,4 @@ def check_anchors(
         options = CheckOptions(
             thr=thr, imgsz=imgsz, gen=gen, bpr_threshold=bpr_threshold, seed=seed, device=device, verbose=verbose
         )
-    return run_check(dataset, model, options, detect=detect, reducer=reducer)
+    return run_check(dataset, model, options, detect=detect, family=family, reducer=reducer)

@@ -140,6 +140,20 @@ def test_a_new_family_is_one_class_and_one_registration(squares):
         check_anchor_order(model)
 
 
+def test_family_can_be_named_or_passed_unregistered():
+    with pytest.raises(TypeError, match=r"known family \(yolov7\): yolov7: model.module.model\[-1\] has no registered"):
+        check_anchors(None, make_model(P5, head="v6"), family="yolov7", verbose=False)
+    with pytest.raises(ValueError, match="unknown head family 'darknet'"):
+        check_anchors(None, make_model(P5), family="darknet", verbose=False)
+    assert check(None, make_model(P5, head="v6"), family="yolov5").family == "yolov5"
+    # An instance needs no registration (e.g. a family built with per-model settings).
+    model = SquareDetector([20.0, 40.0, 70.0, 120.0, 250.0])
+    assert "squares" not in heads.family_names()
+    assert check(None, model, family=SquareFamily(), bpr_threshold=0.5).family == "squares"
+    with pytest.raises(TypeError, match="family must be a family name or a HeadFamily, got int"):
+        check(None, model, family=3)
+
+
 def test_a_new_family_keeps_good_anchors(squares):
     model = SquareDetector([20.0, 40.0, 70.0, 120.0, 250.0])
     before = snapshot(model)
@@ -222,9 +236,10 @@ def test_device_meta_is_refused(device):
 
 def test_format_anchors():
     levels = torch.tensor(P5).view(3, 3, 2)
-    # 3 levels of 3 pairs: pairs joined by ", ", levels by " | ", each value rounded.
-    assert format_anchors(levels) == "10,13, 16,30, 33,23 | 30,61, 62,45, 59,119 | 116,90, 156,198, 373,326"
-    assert format_anchors(torch.tensor([[10.4, 12.6], [30.0, 61.0]])) == "10,13, 30,61"
+    # 3 levels of 3 pairs: pairs joined by ",  ", levels by " | ", each value rounded.
+    expected = "10,13,  16,30,  33,23 | 30,61,  62,45,  59,119 | 116,90,  156,198,  373,326"
+    assert format_anchors(levels) == expected
+    assert format_anchors(torch.tensor([[10.4, 12.6], [30.0, 61.0]])) == "10,13,  30,61"
     with pytest.raises(ValueError, match=r"got shape \[9\]"):
         format_anchors(torch.ones(9))
 

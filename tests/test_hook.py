@@ -207,9 +207,10 @@ def fixed_search(anchors: torch.Tensor):
     return search
 
 
-def check(dataset, model, *, search=no_search, detect=None, **options):
+def check(dataset, model, *, search=no_search, detect=None, family=None, **options):
     """``check_anchors`` with the search injected; quiet unless ``verbose=True``."""
-    return run_check(dataset, model, CheckOptions(**{"verbose": False, **options}), detect=detect, search=search)
+    options = CheckOptions(**{"verbose": False, **options})
+    return run_check(dataset, model, options, detect=detect, family=family, search=search)
 
 
 # ---------------------------------------------------------------------------------

@@ -252,24 +252,39 @@ def get_family(name: str) -> HeadFamily:
     return _FAMILIES[name]
 
 
-def find_head(model: Any, detect: Any = None) -> tuple[HeadFamily, Any, str]:
+def find_head(
+    model: Any, detect: Any = None, *, family: str | HeadFamily | None = None
+) -> tuple[HeadFamily, Any, str]:
     """Find the detection head of ``model`` (or accept ``detect``) and its family.
 
     Args:
         model: the detector; each family looks where it keeps its head.
         detect: the head itself; when given, ``model`` is not searched.
+        family: try only this family: a registered name, or a :class:`HeadFamily`
+            instance (registered or not, e.g. one constructed with per-model
+            settings); ``None`` tries every registered family in order.
 
     Returns:
         ``(family, head, where)``.
 
     Raises:
-        TypeError: if no registered family recognises it; the message lists the
-            known families and what each found.
+        TypeError: if no family recognises it (the message lists the families
+            tried and what each found), or ``family`` is neither a name nor a
+            :class:`HeadFamily`.
+        ValueError: for an unknown family name.
     """
     if detect is None and model is None:
         raise TypeError("model is None; pass the detector (or its detection head as detect=)")
+    if family is None:
+        candidates = list(_FAMILIES.values())
+    elif isinstance(family, str):
+        candidates = [get_family(family)]
+    elif isinstance(family, HeadFamily):
+        candidates = [family]
+    else:
+        raise TypeError(f"family must be a family name or a HeadFamily, got {type(family).__name__}")
     reasons: dict[str, list[str]] = {}
-    for family in _FAMILIES.values():
+    for family in candidates:
         try:
             head, where = (detect, "detect") if detect is not None else family.locate(model)
             family.recognise(head, where)
@@ -278,7 +293,5 @@ def find_head(model: Any, detect: Any = None) -> tuple[HeadFamily, Any, str]:
             continue
         return family, head, where
     found = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in reasons.items())
-    raise TypeError(
-        f"could not find a detection head of a known family ({', '.join(_FAMILIES)}): {found}; "
-        "pass the head as detect="
-    )
+    names = ", ".join(candidate.name for candidate in candidates)
+    raise TypeError(f"could not find a detection head of a known family ({names}): {found}; pass the head as detect=")
