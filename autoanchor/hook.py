@@ -41,6 +41,7 @@ __all__ = ["AnchorReport", "CheckOptions", "check_anchors", "check_anchor_order"
 
 logger = logging.getLogger(__name__)
 
+
 # ---------------------------------------------------------------------------------
 # Finding the head; check_anchor_order
 # ---------------------------------------------------------------------------------
