@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._format import format_anchors
 from ._warn import warn
 from .evolve import Objective, differential_evolution, evolve, polish
 from .kmeans import kmeans
@@ -371,10 +372,6 @@ def search_anchors(
     )
 
 
-def _format_anchors(anchors: Tensor) -> str:
-    return ",  ".join(f"{w:.0f},{h:.0f}" for w, h in anchors.tolist())
-
-
 def kmean_anchors(
     dataset: Any = None,
     n: int = 9,
@@ -432,5 +429,5 @@ def kmean_anchors(
             "(%d boxes, n=%d, img_size=%d)",
             thr, stats.bpr, stats.aat, stats.fitness, stats.avg_iou, result.n_boxes, n, img_size,
         )
-        logger.info("anchors: %s", _format_anchors(result.anchors))
+        logger.info("anchors: %s", format_anchors(result.anchors))
     return result.anchors.cpu().numpy().astype(np.float32)

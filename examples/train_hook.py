@@ -20,13 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from autoanchor.datasets import load_boxes
 from autoanchor import check_anchors
+from autoanchor.configs import anchors_by_name, strides_by_name
+from autoanchor.datasets import load_boxes
 from autoanchor.metrics import ratio_metric
 
-# yolov5's default P5 anchors in pixels, three per level, for strides 8, 16, 32.
-P5_ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
-STRIDES = (8, 16, 32)
+# yolov5's default P5 anchors in pixels, [3 levels, 3 anchors, 2], for strides 8, 16, 32.
+P5_ANCHORS = anchors_by_name("yolov5-p5")
+STRIDES = tuple(strides_by_name("yolov5-p5"))
 ANCHOR_T = 4.0  # yolov5's hyp["anchor_t"]: largest box/anchor side ratio that counts as a match
 
 
@@ -37,14 +38,13 @@ def conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:
 class Detect(nn.Module):
     """A YOLO head: per level, ``na`` anchors × (x, y, w, h, objectness, classes)."""
 
-    def __init__(self, anchors_px: list[list[int]], strides: tuple[int, ...], nc: int, channels: tuple[int, ...]):
+    def __init__(self, anchors_px: Tensor, strides: tuple[int, ...], nc: int, channels: tuple[int, ...]):
         super().__init__()
-        self.nl, self.na, self.no = len(anchors_px), len(anchors_px[0]) // 2, nc + 5
+        self.nl, self.na, self.no = anchors_px.shape[0], anchors_px.shape[1], nc + 5
         stride = torch.tensor(strides, dtype=torch.float32)
         self.register_buffer("stride", stride)
         # Stored in stride units, as yolov5 does; anchors × stride are pixels.
-        anchors = torch.tensor(anchors_px, dtype=torch.float32).view(self.nl, -1, 2)
-        self.register_buffer("anchors", anchors / stride.view(-1, 1, 1))
+        self.register_buffer("anchors", anchors_px.float() / stride.view(-1, 1, 1))
         self.m = nn.ModuleList(nn.Conv2d(c, self.na * self.no, 1) for c in channels)
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
@@ -132,8 +132,10 @@ def main() -> None:
 
     # Before the first epoch, exactly where yolov5's train.py calls its own AutoAnchor.
     # dataset=None is the built-in coco128 statistics; pass your dataset here.
+    # Its one-line report is logged (or, with no logging set up at all, written to stderr).
     report = check_anchors(None, model, thr=ANCHOR_T, imgsz=args.imgsz, gen=args.gen)
-    print(report)
+    if report.replaced:
+        print(f"training with the new anchors (pixels): {report.anchors_after.round().int().tolist()}")
 
     sizes_px = load_boxes(None).pixel_wh(args.imgsz)  # coco128 box sizes at this image size
     generator = torch.Generator().manual_seed(0)

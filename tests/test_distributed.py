@@ -20,11 +20,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from autoanchor.configs import anchors_by_name
+
 WORLD_SIZE = 2
 GEN = 50
 JOIN_TIMEOUT_S = 240  # a safety net against hangs, not a timing assertion
 
-P5 = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
+# yolov5's P5 anchors in pixels, one flat w,h row per level (the shipped config).
+P5 = anchors_by_name("yolov5-p5").view(3, -1).tolist()
 POOR = [[3, 3, 4, 4, 5, 5], [6, 6, 7, 7, 8, 8], [9, 9, 10, 10, 11, 11]]
 
 
@@ -76,10 +79,10 @@ def _group_alive() -> float:
 
 
 def _scenarios(rank: int, out: dict) -> None:
-    import autoanchor.search
     from autoanchor.datasets import load_boxes
     from autoanchor.distributed import DistributedReducer, PeerFailure
-    from autoanchor.hook import check_anchors
+    from autoanchor.hook import CheckOptions, check_anchors, run_check
+    from autoanchor.search import SearchResult, search_anchors
 
     reducer = DistributedReducer()
 
@@ -113,8 +116,6 @@ def _scenarios(rank: int, out: dict) -> None:
 
     # float16 anchors, and a search that (wrongly) answers differently on each rank:
     # rank 0's answer is broadcast and stored bit for bit on both ranks.
-    real_search = autoanchor.search.search_anchors
-
     def rank_dependent_search(wh, n=9, *, reducer=None, **options):
         from autoanchor.metrics import anchor_stats
 
@@ -122,15 +123,13 @@ def _scenarios(rank: int, out: dict) -> None:
         wide = torch.tensor(P5, dtype=torch.float32).view(-1, 2) * (1.0 if rank == 0 else 0.5)
         anchors = wide * 1.01  # not exact in float16
         stats = anchor_stats(wh, anchors, reducer=reducer)
-        return autoanchor.search.SearchResult(anchors, stats, stats, "ratio", wh.shape[0], 0)
+        return SearchResult(anchors, stats, stats, "ratio", wh.shape[0], 0)
 
-    autoanchor.search.search_anchors = rank_dependent_search
-    try:
-        model = _model(POOR, torch.float16)
-        out["poor_fp16"] = _report_fields(check_anchors(None, model, gen=GEN, seed=rank, verbose=False))
-        out["poor_fp16_anchors"] = model.model[-1].anchors.clone()
-    finally:
-        autoanchor.search.search_anchors = real_search
+    model = _model(POOR, torch.float16)
+    options = CheckOptions(gen=GEN, seed=rank, verbose=False)
+    report = run_check(None, model, options, search=rank_dependent_search, reducer=reducer)
+    out["poor_fp16"] = _report_fields(report)
+    out["poor_fp16_anchors"] = model.model[-1].anchors.clone()
 
     # Good anchors are kept bit for bit on both ranks.
     model = _model(P5)
@@ -165,17 +164,25 @@ def _scenarios(rank: int, out: dict) -> None:
         reducer.sum(torch.ones(1))
         if rank == 1:
             raise RuntimeError("search failed half-way on rank 1")
-        return real_search(wh, n, reducer=reducer, **options)
+        return search_anchors(wh, n, reducer=reducer, **options)
 
-    autoanchor.search.search_anchors = flaky_search
-    try:
-        model = _model(POOR)
-        before = model.model[-1].anchors.clone()
-        out["search_failure"] = _outcome(lambda: check_anchors(None, model, gen=GEN, verbose=False))
-        out["search_failure_untouched"] = torch.equal(model.model[-1].anchors, before)
-    finally:
-        autoanchor.search.search_anchors = real_search
+    model = _model(POOR)
+    before = model.model[-1].anchors.clone()
+    out["search_failure"] = _outcome(
+        lambda: run_check(None, model, CheckOptions(gen=GEN, verbose=False), search=flaky_search, reducer=reducer)
+    )
+    out["search_failure_untouched"] = torch.equal(model.model[-1].anchors, before)
     out["alive_4"] = _group_alive()
+
+    # NaN anchors in rank 1's model only: rank 1 names them, rank 0 stops too.
+    model = _model(P5)
+    if rank == 1:
+        with torch.no_grad():
+            model.model[-1].anchors[2, 0, 1] = float("nan")
+    before = model.model[-1].anchors.clone()
+    out["nan_anchors"] = _outcome(lambda: check_anchors(None, model, gen=GEN, verbose=False))
+    out["nan_anchors_untouched"] = model.model[-1].anchors.numpy().tobytes() == before.numpy().tobytes()
+    out["alive_7"] = _group_alive()
 
     # Ranks that disagree on the settings are told so, on every rank.
     out["mismatch"] = _outcome(lambda: check_anchors(None, _model(POOR), thr=4.0 + rank, gen=GEN, verbose=False))
@@ -242,7 +249,7 @@ def test_reducer_sum_gather_broadcast(ranks):
 
 def test_group_stays_usable_after_every_scenario(ranks):
     for out in ranks:
-        assert [out[f"alive_{i}"] for i in range(7)] == [3.0] * 7
+        assert [out[f"alive_{i}"] for i in range(8)] == [3.0] * 8
 
 
 def test_guard_raises_on_every_rank(ranks):
@@ -312,6 +319,13 @@ def test_search_failing_on_one_rank_raises_on_both(ranks):
     assert ranks[1]["search_failure"] == ("error", "RuntimeError", "search failed half-way on rank 1")
     assert ranks[0]["search_failure"][:2] == ("error", "PeerFailure")
     assert ranks[0]["search_failure_untouched"] and ranks[1]["search_failure_untouched"]
+
+
+def test_bad_anchors_on_one_rank_raise_on_both(ranks):
+    assert ranks[1]["nan_anchors"][:2] == ("error", "ValueError")
+    assert "level 2, anchor 0 is (" in ranks[1]["nan_anchors"][2] and "nan" in ranks[1]["nan_anchors"][2]
+    assert ranks[0]["nan_anchors"][:2] == ("error", "PeerFailure")
+    assert ranks[0]["nan_anchors_untouched"] and ranks[1]["nan_anchors_untouched"]  # bytes: NaN included
 
 
 def test_mismatched_settings_are_refused_everywhere(ranks):

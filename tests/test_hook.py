@@ -14,17 +14,18 @@ import pytest
 import torch
 from torch import nn
 
-import autoanchor.search
+from autoanchor.configs import anchors_by_name, strides_by_name
 from autoanchor.datasets import load_boxes
-from autoanchor.hook import check_anchor_order, check_anchors, find_detect
+from autoanchor.hook import CheckOptions, check_anchor_order, check_anchors, find_detect, run_check
+from autoanchor.metrics import anchor_stats
+from autoanchor.search import SearchResult, search_anchors
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_SEARCH = autoanchor.search.search_anchors
 GEN = 100  # generations for searches in tests: enough for BPR > 0.98 on coco128
 
-# yolov5's default P5 anchors in pixels (yolov5s.yaml), strides 8, 16, 32.
-P5 = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
-STRIDES = (8.0, 16.0, 32.0)
+# yolov5's default P5 anchors in pixels, one flat w,h row per level, and strides 8, 16, 32.
+P5 = anchors_by_name("yolov5-p5").view(3, -1).tolist()
+STRIDES = tuple(float(s) for s in strides_by_name("yolov5-p5"))
 # 3 to 11 px squares: far too small for coco128 at 640 (BPR about 0.34).
 POOR = [[3, 3, 4, 4, 5, 5], [6, 6, 7, 7, 8, 8], [9, 9, 10, 10, 11, 11]]
 
@@ -170,32 +171,46 @@ def coco128_labels() -> Labels:
     return Labels(sizes.shapes, labels)
 
 
-@pytest.fixture(scope="module")
-def search_calls():
-    """Run the real search once per distinct input and replay it (the hook is under test,
-    not the search); returns the list of calls."""
-    real = autoanchor.search.search_anchors
-    cache: dict = {}
-    calls: list = []
+class MemoSearch:
+    """The real search, run once per distinct input and replayed (the hook is under
+    test, not the search); ``calls`` records every call."""
 
-    def memoised(wh, n=9, **options):
-        calls.append((wh.shape, n, options))
+    def __init__(self) -> None:
+        self.cache: dict = {}
+        self.calls: list = []
+
+    def __call__(self, wh, n=9, **options):
+        self.calls.append((wh.shape, n, options))
         key = (wh.cpu().numpy().tobytes(), n, tuple(sorted((k, v) for k, v in options.items()
                                                         if k not in ("reducer", "progress"))))
-        if key not in cache:
-            cache[key] = real(wh, n, **options)
-        return cache[key]
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(autoanchor.search, "search_anchors", memoised)
-        yield calls
+        if key not in self.cache:
+            self.cache[key] = search_anchors(wh, n, **options)
+        return self.cache[key]
 
 
-def forbid_search(monkeypatch) -> None:
-    def search_anchors(*args, **kwargs):
-        raise AssertionError("the search must not run")
+@pytest.fixture(scope="module")
+def memo_search() -> MemoSearch:
+    return MemoSearch()
 
-    monkeypatch.setattr(autoanchor.search, "search_anchors", search_anchors)
+
+def no_search(*args, **kwargs):
+    raise AssertionError("the search must not run")
+
+
+def fixed_search(anchors: torch.Tensor):
+    """A search that answers ``anchors`` (pixels) whatever the data."""
+
+    def search(wh, n=9, **options):
+        stats = anchor_stats(wh, anchors)
+        return SearchResult(anchors.clone(), stats, stats, "ratio", wh.shape[0], 0)
+
+    return search
+
+
+def check(dataset, model, *, search=no_search, detect=None, family=None, **options):
+    """``check_anchors`` with the search injected; quiet unless ``verbose=True``."""
+    options = CheckOptions(**{"verbose": False, **options})
+    return run_check(dataset, model, options, detect=detect, family=family, search=search)
 
 
 # ---------------------------------------------------------------------------------
@@ -205,15 +220,14 @@ def forbid_search(monkeypatch) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("head", ["v6", "v7"])
-def test_good_anchors_are_kept_bit_for_bit(head, dtype, monkeypatch):
-    forbid_search(monkeypatch)
+def test_good_anchors_are_kept_bit_for_bit(head, dtype):
     model = make_model(P5, head=head, dtype=dtype)
     if dtype == torch.float32:
         head_of(model)(features())  # build the lazy caches
     grids = list(getattr(head_of(model), "grid"))
     before = snapshot(model)
 
-    report = check_anchors(None, model, verbose=False, gen=GEN)
+    report = check(None, model, gen=GEN)
 
     assert snapshot(model) == before
     assert all(a is b for a, b in zip(head_of(model).grid, grids))  # caches untouched too
@@ -230,8 +244,6 @@ def test_good_anchors_are_kept_bit_for_bit(head, dtype, monkeypatch):
 
 def test_good_fit_figures_match_the_metrics():
     """The report's figures are the metrics of the anchors on the seeded, jittered sizes."""
-    from autoanchor.metrics import anchor_stats
-
     report = check_anchors(None, make_model(P5), verbose=False, seed=3)
     wh = load_boxes(None).pixel_wh(640, scale_jitter=(0.9, 1.1), generator=torch.Generator().manual_seed(3))
     stats = anchor_stats(wh, torch.tensor(P5, dtype=torch.float32).view(-1, 2))
@@ -247,7 +259,7 @@ def test_good_fit_figures_match_the_metrics():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("head", ["v6", "v7"])
-def test_poor_anchors_are_replaced_in_place(head, dtype, search_calls):
+def test_poor_anchors_are_replaced_in_place(head, dtype, memo_search):
     model = make_model(POOR, head=head, dtype=dtype)
     detect = head_of(model)
     if dtype == torch.float32:
@@ -255,7 +267,7 @@ def test_poor_anchors_are_replaced_in_place(head, dtype, search_calls):
     keys = list(model.state_dict())
     pointer = detect.anchors.data_ptr()
 
-    report = check_anchors(None, model, verbose=False, gen=GEN)
+    report = check(None, model, search=memo_search, gen=GEN)
 
     assert report.replaced and report.searched
     assert report.bpr_before < 0.5 and report.bpr_after > 0.98
@@ -285,43 +297,38 @@ def test_poor_anchors_are_replaced_in_place(head, dtype, search_calls):
             assert torch.equal(detect.anchor_grid[i][0, :, 0, 0], report.anchors_after[i])
 
 
-def test_replacement_is_searched_on_unjittered_sizes(search_calls):
-    calls_before = len(search_calls)
-    check_anchors(None, make_model(POOR), verbose=False, gen=GEN, seed=0)
-    (shape, n, options), = search_calls[calls_before:]
+def test_replacement_is_searched_on_unjittered_sizes(memo_search):
+    calls_before = len(memo_search.calls)
+    check(None, make_model(POOR), search=memo_search, gen=GEN, seed=0)
+    (shape, n, options), = memo_search.calls[calls_before:]
     assert shape == (929, 2) and n == 9
     assert options["gen"] == GEN and options["thr"] == 4.0 and options["seed"] == 0
 
 
-def test_levels_follow_reversed_strides(search_calls):
+def test_levels_follow_reversed_strides(memo_search):
     """With strides listed large to small, the largest anchors go to the first level."""
     model = make_model([level for level in reversed(POOR)], strides=(32.0, 16.0, 8.0))
-    report = check_anchors(None, model, verbose=False, gen=GEN)
+    report = check(None, model, search=memo_search, gen=GEN)
     assert report.replaced
     area = report.anchors_after.double().prod(-1)
     assert (area[:-1].amin(1) >= area[1:].amax(1)).all()
     assert check_anchor_order(head_of(model)) is False  # already consistent
 
 
-def test_four_levels_and_four_anchors_per_level(monkeypatch):
+def test_four_levels_and_four_anchors_per_level():
     """Any [nl, na]: the search's anchors (here returned out of order) are sorted by
     area and dealt out na per level, smallest on the finest stride."""
-    from autoanchor.metrics import anchor_stats
-    from autoanchor.search import SearchResult
-
     sides = torch.tensor([float(s) for s in range(8, 8 + 16 * 12, 12)])  # 16 sizes, 8 to 188 px
     found = torch.stack([sides, sides * 1.25], 1)[torch.randperm(16, generator=torch.Generator().manual_seed(0))]
     seen = []
 
-    def search_anchors(wh, n=9, **options):
+    def search(wh, n=9, **options):
         seen.append(n)
-        stats = anchor_stats(wh, found)
-        return SearchResult(found.clone(), stats, stats, "ratio", wh.shape[0], 0)
+        return fixed_search(found)(wh, n)
 
-    monkeypatch.setattr(autoanchor.search, "search_anchors", search_anchors)
     anchors = [[4 + 4 * k, 4 + 4 * k] * 4 for k in range(4)]  # [4 levels, 4 anchors], poor
     model = Wrapper(Model(DetectV6(anchors, (8.0, 16.0, 32.0, 64.0), ch=(4, 4, 4, 4))))
-    report = check_anchors(None, model, verbose=False)
+    report = check(None, model, search=search)
     assert seen == [16]
     assert report.replaced and report.anchors_after.shape == (4, 4, 2)
     expected = torch.stack([sides, sides * 1.25], 1).view(4, 4, 2)  # sorted by area, 4 per level
@@ -329,48 +336,39 @@ def test_four_levels_and_four_anchors_per_level(monkeypatch):
     assert torch.equal(pixel_anchors(head_of(model)).float(), expected)
 
 
-def test_nn_data_parallel_is_unwrapped(search_calls):
+def test_nn_data_parallel_is_unwrapped(memo_search):
     model = nn.DataParallel(Model(DetectV6(POOR)))
-    report = check_anchors(None, model, verbose=False, gen=GEN)
+    report = check(None, model, search=memo_search, gen=GEN)
     assert report.replaced
     assert torch.equal(pixel_anchors(model.module.model[-1]).float(), report.anchors_after)
 
 
-def test_detect_argument_and_plain_models(search_calls):
+def test_detect_argument_and_plain_models(memo_search):
     detect = DetectV6(POOR)
-    report = check_anchors(None, None, detect=detect, verbose=False, gen=GEN)
+    report = check(None, None, detect=detect, search=memo_search, gen=GEN)
     assert report.replaced and report.bpr_after > 0.98
     assert find_detect(Model(detect)) is detect
     assert find_detect(Wrapper(Wrapper(Model(detect)))) is detect
 
 
-def test_no_better_anchors_keeps_the_model_and_says_so(monkeypatch):
+def test_no_better_anchors_keeps_the_model_and_says_so():
     """A search that finds nothing with a higher BPR changes nothing."""
     model = make_model(POOR)
     before = snapshot(model)
     current = torch.tensor(POOR, dtype=torch.float32).view(-1, 2)
-
-    def search_anchors(wh, n=9, **options):
-        from autoanchor.search import SearchResult
-        from autoanchor.metrics import anchor_stats
-
-        stats = anchor_stats(wh, current)
-        return SearchResult(current.clone(), stats, stats, "ratio", wh.shape[0], 0)
-
-    monkeypatch.setattr(autoanchor.search, "search_anchors", search_anchors)
     with pytest.warns(UserWarning, match="fit the data poorly"):
-        report = check_anchors(None, model, verbose=False)
+        report = check(None, model, search=fixed_search(current))
     assert snapshot(model) == before
     assert report.searched and not report.replaced
     assert report.bpr_after == report.bpr_before
     assert "no better anchors" in str(report)
 
 
-def test_forced_search_replaces_only_when_bpr_rises(search_calls):
+def test_forced_search_replaces_only_when_bpr_rises(memo_search):
     """bpr_threshold=1 searches even for good anchors; they change only if BPR rises."""
     model = make_model(P5)
     before = snapshot(model)
-    report = check_anchors(None, model, verbose=False, gen=GEN, bpr_threshold=1.0)
+    report = check(None, model, search=memo_search, gen=GEN, bpr_threshold=1.0)
     assert report.searched
     if report.replaced:
         assert report.bpr_after > report.bpr_before
@@ -463,57 +461,45 @@ def _bad(kind: str) -> Labels:
     ],
 )
 @pytest.mark.parametrize("head", ["v6", "v7"])
-def test_bad_data_is_refused_and_the_model_untouched(kind, message, head, monkeypatch):
-    forbid_search(monkeypatch)
+def test_bad_data_is_refused_and_the_model_untouched(kind, message, head):
     model = make_model(POOR, head=head)
     before = snapshot(model)
     with pytest.raises(ValueError, match=message):
-        check_anchors(_bad(kind), model, verbose=False)
+        check(_bad(kind), model)
     assert snapshot(model) == before
 
 
-def test_good_labels_object_is_accepted(monkeypatch):
+def test_good_labels_object_is_accepted():
     """The yolov5-style dataset object gives the same figures as the built-in statistics."""
-    forbid_search(monkeypatch)
-    from_object = check_anchors(coco128_labels(), make_model(P5), verbose=False)
-    builtin = check_anchors(None, make_model(P5), verbose=False)
+    from_object = check(coco128_labels(), make_model(P5))
+    builtin = check(None, make_model(P5))
     assert from_object.bpr_before == builtin.bpr_before
     assert from_object.fitness_before == builtin.fitness_before
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_failing_search_leaves_the_model_untouched(dtype, monkeypatch):
+def test_failing_search_leaves_the_model_untouched(dtype):
     model = make_model(POOR, head="v7", dtype=dtype)
     before = snapshot(model)
     calls = []
 
-    def search_anchors(*args, **kwargs):
+    def search(*args, **kwargs):
         calls.append(1)
         raise RuntimeError("search failed half-way")
 
-    monkeypatch.setattr(autoanchor.search, "search_anchors", search_anchors)
     with pytest.raises(RuntimeError, match="search failed half-way"):
-        check_anchors(None, model, verbose=False)
+        check(None, model, search=search)
     assert calls == [1]
     assert snapshot(model) == before
 
 
-def test_search_returning_nonsense_is_refused(monkeypatch):
+def test_search_returning_nonsense_is_refused():
     model = make_model(POOR)
     before = snapshot(model)
-
-    def search_anchors(wh, n=9, **options):
-        from autoanchor.search import SearchResult
-        from autoanchor.metrics import anchor_stats
-
-        stats = anchor_stats(wh, torch.ones(1, 2))
-        anchors = torch.full((n, 2), 10.0)
-        anchors[3, 1] = float("nan")
-        return SearchResult(anchors, stats, stats, "ratio", wh.shape[0], 0)
-
-    monkeypatch.setattr(autoanchor.search, "search_anchors", search_anchors)
+    anchors = torch.full((9, 2), 10.0)
+    anchors[3, 1] = float("nan")
     with pytest.raises(ValueError, match="finite, positive"):
-        check_anchors(None, model, verbose=False)
+        check(None, model, search=fixed_search(anchors))
     assert snapshot(model) == before
 
 
@@ -531,12 +517,11 @@ def test_search_returning_nonsense_is_refused(monkeypatch):
         ({"distributed": True}, "process group"),
     ],
 )
-def test_bad_options_are_refused(options, message, monkeypatch):
-    forbid_search(monkeypatch)
+def test_bad_options_are_refused(options, message):
     model = make_model(POOR)
     before = snapshot(model)
     with pytest.raises(ValueError, match=message):
-        check_anchors(None, model, verbose=False, **options)
+        check_anchors(None, model, verbose=False, **options)  # refused before any search
     assert snapshot(model) == before
 
 
@@ -576,21 +561,19 @@ def test_head_not_found_says_what_was_looked_for():
         (lambda d: d.register_buffer("anchor_grid", torch.ones(3, 1, 2, 1, 1, 2)), ValueError, "anchor_grid"),
     ],
 )
-def test_invalid_heads_are_refused(change, error, message, monkeypatch):
-    forbid_search(monkeypatch)
+def test_invalid_heads_are_refused(change, error, message):
     model = make_model(POOR, head="v7")
     change(head_of(model))
     before = snapshot(model)
     with pytest.raises(error, match=message):
-        check_anchors(None, model, verbose=False)
+        check(None, model)
     assert snapshot(model) == before
 
 
-def test_strides_as_a_list_are_accepted(monkeypatch):
-    forbid_search(monkeypatch)
+def test_strides_as_a_list_are_accepted():
     model = make_model(P5)
     head_of(model).stride = [8, 16, 32]
-    assert not check_anchors(None, model, verbose=False).replaced
+    assert not check(None, model).replaced
 
 
 # ---------------------------------------------------------------------------------
@@ -598,56 +581,107 @@ def test_strides_as_a_list_are_accepted(monkeypatch):
 # ---------------------------------------------------------------------------------
 
 
-def test_report_is_a_frozen_one_line_summary(search_calls):
-    report = check_anchors(None, make_model(POOR), verbose=False, gen=GEN)
+def test_report_is_a_frozen_one_line_summary(memo_search):
+    report = check(None, make_model(POOR), search=memo_search, gen=GEN)
     line = str(report)
     assert "\n" not in line
     assert f"{report.bpr_before:.4f} -> {report.bpr_after:.4f}" in line and "replaced" in line
     with pytest.raises(dataclasses.FrozenInstanceError):
         report.replaced = False  # type: ignore[misc]
-    kept = check_anchors(None, make_model(P5), verbose=False)
+    kept = check(None, make_model(P5), search=memo_search)
     assert "\n" not in str(kept) and "kept" in str(kept) and f"{kept.bpr_before:.4f}" in str(kept)
     assert report == dataclasses.replace(report)
     assert report != kept
 
 
-def test_verbose_false_logs_nothing_at_info(caplog, search_calls):
+def test_verbose_false_logs_nothing_at_info(caplog, memo_search):
     with caplog.at_level(logging.INFO, logger="autoanchor"):
-        check_anchors(None, make_model(POOR), verbose=False, gen=GEN)
+        check(None, make_model(POOR), search=memo_search, gen=GEN)
     assert [r for r in caplog.records if r.levelno >= logging.INFO] == []
 
 
-def test_verbose_logs_before_and_after(caplog, search_calls):
+def test_verbose_logs_before_and_after(caplog, memo_search):
     with caplog.at_level(logging.INFO, logger="autoanchor"):
-        report = check_anchors(None, make_model(POOR), gen=GEN)
+        report = check(None, make_model(POOR), search=memo_search, gen=GEN, verbose=True)
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("autoanchor")]
     assert any("best possible recall" in m for m in messages)
     assert any("poor fit" in m for m in messages)
     assert messages[-1] == str(report)
 
 
-def test_seed_only_changes_the_jitter(monkeypatch):
-    forbid_search(monkeypatch)
-    first = check_anchors(None, make_model(P5), verbose=False, seed=7)
-    again = check_anchors(None, make_model(P5), verbose=False, seed=7)
-    other = check_anchors(None, make_model(P5), verbose=False, seed=8)
+# How yolov5 v7.0 sets up logging (utils/general.py, set_logging): a handler on its own
+# "yolov5" logger, which does not propagate; the root logger is left alone.
+YOLOV5_LOGGING = """
+import logging.config
+logging.config.dictConfig({
+    "version": 1, "disable_existing_loggers": False,
+    "formatters": {"yolov5": {"format": "%(message)s"}},
+    "handlers": {"yolov5": {"class": "logging.StreamHandler", "formatter": "yolov5", "level": "INFO"}},
+    "loggers": {"yolov5": {"level": "INFO", "handlers": ["yolov5"], "propagate": False}},
+})
+logging.getLogger("yolov5").info("yolov5 is set up")
+"""
+# How yolov7's train.py does it (utils/general.py, set_logging): basicConfig on the root.
+YOLOV7_LOGGING = """
+import logging
+logging.basicConfig(format="%(message)s", level=logging.INFO)
+"""
+CHECK_TWICE = """  # run in tests/ (imports test_hook): a kept and a replaced report
+import torch
+from autoanchor.hook import CheckOptions, run_check
+from test_hook import P5, POOR, fixed_search, make_model
+p5 = torch.tensor(P5).view(-1, 2)
+for anchors in (P5, POOR):
+    run_check(None, make_model(anchors), CheckOptions(verbose=VERBOSE), search=fixed_search(p5))
+"""
+
+
+@pytest.mark.parametrize(
+    "setup, verbose, expected",
+    [
+        (YOLOV5_LOGGING, True, 1),  # no handler on autoanchor's way to the root: stderr
+        ("", True, 1),  # a bare script: stderr
+        (YOLOV7_LOGGING, True, 1),  # through the root handler, not a second time on stderr
+        ("import logging; logging.basicConfig()\n", True, 0),  # configured at WARNING: obeyed
+        ("import logging; logging.getLogger('autoanchor').setLevel(logging.WARNING)\n", True, 0),  # silenced
+    ],
+    ids=["yolov5", "bare", "yolov7", "root-warning", "autoanchor-warning"],
+)
+def test_the_report_reaches_a_training_log(setup, verbose, expected):
+    script = setup + CHECK_TWICE.replace("VERBOSE", str(verbose))
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT / "tests"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stderr.splitlines()
+    kept = [line for line in lines if "current anchors fit, kept" in line]
+    replaced = [line for line in lines if "anchors replaced, BPR" in line]
+    assert len(kept) == expected and len(replaced) == expected, result.stderr[-2000:]
+    assert all(line.startswith("autoanchor: ") for line in kept + replaced)
+    assert result.stdout == ""
+    if setup is YOLOV5_LOGGING:
+        assert "yolov5 is set up" in result.stderr  # yolov5's own logging still works
+
+
+def test_seed_only_changes_the_jitter():
+    first = check(None, make_model(P5), seed=7)
+    again = check(None, make_model(P5), seed=7)
+    other = check(None, make_model(P5), seed=8)
     assert first == again
     assert first.bpr_before != other.bpr_before or first.aat_before != other.aat_before
 
 
-def test_global_rng_is_untouched(monkeypatch):
-    forbid_search(monkeypatch)
+def test_global_rng_is_untouched():
     model = make_model(P5)  # (initialising the convolutions draws from the global RNG)
     state = torch.get_rng_state()
     np_state = np.random.get_state()[1].copy()
-    check_anchors(None, model, verbose=False)
+    check(None, model)
     assert torch.equal(torch.get_rng_state(), state)
     assert (np.random.get_state()[1] == np_state).all()
 
 
-def test_real_search_is_deterministic(monkeypatch):
-    """Two models, one seed: bit-identical anchors (no memoisation here)."""
-    monkeypatch.setattr(autoanchor.search, "search_anchors", REAL_SEARCH)
+def test_real_search_is_deterministic():
+    """Two models, one seed, the public entry point: bit-identical anchors."""
     first, second = make_model(POOR), make_model(POOR)
     check_anchors(None, first, verbose=False, gen=10, seed=5)
     check_anchors(None, second, verbose=False, gen=10, seed=5)

@@ -1,0 +1,142 @@
+"""What a check found and did: :class:`AnchorReport`, one line for a training log.
+
+It carries the YOLO figures in named fields (BPR, anchors per target, fitness) and
+any head family's own figures by name, so a new family needs no new report type.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .heads import Measure
+
+__all__ = ["AnchorReport"]
+
+_YOLO_FIGURES = ("bpr", "aat", "fitness")
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+@dataclass(frozen=True, eq=False)
+class AnchorReport:
+    """What :func:`check_anchors` found and did.
+
+    ``*_before`` describe the anchors the model had, ``*_after`` the anchors it has
+    now (the same values when nothing was replaced). For YOLO heads all figures are
+    measured on the dataset's letterboxed box sizes with the seeded per-image scale
+    jitter U(0.9, 1.1).
+
+    Attributes:
+        replaced: whether the model's anchors were replaced.
+        bpr_before: best possible recall of the original anchors, in [0, 1] (for
+            other families: their score, the figure compared with ``bpr_threshold``).
+        bpr_after: the same for the final anchors.
+        aat_before: anchors above threshold (mean number of anchors per box that
+            pass ``1/thr``) of the original anchors; NaN for families without it.
+        aat_after: the same for the final anchors.
+        fitness_before: yolov5 fitness ``mean(best * (best > 1/thr))`` of the
+            original anchors; NaN for families without it.
+        fitness_after: the same for the final anchors.
+        anchors_before: ``Tensor[nl, na, 2]`` float32 on the CPU, the original
+            anchors in pixels (anchors × stride), or the family's own anchors.
+        anchors_after: the same for the final anchors, exactly as stored in the
+            model (after rounding to its dtype).
+        searched: whether new anchors were searched (the original ones did not pass
+            the threshold); ``searched and not replaced`` means the search found
+            nothing better.
+        family: the head family's name (``"yolov5"``, ``"yolov7"``, ...).
+        figures_before: the family's figures of the original anchors, by name
+            (``{"bpr", "aat", "fitness"}`` for YOLO heads).
+        figures_after: the same for the final anchors.
+    """
+
+    replaced: bool
+    bpr_before: float
+    bpr_after: float
+    aat_before: float
+    aat_after: float
+    fitness_before: float
+    fitness_after: float
+    anchors_before: Tensor
+    anchors_after: Tensor
+    searched: bool = False
+    family: str = "yolov5"
+    figures_before: dict = field(default_factory=dict)
+    figures_after: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_measures(
+        cls, *, family: str, before: Measure, after: Measure, anchors_before: Tensor, anchors_after: Tensor,
+        replaced: bool, searched: bool,
+    ) -> AnchorReport:
+        """A report from a family's measures; YOLO figures fill the named fields."""
+
+        def figure(measure: Measure, name: str) -> float:
+            if name == "bpr":
+                return float(measure.figures.get("bpr", measure.score))
+            return float(measure.figures.get(name, math.nan))
+
+        return cls(
+            replaced=replaced,
+            bpr_before=figure(before, "bpr"),
+            bpr_after=figure(after, "bpr"),
+            aat_before=figure(before, "aat"),
+            aat_after=figure(after, "aat"),
+            fitness_before=figure(before, "fitness"),
+            fitness_after=figure(after, "fitness"),
+            anchors_before=anchors_before.float(),
+            anchors_after=anchors_after.float(),
+            searched=searched,
+            family=family,
+            figures_before=dict(before.figures),
+            figures_after=dict(after.figures),
+        )
+
+    def __str__(self) -> str:
+        verdict = "no better anchors found, kept the current ones" if self.searched else "current anchors fit, kept"
+        if self.figures_before and tuple(self.figures_before) != _YOLO_FIGURES:
+            names = list(self.figures_before)
+            if self.replaced:
+                changes = ", ".join(
+                    f"{n.replace('_', ' ')} {self.figures_before[n]:.4f} -> {self.figures_after[n]:.4f}" for n in names
+                )
+                return f"autoanchor: anchors replaced, {changes}"
+            figures = ", ".join(f"{n.replace('_', ' ')} {self.figures_before[n]:.4f}" for n in names)
+            return f"autoanchor: {figures}: {verdict}"
+        if self.replaced:
+            return (
+                f"autoanchor: anchors replaced, BPR {self.bpr_before:.4f} -> {self.bpr_after:.4f}, "
+                f"anchors/target {self.aat_before:.2f} -> {self.aat_after:.2f}, "
+                f"fitness {self.fitness_before:.4f} -> {self.fitness_after:.4f}"
+            )
+        return (
+            f"autoanchor: BPR {self.bpr_before:.4f}, anchors/target {self.aat_before:.2f}, "
+            f"fitness {self.fitness_before:.4f}: {verdict}"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AnchorReport):
+            return NotImplemented
+        return (
+            self.replaced == other.replaced
+            and self.searched == other.searched
+            and self.family == other.family
+            and all(
+                _same(getattr(self, name), getattr(other, name))
+                for name in ("bpr_before", "bpr_after", "aat_before", "aat_after", "fitness_before", "fitness_after")
+            )
+            and self.figures_before.keys() == other.figures_before.keys()
+            and all(_same(v, other.figures_before[k]) for k, v in self.figures_before.items())
+            and self.figures_after.keys() == other.figures_after.keys()
+            and all(_same(v, other.figures_after[k]) for k, v in self.figures_after.items())
+            and torch.equal(self.anchors_before, other.anchors_before)
+            and torch.equal(self.anchors_after, other.anchors_after)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # holds tensors
