@@ -555,3 +555,120 @@ def test_tiny_yolo_dataset_fixture(tiny_yolo_dataset):
     np.testing.assert_array_equal(boxes.shapes, [[64, 48], [48, 64], [80, 60]])  # b is EXIF-rotated
     np.testing.assert_array_equal(boxes.wh, [[0.25, 0.5], [0.1, 0.2], [0.5, 0.5], [0.3, 0.1]])
     np.testing.assert_array_equal(boxes.image_index, [0, 0, 1, 2])
+
+
+# ----------------------------------------------------------------------------------------
+# One policy for boxes outside their image: clipped if partly outside, skipped if entirely
+
+
+def test_coco_boxes_are_clipped_to_their_image(tmp_path):
+    images = [{"id": 1, "file_name": "a.jpg", "width": 640, "height": 480}]
+    annotations = [
+        {"id": 1, "image_id": 1, "bbox": [10, 10, 5000, 80]},  # 4370 px past the right edge
+        {"id": 2, "image_id": 1, "bbox": [700, 10, 50, 50]},  # entirely right of the image
+        {"id": 3, "image_id": 1, "bbox": [-5, 100, 40, 20]},  # 5 px left of it
+        {"id": 4, "image_id": 1, "bbox": [0.2, 0.2, 640.5, 100]},  # 0.7 px over: rounding, clipped silently
+        {"id": 5, "image_id": 1, "bbox": [100, 100, 64, 48]},  # inside
+    ]
+    path = write_coco(tmp_path / "instances.json", images, annotations)
+    with pytest.warns(UserWarning) as record:
+        boxes, summary = load_boxes_with_report(path)
+    assert len(record) == 1
+    # x 10..640 -> 630/640; x 0..35 -> 35/640; x 0.2..640 -> 639.8/640; the inside box as given
+    expected = [[630 / 640, 80 / 480], [35 / 640, 20 / 480], [639.8 / 640, 100 / 480], [64 / 640, 48 / 480]]
+    np.testing.assert_allclose(boxes.wh, expected, rtol=1e-12)
+    assert boxes.wh.max() <= 1
+    # centres: ((10 + 640) / 2, (10 + 90) / 2) = (325, 50) px; (17.5, 110); (320.1, 50.2); (132, 124)
+    np.testing.assert_allclose(
+        boxes.xy, np.array([[325 / 640, 50 / 480], [17.5 / 640, 110 / 480], [320.1 / 640, 50.2 / 480],
+                            [132 / 640, 124 / 480]]), rtol=1e-6)
+    assert (summary.skipped_boxes, summary.clipped_boxes, summary.n_boxes) == (1, 2, 4)
+    text = str(record[0].message)
+    assert "annotation id 1" in text and "annotation id 2" in text and "annotation id 3" in text
+    assert "annotation id 4" not in text and "clipped 2 boxes" in text
+
+
+def test_voc_boxes_are_clipped_to_their_image(tmp_path):
+    objects = [("a", False, (10, 20, 9000, 100)), ("b", False, (600, 10, 700, 50)), ("c", False, (1, 1, 50, 50))]
+    (tmp_path / "big.xml").write_text(voc_xml(500, 375, objects))
+    with pytest.warns(UserWarning, match="big.xml") as record:
+        boxes, summary = load_boxes_with_report(tmp_path / "big.xml")
+    # xmax 9000 -> 500: 490 x 80 px; (600..700) lies right of the 500 px image: skipped
+    np.testing.assert_array_equal(boxes.wh, [[490 / 500, 80 / 375], [49 / 500, 49 / 375]])
+    np.testing.assert_allclose(boxes.xy, [[255 / 500, 60 / 375], [25.5 / 500, 25.5 / 375]], rtol=1e-6)
+    assert (summary.skipped_boxes, summary.clipped_boxes) == (1, 1)
+    assert "outside the image 500x375" in str(record[0].message)
+
+
+def test_yolo_boxes_overhanging_their_image_are_clipped(tmp_path):
+    write_image(tmp_path / "images" / "a.jpg", 100, 50)
+    # x 0.9 +- 0.2 reaches 1.1 (10 px over); x 0.5 +- 0.5 just fits
+    write_labels(tmp_path / "labels" / "a.txt", [(0, 0.9, 0.5, 0.4, 0.2), (1, 0.5, 0.5, 1.0, 0.5)])
+    with pytest.warns(UserWarning, match="a.txt: 1 box partly outside the image, clipped"):
+        boxes, summary = load_boxes_with_report(tmp_path / "images")
+    np.testing.assert_allclose(boxes.wh, [[0.3, 0.2], [1.0, 0.5]], rtol=1e-12)
+    np.testing.assert_allclose(boxes.xy, [[0.85, 0.5], [0.5, 0.5]], rtol=1e-6)  # (0.7 + 1.0) / 2 = 0.85
+    assert summary.clipped_boxes == 1 and summary.skipped_boxes == 0
+
+
+def test_box_centres_of_every_file_format(tmp_path, yolo_root):
+    boxes = load_boxes(yolo_root / "images" / "train")
+    rows = [row for _, _, _, _, labels in YOLO_IMAGES for row in labels or []]
+    np.testing.assert_array_equal(boxes.xy, np.float32([row[1:3] for row in rows]))
+    voc = load_boxes(write_voc(tmp_path / "Annotations"))
+    # 000001: (48 + 195) / 2 / 353, (240 + 371) / 2 / 500
+    np.testing.assert_allclose(voc.xy[0], [121.5 / 353, 305.5 / 500], rtol=1e-6)
+    coco = load_boxes(write_coco(tmp_path / "instances.json", COCO_IMAGES, COCO_ANNOTATIONS))
+    # image 7 (640x480): [0, 0, 64, 48] centred at (32, 24) px
+    np.testing.assert_allclose(coco.xy[0], [32 / 640, 24 / 480], rtol=1e-6)
+    assert load_boxes(reference_npz(tmp_path)).xy is None  # box sizes alone carry no positions
+
+
+# ----------------------------------------------------------------------------------------
+# Files that are not what their name says
+
+
+def test_text_named_npz_is_named_and_explained(tmp_path):
+    (tmp_path / "x.npz").write_text("shapes,wh\n1,2\n")
+    with pytest.raises(ValueError, match=r"x.npz is not an autoanchor \.npz.*shapes, wh, image_index") as error:
+        load_boxes(tmp_path / "x.npz")
+    assert "pickle" not in str(error.value)
+    np.savez(tmp_path / "objects.npz", shapes=np.array([[640, 480]], dtype=object), wh=np.ones((1, 2)),
+             image_index=np.zeros(1, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"objects.npz is not an autoanchor \.npz"):
+        load_boxes(tmp_path / "objects.npz")
+    np.savez(tmp_path / "other.npz", a=np.ones(3))
+    with pytest.raises(ValueError, match=r"other.npz is not an autoanchor \.npz.*lacks"):
+        load_boxes(tmp_path / "other.npz")
+
+
+# ----------------------------------------------------------------------------------------
+# yolov5's stock data yamls, run from a yolov5 checkout
+
+
+def test_stock_yolov5_yaml_with_symlinked_images(tmp_path, reference, monkeypatch, caplog):
+    # lightly-ai's coco128 layout: datasets/coco128/images is a link to the pictures elsewhere
+    storage = tmp_path / "storage"
+    write_yolo(storage)
+    dataset = tmp_path / "datasets" / "coco128"
+    dataset.mkdir(parents=True)
+    (dataset / "images").symlink_to(storage / "images", target_is_directory=True)
+    (storage / "labels").rename(dataset / "labels")
+    checkout = tmp_path / "yolov5"
+    (checkout / "data").mkdir(parents=True)
+    (checkout / "data" / "coco128.yaml").write_text("path: ../datasets/coco128\ntrain: images/train\n")
+    monkeypatch.chdir(checkout)  # yolov5 runs from its root; `path` is relative to it
+    with caplog.at_level(logging.INFO, logger="autoanchor.datasets"):
+        boxes, summary = load_boxes_with_report("data/coco128.yaml")
+    assert_same_boxes(boxes, reference)
+    assert summary.missing_labels == 1  # img3 has none, as in the reference
+    assert f"is {dataset}, relative to the working folder" in caplog.text
+    # the images keep the path as written; their labels follow yolov5's rule on it
+    assert boxes.image_names[0] == str(dataset / "images" / "train" / "img0.jpg")
+
+
+def test_yaml_path_says_which_folder_it_is_relative_to(yolo_root, caplog):
+    (yolo_root / "data.yaml").write_text("path: ../ds\ntrain: images/train\n")
+    with caplog.at_level(logging.INFO, logger="autoanchor.datasets"):
+        load_boxes(yolo_root / "data.yaml")
+    assert "relative to the yaml's folder" in caplog.text
