@@ -138,42 +138,38 @@ def load_boxes(
 ) -> BoxSizes:
     """Read the image sizes and normalised box sizes of a dataset.
 
-    Sources:
+    The source is read by the first registered format that recognises it (by suffix,
+    first bytes or folder layout), or by the one named in ``format=``; see
+    :func:`autoanchor.datasets.formats` and each format module's docstring. Built in:
 
-    * ``None`` or ``"coco128"``: the built-in coco128 statistics.
-    * a :class:`BoxSizes` (returned as is), or a yolov5-style dataset object with
-      ``.shapes`` ``[I, 2]`` (width, height) px and ``.labels``, a list of ``[m, 5]``
-      arrays ``class, x, y, w, h`` normalised.
-    * an ``.npz`` with ``shapes`` ``[I, 2]``, ``wh`` ``[N, 2]`` and ``image_index`` ``[N]``.
-    * a yolov5 **data yaml** (or the parsed mapping): ``path`` (the dataset root; a
-      relative one is looked up from the yaml's folder, the working folder, then the
-      yaml's parent folder) and ``split`` (``train``): a folder of images (searched
-      recursively), a ``.txt`` list of image paths (relative ones are relative to the
-      list's folder), or a list of those.
-    * a **folder of images** or a **``.txt`` list of images**, as one ``train`` entry.
-      For every image the label file is found by yolov5's rule (:func:`label_path`),
-      and the size is read from the image header with EXIF orientation applied
-      (:func:`image_size`); pixels are never decoded.
-    * a **COCO instances json**: ``images[]`` ``id``, ``width``, ``height`` and
-      ``annotations[]`` ``image_id``, ``bbox`` ``[x, y, w, h]`` px. Images without
-      annotations count as images.
-    * a **PASCAL VOC** folder of ``.xml`` files (or its parent holding ``Annotations/``,
-      or one ``.xml``): ``<size>`` and each ``<object><bndbox>``, box size
-      ``xmax - xmin`` by ``ymax - ymin``. Parsed without DOCTYPE or entities.
+    * ``None`` or ``"coco128"``: the coco128 statistics shipped with autoanchor;
+    * a :class:`BoxSizes` (returned as is) or a yolov5-style dataset object
+      (``.shapes`` ``[I, 2]`` px and ``.labels``, ``[m, 5]`` rows ``class, x, y, w, h``);
+    * an ``.npz`` with ``shapes`` ``[I, 2]``, ``wh`` ``[N, 2]``, ``image_index`` ``[N]``
+      and optionally ``xy`` ``[N, 2]`` (:mod:`~autoanchor.datasets.npz`);
+    * a yolov5 data yaml (or the parsed mapping), a folder of images or a ``.txt`` list
+      of images, with YOLO labels (:mod:`~autoanchor.datasets.yolo`). A relative
+      ``path:`` is looked up from the yaml's folder, then the working folder (where
+      yolov5 runs its stock yamls from), then the yaml's parent folder; the one used is
+      logged. Label files follow yolov5's rule on the image path as written (symbolic
+      links unresolved), then on its real path;
+    * a COCO instances json (:mod:`~autoanchor.datasets.coco`);
+    * a PASCAL VOC ``.xml``, a folder of them, or the folder holding ``Annotations/``
+      (:mod:`~autoanchor.datasets.voc`); a folder with ``.xml`` and no ``.txt`` files is VOC.
 
-    A folder holding ``.xml`` files and no ``.txt`` files is read as VOC, else as
-    images; ``format=`` overrides the guess.
-
-    Bad data is skipped as yolov5 skips it and reported in one warning naming the
-    files (the first few, and how many more): a missing or unreadable image, an image
-    under 10 px, or a corrupt label file (a row with the wrong number of columns, text,
-    a negative value, a coordinate above 1) drops that image; a zero-size box, a
-    malformed box and a repeated label row drop that box.
+    Bad data is skipped and reported in one warning naming the files (the first few,
+    and how many more), and counted in the summary: a missing or unreadable image, an
+    image under 10 px, a corrupt YOLO label file (wrong column count, text, a negative
+    value, a coordinate above 1) or an unusable VOC file (malformed, DOCTYPE or entity
+    declarations, no or a zero ``<size>``) drops that image; a zero-size box, a
+    malformed box and a repeated label row drop that box. Every format applies one
+    policy to boxes outside their image: a box partly outside is clipped to it (named
+    when it overhung by more than 1 px), a box entirely outside is skipped.
 
     Args:
         source: the dataset, as above.
-        format: ``"yolo"``, ``"coco"``, ``"voc"`` or ``"npz"`` to override the guess
-            from the path; ``None`` to guess.
+        format: the name of a registered format (``"yolo"``, ``"coco"``, ``"voc"``,
+            ``"npz"``, ...) to read the source with; ``None`` to recognise it.
         split: the data yaml key to read (``"train"``; ``"val"`` works too).
         img_exts: image file extensions (no dot, any case) taken from folders and
             lists; yolov5's by default.
@@ -181,24 +177,29 @@ def load_boxes(
             default (the shared VOC statistics keep them; darknet's converter drops them).
         include_crowd: keep COCO ``iscrowd`` annotations, excluded by default.
         cache: ``True`` to cache file-based reads in a hidden file beside the labels
-            (``.autoanchor-cache-<folder>-<hash>.npz``), ``False`` for none, or the path
-            of the cache file to use. The cache is keyed by the path, size and
+            (``.autoanchor-cache-<folder>-<hash>.cache``), ``False`` for none, or the
+            path of the cache file to use. The cache is keyed by the path, size and
             modification time of every image, label and annotation file read, so it is
-            rebuilt when any of them changes. A cache that cannot be written is a warning.
+            rebuilt when any of them changes; a cache that is damaged or unreadable is
+            rebuilt too (its contents are checksummed). It is written atomically with
+            the permissions of any new file (the umask). A cache that cannot be written
+            is a warning.
         progress: show a tqdm progress bar while reading files.
         verbose: log the summary of what was read at INFO (else at DEBUG).
 
     Returns:
         The dataset's :class:`BoxSizes`: ``shapes`` ``[I, 2]`` px, ``wh`` ``[N, 2]``
         normalised, ``image_index`` ``[N]``, each image's boxes together in reading
-        order. Use :func:`load_boxes_with_report` for the counts.
+        order, and ``xy`` ``[N, 2]`` normalised box centres where the source has
+        positions (YOLO, COCO, VOC; ``None`` otherwise). Use
+        :func:`load_boxes_with_report` for the counts.
 
     Raises:
         ValueError: if the source cannot be read at all, naming the file: it does not
-            exist; an empty folder; a yaml without ``split``; a json without ``images``;
-            an ``.xml`` that is malformed, lacks ``<size>`` or declares a DOCTYPE or
-            entities; no boxes left; invalid sizes.
-        TypeError: if the source is of no supported kind.
+            exist; no format recognises it (the message lists the known formats); an
+            unknown ``format``; a yaml without ``split``; a json without ``images``; an
+            ``.npz`` that is not autoanchor's; no usable image or box left; invalid sizes.
+        TypeError: if the source is neither a path nor an object a format reads.
 
     Example:
         >>> boxes = load_boxes("data/coco128.yaml", progress=True)  # doctest: +SKIP
