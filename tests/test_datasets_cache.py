@@ -185,3 +185,13 @@ def test_cache_keeps_the_box_centres(yolo_root):
     np.testing.assert_array_equal(boxes.xy[:2], np.float32([[0.5, 0.5], [0.2, 0.3]]))
     np.testing.assert_array_equal(boxes.xy, first.xy)
     assert boxes.xy.dtype == np.float32
+
+
+def test_the_old_npz_cache_is_replaced(yolo_root):
+    folder = yolo_root / "images" / "train"
+    cache = Path(load_boxes_with_report(folder, cache=True)[1].cache_file)
+    cache.unlink()
+    legacy = cache.with_suffix(".npz")  # autoanchor 0.1.0's name for the same cache
+    legacy.write_bytes(b"PK old cache")
+    assert not load_boxes_with_report(folder)[1].from_cache
+    assert cache.is_file() and not legacy.exists()

@@ -95,6 +95,8 @@ def test_unknown_source_and_format_list_the_known_formats(tmp_path):
         load_boxes(tmp_path / "a.csv", format="darknet")
     with pytest.raises(TypeError, match="int.*known formats"):
         load_boxes(42)
+    with pytest.raises(TypeError, match="format 'coco' does not read a dict"):
+        load_boxes({"train": "images"}, format="coco")
 
 
 def test_registering_twice_or_badly_is_refused():

@@ -109,7 +109,7 @@ def _parse_coco(path: Path, *, include_crowd: bool, show_progress: bool) -> Load
     if orphans:
         reason = f"annotations refer to image ids not in 'images' (e.g. {first_orphan!r})"
         collector.skip_boxes(str(path), orphans, reason)
-    collector.skipped_boxes += orphans_of_skipped  # their images are already named
+    collector.skip_boxes(str(path), orphans_of_skipped, None)  # their images are already named
     collector.exclude_boxes(crowd)
     corners_px = np.asarray(corners, dtype=np.float64).reshape(-1, 4)
     given = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)

@@ -170,9 +170,12 @@ def find_format(request: Request, name: Optional[str] = None) -> DatasetFormat:
     if name is not None:
         if name not in _FORMATS:
             raise ValueError(f"format must be one of {sorted(_FORMATS)} or None, got {name!r}")
+        entry = _FORMATS[name]
+        if request.path is None and not entry.accept(request):
+            raise TypeError(f"format {name!r} does not read a {type(request.source).__name__}")
         if request.path is not None and not request.path.exists():
             raise ValueError(f"dataset {request.name!r} does not exist")
-        return _FORMATS[name]
+        return entry
     for entry in formats():
         if entry.accept(request):
             return entry

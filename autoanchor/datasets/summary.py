@@ -139,9 +139,11 @@ class Collector:
         self.skipped_images += 1
         self.messages.append(f"{name}: {reason}; image skipped")
 
-    def skip_boxes(self, name: str, count: int, reason: str) -> None:
+    def skip_boxes(self, name: str, count: int, reason: str | None) -> None:
+        """Count ``count`` dropped boxes of ``name``; ``reason=None`` adds no message (already named)."""
         self.skipped_boxes += count
-        self.messages.append(f"{name}: {reason}; {count} box{'es' if count != 1 else ''} skipped")
+        if reason is not None:
+            self.messages.append(f"{name}: {reason}; {count} box{'es' if count != 1 else ''} skipped")
 
     def clip_boxes(self, name: str, count: int) -> None:
         """Note ``count`` kept boxes of ``name`` that were clipped to their image."""
