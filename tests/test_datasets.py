@@ -10,7 +10,6 @@ import xml.parsers.expat as expat
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import pytest
 from PIL import ImageFile, features
 

@@ -13,7 +13,15 @@ import PIL.Image
 import pytest
 
 from autoanchor.datasets import load_boxes, load_boxes_with_report
-from helpers import COCO_ANNOTATIONS, COCO_IMAGES, assert_same_boxes, write_coco, write_image, write_labels, write_voc
+from helpers import (
+    COCO_ANNOTATIONS,
+    COCO_IMAGES,
+    assert_same_boxes,
+    write_coco,
+    write_image,
+    write_labels,
+    write_voc,
+)
 
 
 def cache_files(root: Path) -> list[Path]:

@@ -128,8 +128,8 @@ def _keep_inside(
     # the json's own w, h for boxes inside their image: (x + w) - x may round differently
     kept, clipped, wh, xy = clip_to_image(corners, width, height, sizes=sizes)
     for j in np.flatnonzero(~kept):
-        box = corners[j].tolist()
-        collector.skip_boxes(where[j], 1, f"box x0, y0, x1, y1 = {box} lies outside the image {width[j]:g}x{height[j]:g}")
+        reason = f"box x0, y0, x1, y1 = {corners[j].tolist()} lies outside the image {width[j]:g}x{height[j]:g}"
+        collector.skip_boxes(where[j], 1, reason)
     for j in np.flatnonzero(clipped):
         collector.clip_boxes(where[j], 1)
     collector.add_boxes(index[kept], wh, xy)

@@ -84,7 +84,9 @@ def _load(
         summary = LoadSummary(result.source or entry.name, entry.name, result.n_images, result.n_boxes)
         return result, summary, request.notices
     if not isinstance(result, Loaded):
-        raise TypeError(f"the reader of format {entry.name!r} returned {type(result).__name__}; expected Loaded or BoxSizes")
+        raise TypeError(
+            f"the reader of format {entry.name!r} returned {type(result).__name__}; expected Loaded or BoxSizes"
+        )
     return (*_finish(result, format=entry.name, request=request), request.notices)
 
 

@@ -187,5 +187,7 @@ def find_format(request: Request, name: Optional[str] = None) -> DatasetFormat:
     if not request.path.exists():
         raise ValueError(f"dataset {request.name!r} does not exist")
     kind = "folder" if request.is_dir() else "file"
-    raise ValueError(f"no known format recognises the dataset {kind} {request.name!r}; known formats: {known_formats()}")
+    raise ValueError(
+        f"no known format recognises the dataset {kind} {request.name!r}; known formats: {known_formats()}"
+    )
 

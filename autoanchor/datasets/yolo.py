@@ -273,9 +273,13 @@ def _read(request: Request) -> Loaded:
     path, exts = request.path, request.img_exts
     if request.suffix in (".yaml", ".yml"):
         return _load_data(_read_data_yaml(path), yaml_dir=path.parent, origin=request.name, request=request)
-    kind = "dir" if path.is_dir() else "list"
+    if path.is_dir():  # the files were listed once already, to recognise the folder
+        images = sorted(file for file in request.files() if extension(file) in exts)
+        if not images:
+            raise ValueError(f"no images ({', '.join(exts)}) found in {request.name}")
+        return _load_images(images, spec="\n".join(["dir", str(path), *exts]), request=request)
     images = _list_images([path], exts, origin=request.name)
-    return _load_images(images, spec="\n".join([kind, str(path), *exts]), request=request)
+    return _load_images(images, spec="\n".join(["list", str(path), *exts]), request=request)
 
 
 def _accept(request: Request) -> bool:
