@@ -1,7 +1,7 @@
 """The cache of file-based reads: a hidden file beside the labels, checked before it is trusted.
 
 A cache is only ever an optimisation. Its file holds a magic line, the SHA-256 of the
-payload, and the payload (an uncompressed ``.npz`` of the :class:`~.summary.Loaded`
+payload, and the payload (a compressed ``.npz`` of the :class:`~.summary.Loaded`
 arrays); a file that is missing, from another version, for other files or options,
 truncated, or whose checksum fails is treated as absent and rebuilt, with one debug log
 line. It is written with the project's one atomic writer, so it gets the permissions of
@@ -117,7 +117,7 @@ def write_cache(path: Path, key: str, loaded: Loaded) -> Optional[str]:
     if loaded.xy is not None:
         arrays["xy"] = loaded.xy
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)
     payload = buffer.getvalue()
     try:
         write_atomic(path, _MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
