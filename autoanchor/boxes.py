@@ -38,11 +38,15 @@ class BoxSizes:
         image_names: optional name of each image (a file path, say), used in
             error messages.
         source: where the statistics came from, for logs and reports.
+        xy: optional ``[N, 2]`` float32 centre (x, y) of each box as a fraction of its
+            image's (width, height), in [0, 1]; ``None`` when the source has no positions
+            (box sizes alone, an ``.npz`` without ``xy``).
 
     Raises:
         ValueError: on wrong shapes, an empty dataset, non-finite or non-positive
-            image sizes, non-finite or negative box sizes, or an image index out of
-            range; the message names the offending image.
+            image sizes, non-finite or negative box sizes, an image index out of
+            range, or centres ``xy`` of the wrong shape or outside [0, 1]; the message
+            names the offending image.
 
     Example:
         >>> sizes = BoxSizes(np.array([[640, 480]]), np.array([[0.5, 0.25]]), np.array([0]))
@@ -55,6 +59,7 @@ class BoxSizes:
     image_index: np.ndarray
     image_names: Sequence[str] | None = field(default=None, repr=False)
     source: str = ""
+    xy: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         shapes = np.asarray(self.shapes, dtype=np.float64)
@@ -99,6 +104,18 @@ class BoxSizes:
                 f"{_image_name(self.image_names, i)} has a box of size {wh[j].tolist()}; "
                 "box sizes must be finite and non-negative"
             )
+        if self.xy is not None:
+            xy = np.asarray(self.xy, dtype=np.float32)
+            if xy.shape != wh.shape:
+                raise ValueError(f"xy must be [n_boxes, 2] = [{wh.shape[0]}, 2], got shape {tuple(xy.shape)}")
+            bad_xy = ~np.isfinite(xy).all(1) | (xy < 0).any(1) | (xy > 1).any(1)
+            if bad_xy.any():
+                j = int(np.flatnonzero(bad_xy)[0])
+                raise ValueError(
+                    f"{_image_name(self.image_names, int(image_index[j]))} has a box centred at {xy[j].tolist()}; "
+                    "centres must be fractions of the image in [0, 1]"
+                )
+            object.__setattr__(self, "xy", xy)
         object.__setattr__(self, "shapes", shapes)
         object.__setattr__(self, "wh", wh)
         object.__setattr__(self, "image_index", image_index)

@@ -1,46 +1,19 @@
-"""Shared fixtures: tiny datasets with real image files, written by the tests themselves."""
+"""Shared fixtures: tiny datasets with real image files, written by the tests themselves.
+
+Only fixtures live here; plain helper functions are in ``helpers.py``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
-
-import os
+from typing import Callable
 
 import pytest
 import torch
-from PIL import Image
 
-# The real box statistics (coco128, VOC 2012) live beside the repository in shared/data.
-SHARED_DATA = Path(os.environ.get("AUTOANCHOR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-def shared_npz(name: str) -> Path:
-    """Path of a shared ``.npz``; missing data fails under CI and skips elsewhere."""
-    path = SHARED_DATA / f"{name}.npz"
-    if not path.is_file():
-        message = f"{path} not found (set AUTOANCHOR_SHARED_DATA to the shared/data folder)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-EXIF_ORIENTATION = 0x0112
-
-
-def write_image(
-    path: Path, width: int, height: int, *, orientation: Optional[int] = None, fmt: Optional[str] = None
-) -> Path:
-    """Write a real ``width x height`` image (JPEG, PNG, ... from the suffix) with an optional EXIF orientation."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.new("RGB", (width, height), (120, 80, 40))
-    options = {}
-    if orientation is not None:
-        exif = Image.Exif()
-        exif[EXIF_ORIENTATION] = orientation
-        options["exif"] = exif.tobytes()
-    image.save(path, fmt, **options)
-    return path
+from autoanchor.boxes import BoxSizes
+from autoanchor.datasets import load_boxes
+from helpers import DEVICES, reference_npz, write_image, write_yolo
 
 
 @pytest.fixture
@@ -74,10 +47,21 @@ def tiny_yolo_dataset(tmp_path: Path) -> Path:
     return data
 
 
+@pytest.fixture
+def yolo_root(tmp_path: Path) -> Path:
+    """``helpers.YOLO_IMAGES`` written as a yolov5 dataset under ``tmp/ds`` (images/train, labels/train)."""
+    root = tmp_path / "ds"
+    write_yolo(root)
+    return root
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> BoxSizes:
+    """The numbers of ``yolo_root`` through the ``.npz`` route."""
+    return load_boxes(reference_npz(tmp_path))
+
+
 # Devices the tensor tests run on: the CPU always, a GPU where there is one.
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
 @pytest.fixture(params=DEVICES)
 def device(request) -> torch.device:
     return torch.device(request.param)
@@ -95,7 +79,3 @@ def one_cpu_thread():
     yield
     torch.set_num_threads(threads)
 
-
-def generator(seed: int, device="cpu") -> torch.Generator:
-    """A seeded generator on ``device``."""
-    return torch.Generator(device=device).manual_seed(seed)

@@ -10,7 +10,6 @@ import xml.parsers.expat as expat
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import pytest
 from PIL import ImageFile, features
 
@@ -25,77 +24,22 @@ from autoanchor.datasets import (
     load_boxes_with_report,
 )
 
-from conftest import shared_npz, write_image
-
-
-# name, stored (width, height), suffix, EXIF orientation, label rows (None: no label file)
-YOLO_IMAGES = [
-    ("img0", (64, 48), ".jpg", None, [(0, 0.5, 0.5, 0.25, 0.5), (1, 0.2, 0.3, 0.125, 0.2)]),
-    ("img1", (64, 48), ".jpg", 6, [(2, 0.5, 0.5, 0.5, 0.75)]),  # read as 48x64
-    ("img2", (80, 60), ".png", None,
-     [(0, 0.4, 0.6, 0.3, 0.1), (3, 0.7, 0.7, 0.2, 0.4), (1, 0.1, 0.1, 0.05, 0.05)]),
-    ("img3", (50, 40), ".jpeg", None, None),  # no label file: an image without boxes
-    ("img4", (40, 32), ".png", 8, []),  # empty label file; read as 32x40
-]
-
-
-def _displayed(size, orientation):
-    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
-
-
-def write_npz(path: Path, shapes, wh, image_index) -> Path:
-    np.savez(
-        path,
-        shapes=np.asarray(shapes, dtype=np.float64).reshape(-1, 2),
-        wh=np.asarray(wh, dtype=np.float64).reshape(-1, 2),
-        image_index=np.asarray(image_index, dtype=np.int64),
-    )
-    return path
-
-
-def write_labels(path: Path, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(" ".join(repr(v) for v in row) + "\n" for row in rows))
-
-
-def write_yolo(root: Path, images=YOLO_IMAGES, folder_of=lambda i: "train") -> list[Path]:
-    """Write images under root/images/<folder>/ and labels by yolov5's rule; return the image paths."""
-    paths = []
-    for i, (name, size, suffix, orientation, rows) in enumerate(images):
-        image = write_image(root / "images" / folder_of(i) / f"{name}{suffix}", *size, orientation=orientation)
-        if rows is not None:
-            write_labels(root / "labels" / folder_of(i) / f"{name}.txt", rows)
-        paths.append(image)
-    return paths
-
-
-def reference_npz(tmp_path: Path, images=YOLO_IMAGES) -> Path:
-    """The same numbers as write_yolo, through the .npz route."""
-    shapes, wh, index = [], [], []
-    for i, (_, size, _, orientation, rows) in enumerate(images):
-        shapes.append(_displayed(size, orientation))
-        for row in rows or []:
-            wh.append(row[3:5])
-            index.append(i)
-    return write_npz(tmp_path / "reference.npz", shapes, wh, index)
-
-
-def assert_same_boxes(actual: BoxSizes, expected: BoxSizes) -> None:
-    np.testing.assert_array_equal(actual.shapes, expected.shapes)
-    np.testing.assert_array_equal(actual.wh, expected.wh)
-    np.testing.assert_array_equal(actual.image_index, expected.image_index)
-
-
-@pytest.fixture
-def yolo_root(tmp_path: Path) -> Path:
-    root = tmp_path / "ds"
-    write_yolo(root)
-    return root
-
-
-@pytest.fixture
-def reference(tmp_path: Path) -> BoxSizes:
-    return load_boxes(reference_npz(tmp_path))
+from helpers import (
+    COCO_ANNOTATIONS,
+    COCO_IMAGES,
+    YOLO_IMAGES,
+    VOC_FILES,
+    assert_same_boxes,
+    reference_npz,
+    shared_npz,
+    voc_xml,
+    write_coco,
+    write_image,
+    write_labels,
+    write_npz,
+    write_voc,
+    write_yolo,
+)
 
 
 # ----------------------------------------------------------------------------------------
@@ -244,25 +188,6 @@ def test_summary_is_logged(yolo_root, caplog):
 # COCO
 
 
-def write_coco(path: Path, images, annotations) -> Path:
-    path.write_text(json.dumps({"info": {}, "images": images, "annotations": annotations, "categories": []}))
-    return path
-
-
-COCO_IMAGES = [
-    {"id": 7, "file_name": "a.jpg", "width": 640, "height": 480},
-    {"id": 3, "file_name": "b.jpg", "width": 500, "height": 375},
-    {"id": 11, "file_name": "c.jpg", "width": 300, "height": 200},  # no annotations
-]
-COCO_ANNOTATIONS = [  # not grouped by image, as in real COCO files
-    {"id": 1, "image_id": 3, "bbox": [10.0, 20.0, 100.0, 50.5], "iscrowd": 0},
-    {"id": 2, "image_id": 7, "bbox": [0, 0, 64, 48], "iscrowd": 0},
-    {"id": 3, "image_id": 3, "bbox": [5.5, 6.5, 20.25, 300.0], "iscrowd": 0},
-    {"id": 4, "image_id": 7, "bbox": [1, 2, 320, 240], "iscrowd": 1},
-    {"id": 5, "image_id": 7, "bbox": [100, 100, 33.3, 17.7]},  # no iscrowd key: not crowd
-]
-
-
 def coco_reference(tmp_path: Path, include_crowd: bool) -> BoxSizes:
     rows = {image["id"]: i for i, image in enumerate(COCO_IMAGES)}
     kept = [a for a in COCO_ANNOTATIONS if include_crowd or not a.get("iscrowd")]
@@ -307,30 +232,6 @@ def test_coco_bad_annotations_are_skipped(tmp_path):
 
 # ----------------------------------------------------------------------------------------
 # PASCAL VOC
-
-
-def voc_xml(width, height, objects, *, size=True) -> str:
-    body = "".join(
-        f"<object><name>{name}</name><difficult>{int(difficult)}</difficult>"
-        f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
-        for name, difficult, (x0, y0, x1, y1) in objects
-    )
-    size_xml = f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>" if size else ""
-    return f"<annotation><folder>VOC2012</folder><filename>x.jpg</filename>{size_xml}{body}</annotation>"
-
-
-VOC_FILES = {
-    "000001.xml": (353, 500, [("dog", False, (48, 240, 195, 371)), ("person", True, (8, 12, 352, 498))]),
-    "000002.xml": (500, 375, [("train", False, (139.5, 200, 207.25, 301))]),
-    "000003.xml": (334, 500, []),  # no objects: still an image
-}
-
-
-def write_voc(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, (width, height, objects) in VOC_FILES.items():
-        (folder / name).write_text(voc_xml(width, height, objects))
-    return folder
 
 
 def voc_reference(tmp_path: Path, drop_difficult: bool) -> BoxSizes:
@@ -522,17 +423,39 @@ def test_coco_without_images(tmp_path):
         load_boxes(path)
 
 
-def test_voc_xml_without_size(tmp_path):
+BAD_VOC_FILES = {  # each unusable on its own; the rest of the folder still loads
+    "000009.xml": (voc_xml(0, 0, [("dog", False, (1, 1, 5, 5))], size=False), "no <size>"),
+    "000010.xml": (voc_xml(0, 375, [("dog", False, (1, 1, 5, 5))]), "invalid <size>"),
+    "000011.xml": ("<annotation><size>", "not well-formed"),
+    "000012.xml": ('<!DOCTYPE annotation SYSTEM "voc.dtd"><annotation/>', "DOCTYPE"),
+}
+
+
+def test_bad_voc_files_are_skipped_and_named(tmp_path):
     folder = write_voc(tmp_path / "Annotations")
-    (folder / "000009.xml").write_text(voc_xml(0, 0, [("dog", False, (1, 1, 5, 5))], size=False))
-    with pytest.raises(ValueError, match="000009.xml.*<size>"):
-        load_boxes(folder)
-    (folder / "000009.xml").write_text(voc_xml(0, 375, [("dog", False, (1, 1, 5, 5))]))
-    with pytest.raises(ValueError, match="000009.xml.*invalid <size>"):
-        load_boxes(folder)
-    (folder / "000009.xml").write_text("<annotation><size>")
-    with pytest.raises(ValueError, match="000009.xml.*not well-formed"):
-        load_boxes(folder)
+    for name, (text, _) in BAD_VOC_FILES.items():
+        (folder / name).write_text(text)
+    with pytest.warns(UserWarning) as record:
+        boxes, summary = load_boxes_with_report(folder)
+    assert len(record) == 1
+    for name, (_, reason) in BAD_VOC_FILES.items():
+        assert any(name in line and reason in line for line in summary.messages), name
+        assert name in str(record[0].message)
+    assert summary.skipped_images == 4 and summary.n_images == 3
+    assert_same_boxes(boxes, voc_reference(tmp_path, drop_difficult=False))
+
+
+@pytest.mark.parametrize("name", sorted(BAD_VOC_FILES))
+def test_nothing_usable_in_voc_is_an_error(tmp_path, name):
+    text, reason = BAD_VOC_FILES[name]
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=f"{name}.*{reason}"):
+        load_boxes(tmp_path / name)
+    (tmp_path / "only_bad").mkdir()
+    (tmp_path / "only_bad" / name).write_text(text)
+    (tmp_path / "only_bad" / "other.xml").write_text("<annotation>")
+    with pytest.raises(ValueError, match="no readable images.*2 skipped"):
+        load_boxes(tmp_path / "only_bad")
 
 
 BILLION_LAUGHS = """<?xml version="1.0"?>
@@ -592,104 +515,12 @@ def test_xml_doctype_and_entities_are_refused(tmp_path, monkeypatch, text):
     # The refusal must come before any entity declaration is even read (so nothing can expand).
     monkeypatch.setattr(expat, "ParserCreate", SpyingParser)
     with pytest.raises(ValueError, match="bomb.xml.*DOCTYPE"):
-        load_boxes(folder)
+        load_boxes(folder / "bomb.xml")
+    # in a folder, the file is refused and skipped; the others load
+    with pytest.warns(UserWarning, match="bomb.xml.*DOCTYPE"):
+        boxes, summary = load_boxes_with_report(folder, cache=False)
+    assert summary.skipped_images == 1 and boxes.n_images == len(VOC_FILES)
     assert declared == []
-
-
-# ----------------------------------------------------------------------------------------
-# The cache
-
-
-def cache_files(root: Path) -> list[Path]:
-    return sorted(root.rglob(".autoanchor-cache*"))
-
-
-def test_second_load_hits_the_cache(yolo_root, reference, monkeypatch):
-    data = yolo_root / "data.yaml"
-    data.write_text("path: .\ntrain: images/train\n")
-    first, summary = load_boxes_with_report(data)
-    assert not summary.from_cache
-    assert [Path(summary.cache_file)] == cache_files(yolo_root)
-    assert Path(summary.cache_file).parent == yolo_root / "labels"  # beside the labels folder
-
-    def no_image_reads(*args, **kwargs):
-        raise AssertionError("an image header was read")
-
-    monkeypatch.setattr(PIL.Image, "open", no_image_reads)
-    second, summary = load_boxes_with_report(data)
-    assert summary.from_cache
-    assert_same_boxes(second, reference)
-    assert second.image_names == first.image_names
-    assert (summary.n_images, summary.n_boxes, summary.missing_labels) == (5, 6, 1)
-
-
-def test_changed_files_invalidate_the_cache(yolo_root):
-    folder = yolo_root / "images" / "train"
-    load_boxes(folder)
-    assert load_boxes_with_report(folder)[1].from_cache
-    label = yolo_root / "labels" / "train" / "img1.txt"
-    label.write_text("2 0.5 0.5 0.5 0.75\n0 0.5 0.5 0.125 0.125\n")
-    boxes, summary = load_boxes_with_report(folder)
-    assert not summary.from_cache and summary.n_boxes == 7
-    np.testing.assert_array_equal(boxes.wh[boxes.image_index == 1], [[0.5, 0.75], [0.125, 0.125]])
-    assert load_boxes_with_report(folder)[1].from_cache
-    # a replaced image (same name, new size) is seen too
-    write_image(folder / "img3.jpeg", 70, 40)
-    boxes, summary = load_boxes_with_report(folder)
-    assert not summary.from_cache and boxes.shapes[3].tolist() == [70, 40]
-    # a label file that appears
-    write_labels(yolo_root / "labels" / "train" / "img3.txt", [(0, 0.5, 0.5, 0.5, 0.5)])
-    boxes, summary = load_boxes_with_report(folder)
-    assert not summary.from_cache and summary.missing_labels == 0 and summary.n_boxes == 8
-    assert len(cache_files(yolo_root)) == 1  # rewritten in place
-
-
-def test_cache_keeps_the_warnings(yolo_root):
-    (yolo_root / "labels" / "train" / "img0.txt").write_text("0 0.5\n")
-    for from_cache in (False, True):
-        with pytest.warns(UserWarning, match="img0.txt"):
-            _, summary = load_boxes_with_report(yolo_root / "images" / "train")
-        assert summary.from_cache == from_cache and summary.skipped_images == 1
-
-
-def test_unwritable_cache_is_a_warning(yolo_root, reference):
-    target = yolo_root / "no" / "such" / "dir" / "cache.npz"
-    with pytest.warns(UserWarning, match="cannot write the dataset cache"):
-        boxes, summary = load_boxes_with_report(yolo_root / "images" / "train", cache=target)
-    assert_same_boxes(boxes, reference)
-    assert summary.cache_file is None and not summary.from_cache
-
-
-def test_explicit_and_disabled_cache(yolo_root, tmp_path):
-    folder = yolo_root / "images" / "train"
-    load_boxes(folder, cache=False)
-    assert cache_files(yolo_root) == []
-    target = tmp_path / "my-cache.npz"
-    load_boxes(folder, cache=target)
-    assert target.is_file() and load_boxes_with_report(folder, cache=target)[1].from_cache
-
-
-def test_corrupt_cache_is_rebuilt(yolo_root, reference):
-    folder = yolo_root / "images" / "train"
-    cache = Path(load_boxes_with_report(folder)[1].cache_file)
-    cache.write_bytes(b"garbage")
-    boxes, summary = load_boxes_with_report(folder)
-    assert not summary.from_cache
-    assert_same_boxes(boxes, reference)
-    assert load_boxes_with_report(folder)[1].from_cache
-
-
-def test_voc_and_coco_caches_follow_options(tmp_path):
-    folder = write_voc(tmp_path / "Annotations")
-    assert not load_boxes_with_report(folder)[1].from_cache
-    assert load_boxes_with_report(folder)[1].from_cache
-    dropped = load_boxes_with_report(folder, drop_difficult=True)
-    assert not dropped[1].from_cache and dropped[0].n_boxes == 2
-    path = write_coco(tmp_path / "instances.json", COCO_IMAGES, COCO_ANNOTATIONS)
-    assert not load_boxes_with_report(path)[1].from_cache
-    assert load_boxes_with_report(path)[1].from_cache
-    assert load_boxes_with_report(path)[0].n_boxes == 4
-    assert load_boxes_with_report(path, include_crowd=True)[0].n_boxes == 5
 
 
 # ----------------------------------------------------------------------------------------
@@ -723,3 +554,120 @@ def test_tiny_yolo_dataset_fixture(tiny_yolo_dataset):
     np.testing.assert_array_equal(boxes.shapes, [[64, 48], [48, 64], [80, 60]])  # b is EXIF-rotated
     np.testing.assert_array_equal(boxes.wh, [[0.25, 0.5], [0.1, 0.2], [0.5, 0.5], [0.3, 0.1]])
     np.testing.assert_array_equal(boxes.image_index, [0, 0, 1, 2])
+
+
+# ----------------------------------------------------------------------------------------
+# One policy for boxes outside their image: clipped if partly outside, skipped if entirely
+
+
+def test_coco_boxes_are_clipped_to_their_image(tmp_path):
+    images = [{"id": 1, "file_name": "a.jpg", "width": 640, "height": 480}]
+    annotations = [
+        {"id": 1, "image_id": 1, "bbox": [10, 10, 5000, 80]},  # 4370 px past the right edge
+        {"id": 2, "image_id": 1, "bbox": [700, 10, 50, 50]},  # entirely right of the image
+        {"id": 3, "image_id": 1, "bbox": [-5, 100, 40, 20]},  # 5 px left of it
+        {"id": 4, "image_id": 1, "bbox": [0.2, 0.2, 640.5, 100]},  # 0.7 px over: rounding, clipped silently
+        {"id": 5, "image_id": 1, "bbox": [100, 100, 64, 48]},  # inside
+    ]
+    path = write_coco(tmp_path / "instances.json", images, annotations)
+    with pytest.warns(UserWarning) as record:
+        boxes, summary = load_boxes_with_report(path)
+    assert len(record) == 1
+    # x 10..640 -> 630/640; x 0..35 -> 35/640; x 0.2..640 -> 639.8/640; the inside box as given
+    expected = [[630 / 640, 80 / 480], [35 / 640, 20 / 480], [639.8 / 640, 100 / 480], [64 / 640, 48 / 480]]
+    np.testing.assert_allclose(boxes.wh, expected, rtol=1e-12)
+    assert boxes.wh.max() <= 1
+    # centres: ((10 + 640) / 2, (10 + 90) / 2) = (325, 50) px; (17.5, 110); (320.1, 50.2); (132, 124)
+    np.testing.assert_allclose(
+        boxes.xy, np.array([[325 / 640, 50 / 480], [17.5 / 640, 110 / 480], [320.1 / 640, 50.2 / 480],
+                            [132 / 640, 124 / 480]]), rtol=1e-6)
+    assert (summary.skipped_boxes, summary.clipped_boxes, summary.n_boxes) == (1, 2, 4)
+    text = str(record[0].message)
+    assert "annotation id 1" in text and "annotation id 2" in text and "annotation id 3" in text
+    assert "annotation id 4" not in text and "clipped 2 boxes" in text
+
+
+def test_voc_boxes_are_clipped_to_their_image(tmp_path):
+    objects = [("a", False, (10, 20, 9000, 100)), ("b", False, (600, 10, 700, 50)), ("c", False, (1, 1, 50, 50))]
+    (tmp_path / "big.xml").write_text(voc_xml(500, 375, objects))
+    with pytest.warns(UserWarning, match="big.xml") as record:
+        boxes, summary = load_boxes_with_report(tmp_path / "big.xml")
+    # xmax 9000 -> 500: 490 x 80 px; (600..700) lies right of the 500 px image: skipped
+    np.testing.assert_array_equal(boxes.wh, [[490 / 500, 80 / 375], [49 / 500, 49 / 375]])
+    np.testing.assert_allclose(boxes.xy, [[255 / 500, 60 / 375], [25.5 / 500, 25.5 / 375]], rtol=1e-6)
+    assert (summary.skipped_boxes, summary.clipped_boxes) == (1, 1)
+    assert "outside the image 500x375" in str(record[0].message)
+
+
+def test_yolo_boxes_overhanging_their_image_are_clipped(tmp_path):
+    write_image(tmp_path / "images" / "a.jpg", 100, 50)
+    # x 0.9 +- 0.2 reaches 1.1 (10 px over); x 0.5 +- 0.5 just fits
+    write_labels(tmp_path / "labels" / "a.txt", [(0, 0.9, 0.5, 0.4, 0.2), (1, 0.5, 0.5, 1.0, 0.5)])
+    with pytest.warns(UserWarning, match="a.txt: 1 box partly outside the image, clipped"):
+        boxes, summary = load_boxes_with_report(tmp_path / "images")
+    np.testing.assert_allclose(boxes.wh, [[0.3, 0.2], [1.0, 0.5]], rtol=1e-12)
+    np.testing.assert_allclose(boxes.xy, [[0.85, 0.5], [0.5, 0.5]], rtol=1e-6)  # (0.7 + 1.0) / 2 = 0.85
+    assert summary.clipped_boxes == 1 and summary.skipped_boxes == 0
+
+
+def test_box_centres_of_every_file_format(tmp_path, yolo_root):
+    boxes = load_boxes(yolo_root / "images" / "train")
+    rows = [row for _, _, _, _, labels in YOLO_IMAGES for row in labels or []]
+    np.testing.assert_array_equal(boxes.xy, np.float32([row[1:3] for row in rows]))
+    voc = load_boxes(write_voc(tmp_path / "Annotations"))
+    # 000001: (48 + 195) / 2 / 353, (240 + 371) / 2 / 500
+    np.testing.assert_allclose(voc.xy[0], [121.5 / 353, 305.5 / 500], rtol=1e-6)
+    coco = load_boxes(write_coco(tmp_path / "instances.json", COCO_IMAGES, COCO_ANNOTATIONS))
+    # image 7 (640x480): [0, 0, 64, 48] centred at (32, 24) px
+    np.testing.assert_allclose(coco.xy[0], [32 / 640, 24 / 480], rtol=1e-6)
+    assert load_boxes(reference_npz(tmp_path)).xy is None  # box sizes alone carry no positions
+
+
+# ----------------------------------------------------------------------------------------
+# Files that are not what their name says
+
+
+def test_text_named_npz_is_named_and_explained(tmp_path):
+    (tmp_path / "x.npz").write_text("shapes,wh\n1,2\n")
+    with pytest.raises(ValueError, match=r"x.npz is not an autoanchor \.npz.*shapes, wh, image_index") as error:
+        load_boxes(tmp_path / "x.npz")
+    assert "pickle" not in str(error.value)
+    np.savez(tmp_path / "objects.npz", shapes=np.array([[640, 480]], dtype=object), wh=np.ones((1, 2)),
+             image_index=np.zeros(1, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"objects.npz is not an autoanchor \.npz"):
+        load_boxes(tmp_path / "objects.npz")
+    np.savez(tmp_path / "other.npz", a=np.ones(3))
+    with pytest.raises(ValueError, match=r"other.npz is not an autoanchor \.npz.*lacks"):
+        load_boxes(tmp_path / "other.npz")
+
+
+# ----------------------------------------------------------------------------------------
+# yolov5's stock data yamls, run from a yolov5 checkout
+
+
+def test_stock_yolov5_yaml_with_symlinked_images(tmp_path, reference, monkeypatch, caplog):
+    # lightly-ai's coco128 layout: datasets/coco128/images is a link to the pictures elsewhere
+    storage = tmp_path / "storage"
+    write_yolo(storage)
+    dataset = tmp_path / "datasets" / "coco128"
+    dataset.mkdir(parents=True)
+    (dataset / "images").symlink_to(storage / "images", target_is_directory=True)
+    (storage / "labels").rename(dataset / "labels")
+    checkout = tmp_path / "yolov5"
+    (checkout / "data").mkdir(parents=True)
+    (checkout / "data" / "coco128.yaml").write_text("path: ../datasets/coco128\ntrain: images/train\n")
+    monkeypatch.chdir(checkout)  # yolov5 runs from its root; `path` is relative to it
+    with caplog.at_level(logging.INFO, logger="autoanchor.datasets"):
+        boxes, summary = load_boxes_with_report("data/coco128.yaml")
+    assert_same_boxes(boxes, reference)
+    assert summary.missing_labels == 1  # img3 has none, as in the reference
+    assert f"is {dataset}, relative to the working folder" in caplog.text
+    # the images keep the path as written; their labels follow yolov5's rule on it
+    assert boxes.image_names[0] == str(dataset / "images" / "train" / "img0.jpg")
+
+
+def test_yaml_path_says_which_folder_it_is_relative_to(yolo_root, caplog):
+    (yolo_root / "data.yaml").write_text("path: ../ds\ntrain: images/train\n")
+    with caplog.at_level(logging.INFO, logger="autoanchor.datasets"):
+        load_boxes(yolo_root / "data.yaml")
+    assert "relative to the yaml's folder" in caplog.text

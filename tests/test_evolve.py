@@ -23,7 +23,7 @@ from autoanchor.evolve import (
 )
 from autoanchor.metrics import anchor_fitness, avg_iou
 from autoanchor.parallel import LocalReducer
-from conftest import generator
+from helpers import generator
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from autoanchor.kmeans import _lloyd, _weighted_medians, kmeans
-from conftest import generator
+from helpers import generator
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 

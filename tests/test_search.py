@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import shared_npz
+from helpers import shared_npz
 
 from autoanchor.boxes import BoxSizes
 from autoanchor.datasets import load_boxes
