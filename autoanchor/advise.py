@@ -331,7 +331,7 @@ def format_advice(advice: Advice) -> list[str]:
     lines.append("")
     lines.append(
         f"recommended: {chosen.levels} with {chosen.n_anchors} anchors ({chosen.per_level} per level), "
-        f"fitness {chosen.fitness:.4f}, BPR {chosen.bpr:.4f}: the smallest configuration within "
+        f"fitness {chosen.fitness:.4f}, BPR {chosen.bpr:.4f} (full search): the smallest configuration within "
         f"{advice.margin:.0%} of the best fitness ({advice.best_fitness:.4f})"
     )
     for stats in chosen.level_stats:
