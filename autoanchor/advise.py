@@ -41,7 +41,7 @@ from torch import Tensor
 
 from .boxes import BoxSizes
 from .jitter import jitter_wh, scale_jittered_wh
-from .levels import LevelStats, anchors_below_stride, level_stats, split_levels
+from .levels import LevelStats, anchors_below_stride, level_name, level_stats, split_levels
 from .metrics import check_thr, check_wh
 from .search import search_anchors
 
@@ -184,10 +184,9 @@ def _small_box_warnings(wh: Tensor, finest: float) -> list[str]:
     if share < SMALL_SHARE:
         return []
     finer = finest / 2
-    finer_name = f"P{int(math.log2(finer))}" if math.log2(finer) == round(math.log2(finer)) else "a finer"
     return [
         f"{share:.0%} of boxes are under {finest:g} px (long side), the finest stride: "
-        f"add a {finer_name} level, stride {finer:g}"
+        f"add a {level_name(finer)} level, stride {finer:g}"
     ]
 
 

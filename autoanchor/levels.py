@@ -169,7 +169,9 @@ def _size_in_strides(anchors: Tensor, strides: Tensor) -> Tensor:
     return (anchors.double().prod(-1).sqrt() / stride).to(anchors.dtype)
 
 
-def level_stats(wh: Tensor, anchors: Tensor, strides: Strides, *, thr: float = 4.0) -> list[LevelStats]:
+def level_stats(
+    wh: Tensor, anchors: Tensor, strides: Strides, *, thr: float = 4.0, chunk: int = 1 << 16
+) -> list[LevelStats]:
     """Per-level figures of a detector's anchors on box sizes.
 
     A box counts as a target of an anchor when ``max(r, 1/r) < thr`` for both the
@@ -182,6 +184,7 @@ def level_stats(wh: Tensor, anchors: Tensor, strides: Strides, *, thr: float = 4
         anchors (Tensor[nl, na, 2]): each level's anchor (width, height) in pixels.
         strides (Sequence[float] or Tensor[nl]): each level's stride in pixels.
         thr: largest allowed side ratio (yolov5's ``anchor_t``).
+        chunk: boxes measured at a time (bounds the memory of the temporaries).
 
     Returns:
         One :class:`LevelStats` per level, in the order of ``anchors``; its tensors
@@ -203,6 +206,8 @@ def level_stats(wh: Tensor, anchors: Tensor, strides: Strides, *, thr: float = 4
     thr = check_thr(thr)
     check_wh(wh)
     stride_values = _check_levels(anchors, strides)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     if wh.shape[0] == 0:
         raise ValueError("level_stats needs at least one box, got wh of shape [0, 2]")
     bad = ~torch.isfinite(wh).all(1) | (wh < 0).any(1)
@@ -211,16 +216,18 @@ def level_stats(wh: Tensor, anchors: Tensor, strides: Strides, *, thr: float = 4
         raise ValueError(f"box {row} has size {wh[row].tolist()}; box sizes must be finite and non-negative")
     nl, na, _ = anchors.shape
     dtype = torch.promote_types(wh.dtype, anchors.dtype)
-    box = wh.to(device=anchors.device, dtype=dtype)
     flat = anchors.to(dtype).reshape(nl * na, 2)
-    r = box[:, None, :] / flat[None]  # [N,K,2]
-    within = torch.maximum(r, 1 / r).amax(-1) < thr  # [N,K], yolov5's build_targets test
-    within = within.view(-1, nl, na)  # [N,nl,na]
-    best_level = torch.div(ratio_metric(box, flat).argmax(-1), na, rounding_mode="floor")  # [N], first on ties
+    counts = torch.zeros(3, nl, dtype=torch.float64, device=anchors.device)  # matched, targets, best
+    for start in range(0, wh.shape[0], chunk):  # no [N, K, 2] temporaries for millions of boxes
+        box = wh[start : start + chunk].to(device=anchors.device, dtype=dtype)
+        r = box[:, None, :] / flat[None]  # [n,K,2]
+        within = (torch.maximum(r, 1 / r).amax(-1) < thr).view(-1, nl, na)  # [n,nl,na], build_targets' test
+        best_level = torch.div(ratio_metric(box, flat).argmax(-1), na, rounding_mode="floor")  # [n], first on ties
+        counts[0] += within.any(-1).sum(0)
+        counts[1] += within.sum((0, 2))
+        counts[2] += torch.bincount(best_level, minlength=nl)
     n = wh.shape[0]
-    matched = within.any(-1).double().mean(0).tolist()  # [nl]
-    targets = within.sum(-1).double().mean(0).tolist()  # [nl]
-    best = (torch.bincount(best_level, minlength=nl).double() / n).tolist()  # [nl]
+    matched, targets, best = (counts / n).tolist()  # [nl] each
     size = _size_in_strides(anchors, stride_values)
     return [
         LevelStats(

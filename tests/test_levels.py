@@ -177,6 +177,18 @@ def test_properties_on_random_sizes(seed):
     assert torch.allclose(scaled[0].size_in_strides, levels[0].size_in_strides)
 
 
+def test_chunks_add_up_to_the_whole():
+    wh = log_uniform(1000, seed=7)
+    whole = level_stats(wh, P5, P5_STRIDES)
+    for chunk in (1, 7, 999):
+        parts = level_stats(wh, P5, P5_STRIDES, chunk=chunk)
+        assert [(a.matched, a.targets, a.best) for a in parts] == pytest.approx(
+            [(b.matched, b.targets, b.best) for b in whole], abs=1e-12
+        )
+    with pytest.raises(ValueError, match="chunk must be a positive integer, got 0"):
+        level_stats(wh, P5, P5_STRIDES, chunk=0)
+
+
 def test_tensors_stay_on_the_device_and_dtype(device):
     wh = log_uniform(50, seed=5).to(device)
     anchors = P5.double().to(device)
