@@ -211,8 +211,8 @@ def advise(
     recommendation is the smallest qualifying row (fitness at least
     ``(1 - margin)`` times the best): the fewest anchors under one stride of their
     level, then the fewest levels, then the fewest anchors, then the first level
-    set. Its anchors are then searched again with ``gen`` generations, and kept
-    if fitter.
+    set. Its anchors are then searched again with ``gen`` generations, and the
+    new ones kept if at least as fit with no more anchors under one stride.
 
     Small boxes: when at least 10 % of the boxes have a long side under the finest
     stride of the first level set, :attr:`Advice.warnings` suggests a level of
@@ -283,8 +283,9 @@ def advise(
         qualifying, key=lambda row: (row.below_stride, len(row.strides), row.n_anchors, order.index(row.levels))
     )
     final = search_anchors(wh, choice.n_anchors, thr=thr, gen=gen, seed=seed)
-    if final.stats.fitness >= choice.fitness:
-        choice = _row(choice.levels, choice.strides, final.anchors, wh, thr, final.stats.fitness, final.stats.bpr)
+    full = _row(choice.levels, choice.strides, final.anchors, wh, thr, final.stats.fitness, final.stats.bpr)
+    if full.fitness >= choice.fitness and full.below_stride <= choice.below_stride:  # as chosen, or better
+        choice = full
     notes = _small_box_warnings(wh, next(iter(sets.values()))[0])
     if choice.below_stride:
         notes.append(

@@ -77,8 +77,9 @@ def test_rows_hold_the_figures_of_their_anchors(small_advice):
 def test_the_recommendation_follows_the_stated_rule(small_advice):
     chosen = recommended_by_the_rule(small_advice.rows, small_advice.margin, list(LEVEL_SETS))
     assert (small_advice.recommended.levels, small_advice.recommended.n_anchors) == (chosen.levels, chosen.n_anchors)
-    # The final, longer search only replaces the anchors when it is fitter.
+    # The final, longer search only replaces the anchors when it is no worse on either count.
     assert small_advice.recommended.fitness >= chosen.fitness
+    assert small_advice.recommended.below_stride <= chosen.below_stride
     assert small_advice.best_fitness == max(row.fitness for row in small_advice.rows)
     assert small_advice.margin == 0.1 and small_advice.thr == 4.0 and small_advice.n_boxes == 300
 
