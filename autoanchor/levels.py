@@ -41,6 +41,9 @@ __all__ = [
     "format_level_table",
     "format_below_stride",
     "split_levels",
+    "stride_bounds",
+    "clamp_to_strides",
+    "within_stride_bounds",
 ]
 
 Strides = Union[Sequence[float], Tensor]
@@ -310,6 +313,100 @@ def split_levels(anchors: Tensor, n_levels: int) -> Tensor:
         )
     order = torch.argsort(anchors.prod(-1), stable=True)
     return anchors[order].reshape(n_levels, -1, 2)
+
+
+def stride_bounds(
+    strides: Strides, n_anchors: int, *, min_units: float | None = None, max_units: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """Per area rank, the bounds on ``sqrt(w * h)`` in pixels that a stride-bounded search keeps.
+
+    ``n_anchors`` anchors sorted by area go onto the levels in equal groups (the
+    smallest onto the first level); the anchor of rank ``i`` sits on level
+    ``i // (n_anchors / nl)`` and must satisfy
+    ``min_units * stride <= sqrt(w * h) <= max_units * stride`` there.
+
+    Args:
+        strides (Sequence[float] or Tensor[nl]): strides in pixels, strictly increasing.
+        n_anchors: anchors in all, a multiple of the number of levels.
+        min_units, max_units: the bounds in strides; ``None`` leaves that side open.
+
+    Returns:
+        ``(low, high)``: float64 ``Tensor[n_anchors]`` each on the CPU, non-decreasing
+        in rank (``0`` and ``inf`` where open).
+
+    Raises:
+        ValueError: for strides that are not positive and strictly increasing, a count
+            that is not a multiple of the levels, bounds that are not positive finite
+            numbers, or ``min_units > max_units``.
+    """
+    values = _check_levels(torch.ones(len(strides), 1, 2), strides)
+    if bool((values[1:] <= values[:-1]).any()):
+        raise ValueError(f"strides must be strictly increasing, got {values.tolist()}")
+    nl = values.shape[0]
+    if isinstance(n_anchors, bool) or not isinstance(n_anchors, int) or n_anchors < 1 or n_anchors % nl:
+        raise ValueError(f"n_anchors must be a positive multiple of the {nl} levels, got {n_anchors!r}")
+    for name, bound in (("min_units", min_units), ("max_units", max_units)):
+        if bound is not None and (
+            isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0
+        ):
+            raise ValueError(f"{name} must be a positive number of strides or None, got {bound!r}")
+    if min_units is not None and max_units is not None and min_units > max_units:
+        raise ValueError(f"min_units ({min_units}) must not exceed max_units ({max_units})")
+    per_rank = values.repeat_interleave(n_anchors // nl)  # [K] stride of each area rank
+    low = per_rank * min_units if min_units is not None else torch.zeros_like(per_rank)
+    high = per_rank * max_units if max_units is not None else torch.full_like(per_rank, math.inf)
+    return low, high
+
+
+def clamp_to_strides(anchors: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """Scale every anchor that breaks its rank's bounds onto them, keeping its aspect ratio.
+
+    The projection a stride-bounded search applies to its candidates. Each anchor
+    is ranked by area within its set; its size ``g = sqrt(w * h)`` is raised to
+    ``low[rank]`` or lowered to ``high[rank]`` (both by a hair inside, so that the
+    rounded result still passes), width and height by the same factor. Anchors
+    within bounds are returned bit for bit. The bounds grow with rank, so the
+    clamped sizes keep the order of the originals: every anchor stays on its level.
+
+    Args:
+        anchors (Tensor[..., K, 2]): anchor sets (a population ``[P, K, 2]`` too),
+            any order, in pixels.
+        low, high (Tensor[K]): per area rank, from :func:`stride_bounds`.
+
+    Returns:
+        Tensor of the shape, order, dtype and device of ``anchors``.
+
+    Example:
+        >>> low, high = stride_bounds([8, 32], 2, min_units=1.0)
+        >>> clamped = clamp_to_strides(torch.tensor([[4.0, 9.0], [22.0, 30.0]]), low, high)
+        >>> clamped.round(decimals=2)  # 4x9 (6 px) x 8/6; 22x30 (25.7 px) x 32/25.7
+        tensor([[ 5.3300, 12.0000],
+                [27.4000, 37.3700]])
+        >>> clamped.prod(-1).sqrt() >= torch.tensor([8.0, 32.0])
+        tensor([True, True])
+    """
+    if not isinstance(anchors, Tensor) or anchors.ndim < 2 or anchors.shape[-1] != 2:
+        raise ValueError(f"anchors must be a Tensor[..., K, 2], got {getattr(anchors, 'shape', anchors)!r}")
+    k = anchors.shape[-2]
+    if low.shape != (k,) or high.shape != (k,):
+        raise ValueError(f"low and high must have shape [{k}], got {list(low.shape)} and {list(high.shape)}")
+    hair = 8 * torch.finfo(anchors.dtype).eps
+    size = anchors.double().prod(-1).sqrt()  # [...,K]
+    rank = torch.argsort(size, dim=-1, stable=True).argsort(-1)  # [...,K] area rank of each anchor
+    lo, hi = low.to(size.device)[rank], high.to(size.device)[rank]
+    target = torch.where(size < lo, lo * (1 + hair), torch.where(size > hi, hi * (1 - hair), size))
+    clamped = (anchors.double() * (target / size)[..., None]).to(anchors.dtype)
+    return torch.where((target == size)[..., None], anchors, clamped)
+
+
+def within_stride_bounds(anchors: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """Whether every anchor of a set is within its rank's bounds: ``Tensor[...]`` bool.
+
+    The test a climb can apply to its moves (a move that breaks a bound is not taken).
+    """
+    size = anchors.double().prod(-1).sqrt()  # [...,K]
+    ordered = size.sort(-1).values
+    return ((ordered >= low.to(size.device)) & (ordered <= high.to(size.device))).all(-1)
 
 
 def format_below_stride(found: Sequence[BelowStride]) -> list[str]:

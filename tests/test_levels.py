@@ -14,11 +14,14 @@ from autoanchor.levels import (
     BelowStride,
     LevelStats,
     anchors_below_stride,
+    clamp_to_strides,
     format_below_stride,
     format_level_table,
     level_name,
     level_stats,
     split_levels,
+    stride_bounds,
+    within_stride_bounds,
 )
 from autoanchor.metrics import anchors_above_threshold, best_possible_recall
 from conftest import shared_npz
@@ -312,3 +315,66 @@ def test_level_stats_is_frozen():
         level.matched = 0.0  # type: ignore[misc]
     with pytest.raises(AttributeError):
         BelowStride(0, 8.0, (1.0, 1.0), 0.1, 1.0).level = 1  # type: ignore[misc]
+
+
+# ---- bounds for a stride-bounded search -----------------------------------------------------------------
+
+
+def test_stride_bounds_per_area_rank():
+    low, high = stride_bounds([8, 16, 32], 6, min_units=1.0, max_units=4.0)
+    # Two anchors per level: ranks 0-1 on stride 8, 2-3 on 16, 4-5 on 32.
+    assert low.tolist() == [8, 8, 16, 16, 32, 32] and high.tolist() == [32, 32, 64, 64, 128, 128]
+    low, high = stride_bounds(torch.tensor([8.0, 16.0]), 2, min_units=0.5)
+    assert low.tolist() == [4, 8] and high.tolist() == [math.inf, math.inf]
+
+
+@pytest.mark.parametrize(
+    "strides, n, kwargs, match",
+    [
+        ([8, 16, 32], 8, {}, "multiple of the 3 levels, got 8"),
+        ([16, 8], 2, {}, "strictly increasing"),
+        ([8, 8], 2, {}, "strictly increasing"),
+        ([8, 16], 2, {"min_units": 0}, "min_units must be a positive number"),
+        ([8, 16], 2, {"max_units": float("inf")}, "max_units must be"),
+        ([8, 16], 2, {"min_units": 2.0, "max_units": 1.0}, r"min_units \(2.0\) must not exceed max_units \(1.0\)"),
+    ],
+)
+def test_stride_bounds_bad_input(strides, n, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        stride_bounds(strides, n, **kwargs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_clamping_keeps_every_anchor_on_its_level_and_within_bounds(seed, dtype):
+    strides = [8, 16, 32]
+    low, high = stride_bounds(strides, 9, min_units=1.0, max_units=3.0)
+    population = log_uniform(50 * 9, seed=seed, low=1.0, high=300.0).to(dtype).view(50, 9, 2)  # [50,9,2]
+    clamped = clamp_to_strides(population, low, high)
+    assert clamped.shape == population.shape and clamped.dtype == dtype
+    assert bool(within_stride_bounds(clamped, low, high).all())
+    for before, after in zip(population, clamped):
+        # Taken in the original area order, the clamped areas still grow (ties where several were
+        # raised to one bound): each anchor keeps its rank, hence its level ...
+        area = after.double().prod(-1)[before.prod(-1).argsort(stable=True)]
+        assert bool((area[1:] >= area[:-1] * (1 - 1e-5)).all())
+        levels = split_levels(after, 3)
+        assert anchors_below_stride(levels, strides) == []
+        assert bool((levels.double().prod(-1).sqrt() <= torch.tensor([24.0, 48.0, 96.0], dtype=torch.float64)[:, None]).all())
+        # ... the aspect ratio kept, and anchors already within bounds untouched, bit for bit.
+        assert torch.allclose(after[:, 0] / after[:, 1], before[:, 0] / before[:, 1], rtol=1e-5)
+        size = before.double().prod(-1).sqrt()
+        rank = size.argsort(stable=True).argsort()
+        inside = (size >= low[rank]) & (size <= high[rank])
+        assert torch.equal(after[inside], before[inside])
+    # Clamping twice changes nothing more.
+    assert torch.equal(clamp_to_strides(clamped, low, high), clamped)
+
+
+def test_within_stride_bounds_on_known_sets():
+    low, high = stride_bounds([8, 32], 2, min_units=1.0)
+    # sqrt(4 * 16) = 8 >= 8 and sqrt(64 * 40) = 50.6 >= 32; sqrt(4 * 9) = 6 < 8.
+    sets = torch.tensor([[[4.0, 16.0], [64.0, 40.0]], [[4.0, 9.0], [64.0, 40.0]], [[64.0, 40.0], [4.0, 16.0]]])
+    assert within_stride_bounds(sets, low, high).tolist() == [True, False, True]
+    with pytest.raises(ValueError, match=r"low and high must have shape \[3\]"):
+        clamp_to_strides(torch.ones(3, 2), low, high)
