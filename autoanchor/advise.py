@@ -216,7 +216,7 @@ def advise(
 
     Small boxes: when at least 10 % of the boxes have a long side under the finest
     stride of the first level set, :attr:`Advice.warnings` suggests a level of
-    half that stride ("30% of boxes are under 8 px (long side), the finest
+    half that stride ("62% of boxes are under 8 px (long side), the finest
     stride: add a P2 level, stride 4"). The notes are returned, not warned: the
     advice is the result.
 
