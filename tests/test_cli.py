@@ -82,6 +82,71 @@ TINY_COCO = json.dumps({
     "categories": [{"id": 1, "name": "thing"}],
 })
 
+# Darknet cfgs in the layouts of the real files: a [net] block, stride-2 convolutions down to the coarsest
+# stride, routes and upsamples back up, a 1x1 convolution before each [yolo].
+Y3_LINE = "10,13,  16,30,  33,23,  30,61,  62,45,  59,119,  116,90,  156,198,  373,326"
+Y4_LINE = "12, 16, 19, 36, 40, 28, 36, 75, 76, 55, 72, 146, 142, 110, 192, 243, 459, 401"
+TINY_LINE = "10,14,  23,27,  37,58,  81,82,  135,169,  344,319"
+
+
+def net_block(width: int, height: int, letter_box: int = 0) -> str:
+    return (
+        f"[net]\n# Testing\n#batch=1\n# Training\nbatch=64\nsubdivisions=16\nwidth={width}\nheight={height}\n"
+        f"channels=3\nmomentum=0.949\ndecay=0.0005\nletter_box={letter_box}\nlearning_rate=0.0013\n"
+        "max_batches = 500500\npolicy=steps\nsteps=400000,450000\nscales=.1,.1\n\n"
+    )
+
+
+DOWN = "[convolutional]\nbatch_normalize=1\nfilters=64\nsize=3\nstride=2\npad=1\nactivation=leaky\n\n"
+HEAD = "[convolutional]\nsize=1\nstride=1\npad=1\nfilters=255\nactivation=linear\n\n"
+
+
+def yolo_block(mask: str, line: str, num: int = 9) -> str:
+    return (
+        f"[yolo]\nmask = {mask}\nanchors = {line}\nclasses=80\nnum={num}\njitter=.3\nignore_thresh = .7\n"
+        "truth_thresh = 1\nrandom=1\n\n"
+    )
+
+
+# yolov3: layers 0-4 go down to stride 32; the stride-32 [yolo] (6) comes first, then 16 (11), then 8 (16).
+YOLOV3_CFG = (
+    net_block(416, 416) + DOWN * 5 + HEAD + yolo_block("6,7,8", Y3_LINE)
+    + "[route]\nlayers = -3\n\n[upsample]\nstride=2\n\n[route]\nlayers = -1, 3\n\n" + HEAD  # 7-10: 16
+    + yolo_block("3,4,5", Y3_LINE)
+    + "[route]\nlayers = -3\n\n[upsample]\nstride=2\n\n[route]\nlayers = -1, 2\n\n" + HEAD  # 12-15: 8
+    + yolo_block("0,1,2", Y3_LINE)
+)
+
+
+def yolov4_cfg(width: int = 608, height: int = 608, letter_box: int = 0) -> str:
+    """yolov4's layout with CRLF line endings: stride 8 (an SPP maxpool on the way) first, then 16, 32."""
+    text = (
+        net_block(width, height, letter_box) + DOWN * 3 + "[maxpool]\nstride=1\nsize=5\n\n" + HEAD
+        + yolo_block("0,1,2", Y4_LINE)  # layer 5
+        + "[route]\nlayers = -3\n\n" + DOWN + HEAD + yolo_block("3,4,5", Y4_LINE)  # 6-9: stride 16
+        + "[route]\nlayers = -3\n\n" + DOWN + HEAD + yolo_block("6,7,8", Y4_LINE)  # 10-13: stride 32
+    )
+    return text.replace("\n", "\r\n")
+
+
+# yolov4-tiny: stride 32 with mask 3,4,5, then stride 16 with mask 1,2,3 (anchor 0 unused, anchor 3 shared).
+TINY_CFG = (
+    net_block(416, 416) + DOWN * 5 + HEAD + yolo_block("3,4,5", TINY_LINE, num=6)  # 6: stride 32
+    + "[route]\nlayers = -3\n\n[upsample]\nstride=2\n\n[route]\nlayers = -1, 3\n\n" + HEAD
+    + yolo_block("1,2,3", TINY_LINE, num=6)  # 11: stride 16
+)
+TINY_MASK_LINE = TINY_CFG.splitlines().index("mask = 1,2,3") + 1  # 1-based, as messages count
+CFG_FILES = {
+    "yolov3.cfg": YOLOV3_CFG,
+    "yolov4.cfg": yolov4_cfg(),
+    "tiny.cfg": TINY_CFG,
+    "no-yolo.cfg": net_block(416, 416) + DOWN * 5,
+    "bad-mask.cfg": TINY_CFG.replace("mask = 1,2,3", "mask = 1,2,6"),
+    "swapped.cfg": YOLOV3_CFG.replace("mask = 0,1,2", "mask = X").replace("mask = 6,7,8", "mask = 0,1,2").replace(
+        "mask = X", "mask = 6,7,8"
+    ),
+}
+
 P5_FLAT = ", ".join(f"{w:.0f},{h:.0f}" for w, h in anchors_by_name("yolov5-p5").reshape(-1, 2).tolist())
 
 # Every subprocess run: name -> arguments. They run in one folder holding the model files below.
@@ -118,6 +183,7 @@ MODEL_FILES = {
     "count.yaml": P6_COUNT_MODEL,
     "coco.json": TINY_COCO,
     "coco-cached.json": TINY_COCO,
+    **CFG_FILES,
 }
 
 
@@ -237,10 +303,12 @@ def test_fit_json_with_levels(ok, coco_wh):
 
 
 def test_fit_darknet_with_model_takes_its_shape_and_leaves_it_alone(ok, folder):
-    line = ok("darknet").stdout.strip()
-    assert line.startswith("anchors = ") and "\n" not in line
+    line, *masks = ok("darknet").stdout.splitlines()
+    assert line.startswith("anchors = ")
     numbers = [int(v) for v in line.removeprefix("anchors = ").split(",")]
     assert len(numbers) == 12  # the model's 2 levels x 3 anchors
+    # One mask per level, each under a comment naming the level (the yaml states no strides: 8, 16 assumed).
+    assert masks == ["# P3/8", "mask = 0,1,2", "# P4/16", "mask = 3,4,5"]
     assert (folder / "tiny.yaml").read_text(encoding="utf-8") == TINY_MODEL  # no --write, no change
 
 
@@ -311,7 +379,7 @@ def test_no_cache_reads_and_writes_no_cache_file(runs, folder):
 
 
 def test_seed_takes_the_whole_generator_range(ok):
-    line = ok("seed_max").stdout.strip()
+    line = ok("seed_max").stdout.splitlines()[0]
     assert line.startswith("anchors = ") and len(pairs(line)) == 9
 
 
@@ -351,6 +419,12 @@ def test_errors_are_one_line_exit_2(runs, name):
         (["fit", "--device", "meta"], "the meta device holds no values"),
         (["fit", "--plot", "x.foo"], "cannot plot to 'x.foo': suffix '.foo'; use one of"),
         (["fit", "--plot", "x"], "cannot plot to 'x': no suffix"),
+        (["fit", "--model", "no-yolo.cfg"], "no-yolo.cfg has no [yolo] section"),
+        (["check", "--model", "bad-mask.cfg"], f"bad-mask.cfg, line {TINY_MASK_LINE}: mask index 6 is out of range"),
+        (["fit", "--model", "swapped.cfg", "--write", "-q"], "swapped.cfg: not rewritten: the masks"),
+        (["fit", "--model", "yolov3.cfg", "--levels", "2"], "--levels 2 disagrees with yolov3.cfg"),
+        (["fit", "--model", "tiny.cfg", "--n", "5", "-q"], "--n 5 disagrees with tiny.cfg"),
+        (["check", "--model", "missing.cfg"], "darknet cfg 'missing.cfg' does not exist"),
     ],
 )
 def test_more_errors_in_process(folder, capsys, monkeypatch, args, message):
@@ -373,7 +447,7 @@ def test_plot_without_matplotlib_says_how_to_install(folder, capsys, monkeypatch
 def test_help_and_version_exit_0(capsys):
     assert main(["--version"]) == 0
     assert main(["fit", "--help"]) == 0
-    assert "--format {text,yaml,json,darknet}" in capsys.readouterr().out
+    assert "--format {text,yaml,json,darknet,mmyolo}" in capsys.readouterr().out
 
 
 # -- files written: the model yaml and --out ------------------------------------------------------
@@ -447,7 +521,8 @@ def test_write_keeps_permission_bits(tmp_path, capsys, monkeypatch):
 def test_a_registered_format_becomes_a_choice_and_unknown_names_list_the_known(monkeypatch, capsys):
     from autoanchor.cli import registry
 
-    with pytest.raises(ValueError, match=r"unknown output format 'xml' for 'fit'; known: text, yaml, json, darknet"):
+    known = "text, yaml, json, darknet, mmyolo"
+    with pytest.raises(ValueError, match=rf"unknown output format 'xml' for 'fit'; known: {known}$"):
         registry.get_format("fit", "xml")
     with pytest.raises(ValueError, match="already registered"):
         registry.register_format("json", command="fit", help="again")(lambda result: "")
