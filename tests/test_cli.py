@@ -26,6 +26,7 @@ import yaml
 
 from autoanchor.cli import main
 from autoanchor.configs import anchors_by_name
+from autoanchor.darknet import darknet_pixel_wh, parse_cfg, read_cfg
 from autoanchor.datasets import load_boxes
 from autoanchor.metrics import anchor_stats
 
@@ -557,6 +558,122 @@ def test_a_registered_subcommand_runs_with_the_shared_options(monkeypatch, capsy
         registry.get_command("nope")
     with pytest.raises(ValueError, match="'fit' is already registered"):
         registry.register_command("fit", help="", description="", add_arguments=add_arguments)(run)
+
+
+# -- darknet cfgs and mmyolo ----------------------------------------------------------------------
+
+
+def darknet_boxes(width: int, height: int, *, letter_box: bool = False) -> torch.Tensor:
+    """coco128's boxes resized as darknet resizes them, less those the CLI leaves out (under 2 px)."""
+    wh = darknet_pixel_wh(load_boxes(None), width, height, letter_box=letter_box)
+    return wh[(wh >= 2).any(1) & (wh > 0).all(1)]
+
+
+def cfg_in(tmp_path, name: str, text: str | None = None):
+    path = tmp_path / name
+    path.write_bytes((CFG_FILES[name] if text is None else text).encode("utf-8"))
+    return path
+
+
+@pytest.mark.parametrize(("name", "size"), [("yolov3.cfg", 416), ("yolov4.cfg", 608)])
+def test_fit_write_cfg_changes_only_its_anchors_lines_to_fitter_anchors(tmp_path, capsys, monkeypatch, name, size):
+    monkeypatch.chdir(tmp_path)
+    path = cfg_in(tmp_path, name)
+    assert main(["fit", "--model", name, "--write", "--format", "darknet", "--gen", GEN]) == 0
+    captured = capsys.readouterr()
+
+    before = CFG_FILES[name].encode("utf-8").splitlines(keepends=True)
+    after = path.read_bytes().splitlines(keepends=True)
+    anchors_lines = [i for i, line in enumerate(before) if line.startswith(b"anchors = ")]
+    assert len(anchors_lines) == 3 and len(after) == len(before)
+    assert [i for i, (old, new) in enumerate(zip(before, after)) if old != new] == anchors_lines
+    assert len({after[i] for i in anchors_lines}) == 1  # every [yolo] section got the same line
+    old, new = parse_cfg(CFG_FILES[name]), read_cfg(path)
+    assert new.masks == old.masks and new.num == old.num and new.strides == (8, 16, 32)
+
+    # What was printed is what was written: the anchors = line, then each level's mask, finest first.
+    line, *masks = captured.out.splitlines()
+    assert pairs(line) == new.anchors.long().tolist()
+    assert masks == ["# P3/8", "mask = 0,1,2", "# P4/16", "mask = 3,4,5", "# P5/32", "mask = 6,7,8"]
+    # Measured on coco128 stretched to the cfg's size, as darknet trains, the new anchors fit better.
+    kept = darknet_boxes(size, size)
+    was = anchor_stats(kept, old.level_anchors().reshape(-1, 2), thr=4.0)
+    now = anchor_stats(kept, new.level_anchors().reshape(-1, 2), thr=4.0)
+    assert now.fitness > was.fitness
+    assert f"anchors in {name} before: fitness {was.fitness:.4f}" in captured.err
+    assert f"rewrote the anchors = line of the 3 [yolo] sections of {name}" in captured.err
+    assert "fit worse" not in captured.err
+
+
+def test_fit_cfg_json_measures_boxes_stretched_to_the_cfg_size(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg_in(tmp_path, "yolov4.cfg")
+    assert main(["fit", "--model", "yolov4.cfg", "--format", "json", "--gen", GEN, "-q"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["network"] == {"width": 608, "height": 608, "letter_box": False, "size_from": "the cfg's size"}
+    assert document["img"] == 608 and document["n"] == 9
+    assert [level["stride"] for level in document["levels"]] == [8, 16, 32]
+    assert document["darknet"]["masks"] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    line = document["darknet"]["anchors"]
+    assert [level["anchors"] for level in document["levels"]] == [line[0:3], line[3:6], line[6:9]]
+    kept = darknet_boxes(608, 608)
+    expected = anchor_stats(kept, torch.tensor(line, dtype=torch.float32), thr=4.0)
+    assert document["n_boxes"] == kept.shape[0]
+    assert document["fitness"] == pytest.approx(expected.fitness, abs=1e-6)
+    assert document["bpr"] == pytest.approx(expected.bpr, abs=1e-6)
+
+
+def test_fit_cfg_text_header_says_which_size_was_used(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg_in(tmp_path, "yolov3.cfg")
+    assert main(["fit", "--model", "yolov3.cfg", "--img", "320", "--gen", "0", "-q"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "; 320x320 stretched as darknet, --img 320 at the cfg's aspect ratio, thr 4.0," in header
+
+
+def test_fit_write_of_yolov4_tiny_fits_the_five_anchors_its_masks_use(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = cfg_in(tmp_path, "tiny.cfg")
+    assert main(["fit", "--model", "tiny.cfg", "--write", "--format", "json", "--gen", GEN]) == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert len(document["anchors_exact"]) == 5  # anchor 0 is in no mask: five anchors were searched
+    line = document["darknet"]["anchors"]
+    assert document["darknet"]["masks"] == [[1, 2, 3], [3, 4, 5]]  # finest level (stride 16) first
+    assert [level["anchors"] for level in document["levels"]] == [line[1:4], line[3:6]]
+    assert [level["stride"] for level in document["levels"]] == [16, 32]
+    areas = [w * h for w, h in line]
+    assert areas == sorted(areas)
+    assert line[0] in ([10, 14], line[1])  # the unused anchor: kept, or its neighbour's when 10x14 is too large
+    written = read_cfg(path)
+    assert written.anchors.long().tolist() == line and written.masks == ((1, 2, 3), (3, 4, 5))
+    assert "its masks use 5 of its 6 anchors, so 5 were fitted; anchor 0 " in captured.err
+    assert "anchor 0 (10x14) is in no mask" in captured.err  # the cfg's quirks, as warnings
+    assert "anchor 3 (81x82) is in the masks of the [yolo] sections of lines" in captured.err
+    expected = anchor_stats(darknet_boxes(416, 416), written.level_anchors().reshape(-1, 2), thr=4.0)
+    assert document["fitness"] == pytest.approx(expected.fitness, abs=1e-6)
+
+
+def test_fitted_line_puts_the_fitted_anchors_where_the_masks_look():
+    from autoanchor.cli.darknetcfg import fitted_line
+
+    tiny = parse_cfg(TINY_CFG)
+    # Given unsorted and fractional; rounded, sorted by area (400, 900, 1600, 2500, 3600) into indices 1-5.
+    fitted = torch.tensor([[40.0, 40.0], [19.6, 20.4], [60.0, 60.0], [30.0, 30.0], [50.0, 50.0]])
+    # Anchor 0, 10x14 = 140 px^2, is no larger than 20x20 = 400: it stays.
+    assert fitted_line(tiny, fitted) == [[10, 14], [20, 20], [30, 30], [40, 40], [50, 50], [60, 60]]
+    # Smaller fitted anchors: 10x14 = 140 > 3x3 = 9 would unsort the line, so anchor 0 repeats anchor 1.
+    small = torch.tensor([[3.0, 3.0], [5.0, 5.0], [4.0, 4.0], [6.0, 6.0], [7.0, 7.0]])
+    assert fitted_line(tiny, small) == [[3, 3], [3, 3], [4, 4], [5, 5], [6, 6], [7, 7]]
+
+    # An unused anchor last (num=5, masks 0,1 and 2,3): kept when no smaller than the one before it.
+    last = parse_cfg(TINY_CFG.replace("num=6", "num=5").replace(TINY_LINE, "1,1, 2,2, 3,3, 4,4, 90,90")
+                     .replace("mask = 3,4,5", "mask = 2,3").replace("mask = 1,2,3", "mask = 0,1"))
+    assert last.used == (0, 1, 2, 3)
+    assert fitted_line(last, small[:4]) == [[3, 3], [4, 4], [5, 5], [6, 6], [90, 90]]
+    assert fitted_line(last, small[:4] * 20) == [[60, 60], [80, 80], [100, 100], [120, 120], [120, 120]]
+    with pytest.raises(ValueError, match=r"its masks use 4 anchors, got \[5, 2\]"):
+        fitted_line(last, small)
 
 
 # -- start-up: no torch for --help, --version and usage errors -----------------------------------
