@@ -676,6 +676,109 @@ def test_fitted_line_puts_the_fitted_anchors_where_the_masks_look():
         fitted_line(last, small)
 
 
+def test_check_cfg_shows_each_level_as_its_mask_picks_and_its_quirks(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg_in(tmp_path, "tiny.cfg")
+    # yolov4-tiny's anchors on coco128 stretched to 416 x 416: BPR 0.91, not above 0.98, so exit 1.
+    assert main(["check", "--model", "tiny.cfg"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("6 anchors (tiny.cfg) on built-in coco128 (")
+    assert lines[0].endswith("; 416x416 stretched as darknet, the cfg's size, thr 4.0), w,h in pixels:")
+    # Finest level first: stride 16 uses anchors 1-3, stride 32 anchors 3-5 (anchor 3 twice, anchor 0 never).
+    assert lines[1].split() == ["P4/16", "23,27", "37,58", "81,82"]
+    assert lines[2].split() == ["P5/32", "81,82", "135,169", "344,319"]
+    anchors = torch.tensor([[23, 27], [37, 58], [81, 82], [81, 82], [135, 169], [344, 319]], dtype=torch.float32)
+    expected = anchor_stats(darknet_boxes(416, 416), anchors, thr=4.0)
+    assert lines[3] == (
+        f"BPR {expected.bpr:.4f}  anchors/target {expected.aat:.2f}  fitness {expected.fitness:.4f}  "
+        f"Avg IoU {expected.avg_iou:.4f}"
+    )
+    assert expected.bpr <= 0.98 and "consider 'autoanchor fit'" in lines[4]
+    assert "autoanchor: warning: tiny.cfg: anchor 0 (10x14) is in no mask; darknet never uses it" in captured.err
+
+
+@pytest.mark.parametrize(("img", "network"), [(None, (608, 352)), ("416", (416, 241))])
+def test_check_cfg_json_letter_box_and_img_at_the_cfg_aspect_ratio(tmp_path, capsys, monkeypatch, img, network):
+    monkeypatch.chdir(tmp_path)
+    cfg_in(tmp_path, "wide.cfg", yolov4_cfg(608, 352, letter_box=1))
+    # --img 416 is the long side: 608 x 352 scaled by 416 / 608 is 416 x 240.8, rounded to 241.
+    width, height = network
+    expected = anchor_stats(darknet_boxes(width, height, letter_box=True), flat_pairs(Y4_LINE), thr=4.0)
+    code = main(["check", "--model", "wide.cfg", "--format", "json", *(["--img", img] if img else [])])
+    assert code == (0 if expected.bpr > 0.98 else 1)
+    document = json.loads(capsys.readouterr().out)
+    size_from = "the cfg's size" if img is None else "--img 416 at the cfg's aspect ratio"
+    assert document["network"] == {"width": width, "height": height, "letter_box": True, "size_from": size_from}
+    assert document["img"] == width and document["strides"] == [8, 16, 32]
+    assert document["anchors"] == flat_pairs(Y4_LINE).tolist()
+    assert document["bpr"] == pytest.approx(expected.bpr, abs=1e-9)
+    assert document["fitness"] == pytest.approx(expected.fitness, abs=1e-6)
+    assert document["fits"] == (expected.bpr > 0.98)
+
+
+def flat_pairs(line: str) -> torch.Tensor:
+    return torch.tensor([float(v) for v in line.split(",")]).view(-1, 2)
+
+
+@pytest.mark.parametrize(("model", "strides"), [(None, [8, 16, 32]), ("tiny.cfg", [16, 32])])
+def test_mmyolo_format_is_python_with_the_anchors_of_the_json(tmp_path, capsys, monkeypatch, model, strides):
+    monkeypatch.chdir(tmp_path)
+    options = ["fit", "--gen", GEN, "-q"] + (["--model", model] if model else [])
+    if model:
+        cfg_in(tmp_path, model)
+    assert main([*options, "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert main([*options, "--format", "mmyolo"]) == 0
+    snippet = capsys.readouterr().out
+    namespace: dict = {}
+    exec("bbox_head = dict(\n" + snippet + ")", namespace)  # as it sits in an mmyolo config
+    generator = namespace["bbox_head"]["prior_generator"]
+    assert generator["type"] == "mmdet.YOLOAnchorGenerator"
+    assert generator["strides"] == strides == [level["stride"] for level in document["levels"]]
+    assert generator["base_sizes"] == [[tuple(pair) for pair in level["anchors"]] for level in document["levels"]]
+
+
+def test_write_refuses_a_read_only_cfg_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = cfg_in(tmp_path, "yolov4.cfg")
+    path.chmod(0o444)
+    assert main(["fit", "--model", "yolov4.cfg", "--write", "--gen", "1"]) == 2
+    error = capsys.readouterr().err
+    assert error.splitlines() == ["autoanchor: error: --write 'yolov4.cfg' is read-only (mode -r--r--r--); not written"]
+    assert path.read_bytes() == CFG_FILES["yolov4.cfg"].encode("utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["yolov4.cfg"]
+
+
+def test_write_of_a_cfg_failing_midway_leaves_it_and_its_mode(tmp_path, capsys, monkeypatch):
+    import autoanchor._atomic
+
+    monkeypatch.chdir(tmp_path)
+    path = cfg_in(tmp_path, "yolov3.cfg")
+    path.chmod(0o604)
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(autoanchor._atomic.os, "fsync", fail)  # after the temporary file is written
+    assert main(["fit", "--model", "yolov3.cfg", "--write", "--gen", "1", "-q"]) == 2
+    error = capsys.readouterr().err
+    assert "No space left on device" in error and str(path) in error and ".tmp" not in error
+    assert path.read_bytes() == CFG_FILES["yolov3.cfg"].encode("utf-8")
+    assert oct(path.stat().st_mode & 0o777) == oct(0o604)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["yolov3.cfg"]
+
+
+def test_a_cfg_that_is_written_keeps_its_mode(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = cfg_in(tmp_path, "yolov3.cfg")
+    path.chmod(0o640)
+    assert main(["fit", "--model", "yolov3.cfg", "--write", "--gen", "1", "-q"]) == 0
+    assert path.read_bytes() != CFG_FILES["yolov3.cfg"].encode("utf-8")
+    assert oct(path.stat().st_mode & 0o777) == oct(0o640)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["yolov3.cfg"]
+
+
 # -- start-up: no torch for --help, --version and usage errors -----------------------------------
 
 # Runs the command as `python -m autoanchor` does, then reports whether torch was imported.
