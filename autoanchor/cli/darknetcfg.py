@@ -60,12 +60,8 @@ class NetworkSize:
     def long_side(self) -> int:
         return max(self.width, self.height)
 
-    def text(self) -> str:
-        """``608x608 stretched as darknet, the cfg's size`` for the output header."""
-        how = "letterboxed (darknet letter_box=1)" if self.letter_box else "stretched as darknet"
-        return f"{self.width}x{self.height} {how}, {self.source}"
-
     def json_fields(self) -> dict:
+        """``{"network": {...}}`` for the run's ``info``; the writers' headers show it (``formats.size_text``)."""
         return {
             "network": {
                 "width": self.width, "height": self.height, "letter_box": self.letter_box, "size_from": self.source
