@@ -6,8 +6,8 @@ front by one fixture, as many at a time as there are cores, each with
 pools on few cores only slow each other down), and fits use ``--gen 30``. The tests
 then check the recorded outputs and files. Extra error paths, interrupted and refused
 writes, and the two registries (subcommands, output formats) are checked in-process
-through :func:`autoanchor.cli.main`; start-up imports (no torch for ``--help``) in
-small subprocesses.
+through :func:`autoanchor.cli.main`, and so are darknet ``.cfg`` models (fit, write, check,
+formats); start-up imports (no torch for ``--help``) in small subprocesses.
 """
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ class NetworkSize:
 
     @property
     def long_side(self) -> int:
+        """The longer side in pixels, reported as ``img``."""
         return max(self.width, self.height)
 
     def json_fields(self) -> dict:
