@@ -6,8 +6,8 @@ front by one fixture, as many at a time as there are cores, each with
 pools on few cores only slow each other down), and fits use ``--gen 30``. The tests
 then check the recorded outputs and files. Extra error paths, interrupted and refused
 writes, and the two registries (subcommands, output formats) are checked in-process
-through :func:`autoanchor.cli.main`; start-up imports (no torch for ``--help``) in
-small subprocesses.
+through :func:`autoanchor.cli.main`, and so are darknet ``.cfg`` models (fit, write, check,
+formats); start-up imports (no torch for ``--help``) in small subprocesses.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import yaml
 
 from autoanchor.cli import main
 from autoanchor.configs import anchors_by_name
+from autoanchor.darknet import darknet_pixel_wh, parse_cfg, read_cfg
 from autoanchor.datasets import load_boxes
 from autoanchor.metrics import anchor_stats
 
@@ -82,6 +83,71 @@ TINY_COCO = json.dumps({
     "categories": [{"id": 1, "name": "thing"}],
 })
 
+# Darknet cfgs in the layouts of the real files: a [net] block, stride-2 convolutions down to the coarsest
+# stride, routes and upsamples back up, a 1x1 convolution before each [yolo].
+Y3_LINE = "10,13,  16,30,  33,23,  30,61,  62,45,  59,119,  116,90,  156,198,  373,326"
+Y4_LINE = "12, 16, 19, 36, 40, 28, 36, 75, 76, 55, 72, 146, 142, 110, 192, 243, 459, 401"
+TINY_LINE = "10,14,  23,27,  37,58,  81,82,  135,169,  344,319"
+
+
+def net_block(width: int, height: int, letter_box: int = 0) -> str:
+    return (
+        f"[net]\n# Testing\n#batch=1\n# Training\nbatch=64\nsubdivisions=16\nwidth={width}\nheight={height}\n"
+        f"channels=3\nmomentum=0.949\ndecay=0.0005\nletter_box={letter_box}\nlearning_rate=0.0013\n"
+        "max_batches = 500500\npolicy=steps\nsteps=400000,450000\nscales=.1,.1\n\n"
+    )
+
+
+DOWN = "[convolutional]\nbatch_normalize=1\nfilters=64\nsize=3\nstride=2\npad=1\nactivation=leaky\n\n"
+HEAD = "[convolutional]\nsize=1\nstride=1\npad=1\nfilters=255\nactivation=linear\n\n"
+
+
+def yolo_block(mask: str, line: str, num: int = 9) -> str:
+    return (
+        f"[yolo]\nmask = {mask}\nanchors = {line}\nclasses=80\nnum={num}\njitter=.3\nignore_thresh = .7\n"
+        "truth_thresh = 1\nrandom=1\n\n"
+    )
+
+
+# yolov3: layers 0-4 go down to stride 32; the stride-32 [yolo] (6) comes first, then 16 (11), then 8 (16).
+YOLOV3_CFG = (
+    net_block(416, 416) + DOWN * 5 + HEAD + yolo_block("6,7,8", Y3_LINE)
+    + "[route]\nlayers = -3\n\n[upsample]\nstride=2\n\n[route]\nlayers = -1, 3\n\n" + HEAD  # 7-10: 16
+    + yolo_block("3,4,5", Y3_LINE)
+    + "[route]\nlayers = -3\n\n[upsample]\nstride=2\n\n[route]\nlayers = -1, 2\n\n" + HEAD  # 12-15: 8
+    + yolo_block("0,1,2", Y3_LINE)
+)
+
+
+def yolov4_cfg(width: int = 608, height: int = 608, letter_box: int = 0) -> str:
+    """yolov4's layout with CRLF line endings: stride 8 (an SPP maxpool on the way) first, then 16, 32."""
+    text = (
+        net_block(width, height, letter_box) + DOWN * 3 + "[maxpool]\nstride=1\nsize=5\n\n" + HEAD
+        + yolo_block("0,1,2", Y4_LINE)  # layer 5
+        + "[route]\nlayers = -3\n\n" + DOWN + HEAD + yolo_block("3,4,5", Y4_LINE)  # 6-9: stride 16
+        + "[route]\nlayers = -3\n\n" + DOWN + HEAD + yolo_block("6,7,8", Y4_LINE)  # 10-13: stride 32
+    )
+    return text.replace("\n", "\r\n")
+
+
+# yolov4-tiny: stride 32 with mask 3,4,5, then stride 16 with mask 1,2,3 (anchor 0 unused, anchor 3 shared).
+TINY_CFG = (
+    net_block(416, 416) + DOWN * 5 + HEAD + yolo_block("3,4,5", TINY_LINE, num=6)  # 6: stride 32
+    + "[route]\nlayers = -3\n\n[upsample]\nstride=2\n\n[route]\nlayers = -1, 3\n\n" + HEAD
+    + yolo_block("1,2,3", TINY_LINE, num=6)  # 11: stride 16
+)
+TINY_MASK_LINE = TINY_CFG.splitlines().index("mask = 1,2,3") + 1  # 1-based, as messages count
+CFG_FILES = {
+    "yolov3.cfg": YOLOV3_CFG,
+    "yolov4.cfg": yolov4_cfg(),
+    "tiny.cfg": TINY_CFG,
+    "no-yolo.cfg": net_block(416, 416) + DOWN * 5,
+    "bad-mask.cfg": TINY_CFG.replace("mask = 1,2,3", "mask = 1,2,6"),
+    "swapped.cfg": YOLOV3_CFG.replace("mask = 0,1,2", "mask = X").replace("mask = 6,7,8", "mask = 0,1,2").replace(
+        "mask = X", "mask = 6,7,8"
+    ),
+}
+
 P5_FLAT = ", ".join(f"{w:.0f},{h:.0f}" for w, h in anchors_by_name("yolov5-p5").reshape(-1, 2).tolist())
 
 # Every subprocess run: name -> arguments. They run in one folder holding the model files below.
@@ -118,6 +184,7 @@ MODEL_FILES = {
     "count.yaml": P6_COUNT_MODEL,
     "coco.json": TINY_COCO,
     "coco-cached.json": TINY_COCO,
+    **CFG_FILES,
 }
 
 
@@ -237,10 +304,12 @@ def test_fit_json_with_levels(ok, coco_wh):
 
 
 def test_fit_darknet_with_model_takes_its_shape_and_leaves_it_alone(ok, folder):
-    line = ok("darknet").stdout.strip()
-    assert line.startswith("anchors = ") and "\n" not in line
+    line, *masks = ok("darknet").stdout.splitlines()
+    assert line.startswith("anchors = ")
     numbers = [int(v) for v in line.removeprefix("anchors = ").split(",")]
     assert len(numbers) == 12  # the model's 2 levels x 3 anchors
+    # One mask per level, each under a comment naming the level (the yaml states no strides: 8, 16 assumed).
+    assert masks == ["# P3/8", "mask = 0,1,2", "# P4/16", "mask = 3,4,5"]
     assert (folder / "tiny.yaml").read_text(encoding="utf-8") == TINY_MODEL  # no --write, no change
 
 
@@ -311,7 +380,7 @@ def test_no_cache_reads_and_writes_no_cache_file(runs, folder):
 
 
 def test_seed_takes_the_whole_generator_range(ok):
-    line = ok("seed_max").stdout.strip()
+    line = ok("seed_max").stdout.splitlines()[0]
     assert line.startswith("anchors = ") and len(pairs(line)) == 9
 
 
@@ -351,6 +420,12 @@ def test_errors_are_one_line_exit_2(runs, name):
         (["fit", "--device", "meta"], "the meta device holds no values"),
         (["fit", "--plot", "x.foo"], "cannot plot to 'x.foo': suffix '.foo'; use one of"),
         (["fit", "--plot", "x"], "cannot plot to 'x': no suffix"),
+        (["fit", "--model", "no-yolo.cfg"], "no-yolo.cfg has no [yolo] section"),
+        (["check", "--model", "bad-mask.cfg"], f"bad-mask.cfg, line {TINY_MASK_LINE}: mask index 6 is out of range"),
+        (["fit", "--model", "swapped.cfg", "--write", "-q"], "swapped.cfg: not rewritten: the masks"),
+        (["fit", "--model", "yolov3.cfg", "--levels", "2"], "--levels 2 disagrees with yolov3.cfg"),
+        (["fit", "--model", "tiny.cfg", "--n", "5", "-q"], "--n 5 disagrees with tiny.cfg"),
+        (["check", "--model", "missing.cfg"], "darknet cfg 'missing.cfg' does not exist"),
     ],
 )
 def test_more_errors_in_process(folder, capsys, monkeypatch, args, message):
@@ -373,7 +448,7 @@ def test_plot_without_matplotlib_says_how_to_install(folder, capsys, monkeypatch
 def test_help_and_version_exit_0(capsys):
     assert main(["--version"]) == 0
     assert main(["fit", "--help"]) == 0
-    assert "--format {text,yaml,json,darknet}" in capsys.readouterr().out
+    assert "--format {text,yaml,json,darknet,mmyolo}" in capsys.readouterr().out
 
 
 # -- files written: the model yaml and --out ------------------------------------------------------
@@ -447,7 +522,8 @@ def test_write_keeps_permission_bits(tmp_path, capsys, monkeypatch):
 def test_a_registered_format_becomes_a_choice_and_unknown_names_list_the_known(monkeypatch, capsys):
     from autoanchor.cli import registry
 
-    with pytest.raises(ValueError, match=r"unknown output format 'xml' for 'fit'; known: text, yaml, json, darknet"):
+    known = "text, yaml, json, darknet, mmyolo"
+    with pytest.raises(ValueError, match=rf"unknown output format 'xml' for 'fit'; known: {known}$"):
         registry.get_format("fit", "xml")
     with pytest.raises(ValueError, match="already registered"):
         registry.register_format("json", command="fit", help="again")(lambda result: "")
@@ -482,6 +558,225 @@ def test_a_registered_subcommand_runs_with_the_shared_options(monkeypatch, capsy
         registry.get_command("nope")
     with pytest.raises(ValueError, match="'fit' is already registered"):
         registry.register_command("fit", help="", description="", add_arguments=add_arguments)(run)
+
+
+# -- darknet cfgs and mmyolo ----------------------------------------------------------------------
+
+
+def darknet_boxes(width: int, height: int, *, letter_box: bool = False) -> torch.Tensor:
+    """coco128's boxes resized as darknet resizes them, less those the CLI leaves out (under 2 px)."""
+    wh = darknet_pixel_wh(load_boxes(None), width, height, letter_box=letter_box)
+    return wh[(wh >= 2).any(1) & (wh > 0).all(1)]
+
+
+def cfg_in(tmp_path, name: str, text: str | None = None):
+    path = tmp_path / name
+    path.write_bytes((CFG_FILES[name] if text is None else text).encode("utf-8"))
+    return path
+
+
+@pytest.mark.parametrize(("name", "size"), [("yolov3.cfg", 416), ("yolov4.cfg", 608)])
+def test_fit_write_cfg_changes_only_its_anchors_lines_to_fitter_anchors(tmp_path, capsys, monkeypatch, name, size):
+    monkeypatch.chdir(tmp_path)
+    path = cfg_in(tmp_path, name)
+    assert main(["fit", "--model", name, "--write", "--format", "darknet", "--gen", GEN]) == 0
+    captured = capsys.readouterr()
+
+    before = CFG_FILES[name].encode("utf-8").splitlines(keepends=True)
+    after = path.read_bytes().splitlines(keepends=True)
+    anchors_lines = [i for i, line in enumerate(before) if line.startswith(b"anchors = ")]
+    assert len(anchors_lines) == 3 and len(after) == len(before)
+    assert [i for i, (old, new) in enumerate(zip(before, after)) if old != new] == anchors_lines
+    assert len({after[i] for i in anchors_lines}) == 1  # every [yolo] section got the same line
+    old, new = parse_cfg(CFG_FILES[name]), read_cfg(path)
+    assert new.masks == old.masks and new.num == old.num and new.strides == (8, 16, 32)
+
+    # What was printed is what was written: the anchors = line, then each level's mask, finest first.
+    line, *masks = captured.out.splitlines()
+    assert pairs(line) == new.anchors.long().tolist()
+    assert masks == ["# P3/8", "mask = 0,1,2", "# P4/16", "mask = 3,4,5", "# P5/32", "mask = 6,7,8"]
+    # Measured on coco128 stretched to the cfg's size, as darknet trains, the new anchors fit better.
+    kept = darknet_boxes(size, size)
+    was = anchor_stats(kept, old.level_anchors().reshape(-1, 2), thr=4.0)
+    now = anchor_stats(kept, new.level_anchors().reshape(-1, 2), thr=4.0)
+    assert now.fitness > was.fitness
+    assert f"anchors in {name} before: fitness {was.fitness:.4f}" in captured.err
+    assert f"rewrote the anchors = line of the 3 [yolo] sections of {name}" in captured.err
+    assert "fit worse" not in captured.err
+
+
+def test_fit_cfg_json_measures_boxes_stretched_to_the_cfg_size(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg_in(tmp_path, "yolov4.cfg")
+    assert main(["fit", "--model", "yolov4.cfg", "--format", "json", "--gen", GEN, "-q"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["network"] == {"width": 608, "height": 608, "letter_box": False, "size_from": "the cfg's size"}
+    assert document["img"] == 608 and document["n"] == 9
+    assert [level["stride"] for level in document["levels"]] == [8, 16, 32]
+    assert document["darknet"]["masks"] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    line = document["darknet"]["anchors"]
+    assert [level["anchors"] for level in document["levels"]] == [line[0:3], line[3:6], line[6:9]]
+    kept = darknet_boxes(608, 608)
+    expected = anchor_stats(kept, torch.tensor(line, dtype=torch.float32), thr=4.0)
+    assert document["n_boxes"] == kept.shape[0]
+    assert document["fitness"] == pytest.approx(expected.fitness, abs=1e-6)
+    assert document["bpr"] == pytest.approx(expected.bpr, abs=1e-6)
+
+
+def test_fit_cfg_text_header_says_which_size_was_used(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg_in(tmp_path, "yolov3.cfg")
+    assert main(["fit", "--model", "yolov3.cfg", "--img", "320", "--gen", "0", "-q"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "; 320x320 stretched as darknet, --img 320 at the cfg's aspect ratio, thr 4.0," in header
+
+
+def test_fit_write_of_yolov4_tiny_fits_the_five_anchors_its_masks_use(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = cfg_in(tmp_path, "tiny.cfg")
+    assert main(["fit", "--model", "tiny.cfg", "--write", "--format", "json", "--gen", GEN]) == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert len(document["anchors_exact"]) == 5  # anchor 0 is in no mask: five anchors were searched
+    line = document["darknet"]["anchors"]
+    assert document["darknet"]["masks"] == [[1, 2, 3], [3, 4, 5]]  # finest level (stride 16) first
+    assert [level["anchors"] for level in document["levels"]] == [line[1:4], line[3:6]]
+    assert [level["stride"] for level in document["levels"]] == [16, 32]
+    areas = [w * h for w, h in line]
+    assert areas == sorted(areas)
+    assert line[0] in ([10, 14], line[1])  # the unused anchor: kept, or its neighbour's when 10x14 is too large
+    written = read_cfg(path)
+    assert written.anchors.long().tolist() == line and written.masks == ((1, 2, 3), (3, 4, 5))
+    assert "its masks use 5 of its 6 anchors, so 5 were fitted; anchor 0 " in captured.err
+    assert "anchor 0 (10x14) is in no mask" in captured.err  # the cfg's quirks, as warnings
+    assert "anchor 3 (81x82) is in the masks of the [yolo] sections of lines" in captured.err
+    expected = anchor_stats(darknet_boxes(416, 416), written.level_anchors().reshape(-1, 2), thr=4.0)
+    assert document["fitness"] == pytest.approx(expected.fitness, abs=1e-6)
+
+
+def test_fitted_line_puts_the_fitted_anchors_where_the_masks_look():
+    from autoanchor.cli.darknetcfg import fitted_line
+
+    tiny = parse_cfg(TINY_CFG)
+    # Given unsorted and fractional; rounded, sorted by area (400, 900, 1600, 2500, 3600) into indices 1-5.
+    fitted = torch.tensor([[40.0, 40.0], [19.6, 20.4], [60.0, 60.0], [30.0, 30.0], [50.0, 50.0]])
+    # Anchor 0, 10x14 = 140 px^2, is no larger than 20x20 = 400: it stays.
+    assert fitted_line(tiny, fitted) == [[10, 14], [20, 20], [30, 30], [40, 40], [50, 50], [60, 60]]
+    # Smaller fitted anchors: 10x14 = 140 > 3x3 = 9 would unsort the line, so anchor 0 repeats anchor 1.
+    small = torch.tensor([[3.0, 3.0], [5.0, 5.0], [4.0, 4.0], [6.0, 6.0], [7.0, 7.0]])
+    assert fitted_line(tiny, small) == [[3, 3], [3, 3], [4, 4], [5, 5], [6, 6], [7, 7]]
+
+    # An unused anchor last (num=5, masks 0,1 and 2,3): kept when no smaller than the one before it.
+    last = parse_cfg(TINY_CFG.replace("num=6", "num=5").replace(TINY_LINE, "1,1, 2,2, 3,3, 4,4, 90,90")
+                     .replace("mask = 3,4,5", "mask = 2,3").replace("mask = 1,2,3", "mask = 0,1"))
+    assert last.used == (0, 1, 2, 3)
+    assert fitted_line(last, small[:4]) == [[3, 3], [4, 4], [5, 5], [6, 6], [90, 90]]
+    assert fitted_line(last, small[:4] * 20) == [[60, 60], [80, 80], [100, 100], [120, 120], [120, 120]]
+    with pytest.raises(ValueError, match=r"its masks use 4 anchors, got \[5, 2\]"):
+        fitted_line(last, small)
+
+
+def test_check_cfg_shows_each_level_as_its_mask_picks_and_its_quirks(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg_in(tmp_path, "tiny.cfg")
+    # yolov4-tiny's anchors on coco128 stretched to 416 x 416: BPR 0.91, not above 0.98, so exit 1.
+    assert main(["check", "--model", "tiny.cfg"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("6 anchors (tiny.cfg) on built-in coco128 (")
+    assert lines[0].endswith("; 416x416 stretched as darknet, the cfg's size, thr 4.0), w,h in pixels:")
+    # Finest level first: stride 16 uses anchors 1-3, stride 32 anchors 3-5 (anchor 3 twice, anchor 0 never).
+    assert lines[1].split() == ["P4/16", "23,27", "37,58", "81,82"]
+    assert lines[2].split() == ["P5/32", "81,82", "135,169", "344,319"]
+    anchors = torch.tensor([[23, 27], [37, 58], [81, 82], [81, 82], [135, 169], [344, 319]], dtype=torch.float32)
+    expected = anchor_stats(darknet_boxes(416, 416), anchors, thr=4.0)
+    assert lines[3] == (
+        f"BPR {expected.bpr:.4f}  anchors/target {expected.aat:.2f}  fitness {expected.fitness:.4f}  "
+        f"Avg IoU {expected.avg_iou:.4f}"
+    )
+    assert expected.bpr <= 0.98 and "consider 'autoanchor fit'" in lines[4]
+    assert "autoanchor: warning: tiny.cfg: anchor 0 (10x14) is in no mask; darknet never uses it" in captured.err
+
+
+@pytest.mark.parametrize(("img", "network"), [(None, (608, 352)), ("416", (416, 241))])
+def test_check_cfg_json_letter_box_and_img_at_the_cfg_aspect_ratio(tmp_path, capsys, monkeypatch, img, network):
+    monkeypatch.chdir(tmp_path)
+    cfg_in(tmp_path, "wide.cfg", yolov4_cfg(608, 352, letter_box=1))
+    # --img 416 is the long side: 608 x 352 scaled by 416 / 608 is 416 x 240.8, rounded to 241.
+    width, height = network
+    expected = anchor_stats(darknet_boxes(width, height, letter_box=True), flat_pairs(Y4_LINE), thr=4.0)
+    code = main(["check", "--model", "wide.cfg", "--format", "json", *(["--img", img] if img else [])])
+    assert code == (0 if expected.bpr > 0.98 else 1)
+    document = json.loads(capsys.readouterr().out)
+    size_from = "the cfg's size" if img is None else "--img 416 at the cfg's aspect ratio"
+    assert document["network"] == {"width": width, "height": height, "letter_box": True, "size_from": size_from}
+    assert document["img"] == width and document["strides"] == [8, 16, 32]
+    assert document["anchors"] == flat_pairs(Y4_LINE).tolist()
+    assert document["bpr"] == pytest.approx(expected.bpr, abs=1e-9)
+    assert document["fitness"] == pytest.approx(expected.fitness, abs=1e-6)
+    assert document["fits"] == (expected.bpr > 0.98)
+
+
+def flat_pairs(line: str) -> torch.Tensor:
+    return torch.tensor([float(v) for v in line.split(",")]).view(-1, 2)
+
+
+@pytest.mark.parametrize(("model", "strides"), [(None, [8, 16, 32]), ("tiny.cfg", [16, 32])])
+def test_mmyolo_format_is_python_with_the_anchors_of_the_json(tmp_path, capsys, monkeypatch, model, strides):
+    monkeypatch.chdir(tmp_path)
+    options = ["fit", "--gen", GEN, "-q"] + (["--model", model] if model else [])
+    if model:
+        cfg_in(tmp_path, model)
+    assert main([*options, "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert main([*options, "--format", "mmyolo"]) == 0
+    snippet = capsys.readouterr().out
+    namespace: dict = {}
+    exec("bbox_head = dict(\n" + snippet + ")", namespace)  # as it sits in an mmyolo config
+    generator = namespace["bbox_head"]["prior_generator"]
+    assert generator["type"] == "mmdet.YOLOAnchorGenerator"
+    assert generator["strides"] == strides == [level["stride"] for level in document["levels"]]
+    assert generator["base_sizes"] == [[tuple(pair) for pair in level["anchors"]] for level in document["levels"]]
+
+
+def test_write_refuses_a_read_only_cfg_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = cfg_in(tmp_path, "yolov4.cfg")
+    path.chmod(0o444)
+    assert main(["fit", "--model", "yolov4.cfg", "--write", "--gen", "1"]) == 2
+    error = capsys.readouterr().err
+    assert error.splitlines() == ["autoanchor: error: --write 'yolov4.cfg' is read-only (mode -r--r--r--); not written"]
+    assert path.read_bytes() == CFG_FILES["yolov4.cfg"].encode("utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["yolov4.cfg"]
+
+
+def test_write_of_a_cfg_failing_midway_leaves_it_and_its_mode(tmp_path, capsys, monkeypatch):
+    import autoanchor._atomic
+
+    monkeypatch.chdir(tmp_path)
+    path = cfg_in(tmp_path, "yolov3.cfg")
+    path.chmod(0o604)
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(autoanchor._atomic.os, "fsync", fail)  # after the temporary file is written
+    assert main(["fit", "--model", "yolov3.cfg", "--write", "--gen", "1", "-q"]) == 2
+    error = capsys.readouterr().err
+    assert "No space left on device" in error and str(path) in error and ".tmp" not in error
+    assert path.read_bytes() == CFG_FILES["yolov3.cfg"].encode("utf-8")
+    assert oct(path.stat().st_mode & 0o777) == oct(0o604)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["yolov3.cfg"]
+
+
+def test_a_cfg_that_is_written_keeps_its_mode(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = cfg_in(tmp_path, "yolov3.cfg")
+    path.chmod(0o640)
+    assert main(["fit", "--model", "yolov3.cfg", "--write", "--gen", "1", "-q"]) == 0
+    assert path.read_bytes() != CFG_FILES["yolov3.cfg"].encode("utf-8")
+    assert oct(path.stat().st_mode & 0o777) == oct(0o640)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["yolov3.cfg"]
 
 
 # -- start-up: no torch for --help, --version and usage errors -----------------------------------

@@ -168,7 +168,9 @@ def test_masks_giving_the_finest_level_the_largest_anchors_are_reported_and_not_
     assert config.masks == ((6, 7, 8), (3, 4, 5), (0, 1, 2))  # reported as written
     assert torch.equal(config.level_anchors()[0], flat(Y3_ANCHORS)[6:])
     assert any("go back to smaller indices" in note for note in config.notes)
-    with pytest.raises(ValueError, match=r"swapped.cfg: not rewritten.*\[\[6, 7, 8\], \[3, 4, 5\], \[0, 1, 2\]\]"):
+    # The masks sit one line under the [yolo] headers (33, 49, 65); the finest level is the last section.
+    masks = r"\[6, 7, 8\] \(line 66\), \[3, 4, 5\] \(line 50\), \[0, 1, 2\] \(line 34\);"
+    with pytest.raises(ValueError, match=r"swapped.cfg: not rewritten.*\(stride 8\).*" + masks):
         rewrite_cfg_anchors(swapped, flat(Y3_ANCHORS), source="swapped.cfg")
 
 

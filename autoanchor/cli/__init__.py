@@ -3,12 +3,14 @@
 ::
 
     autoanchor fit [DATA] [--n 9] [--img 640] [--thr 4.0] [--gen 1000] [--seed 0] [--metric ratio|iou]
-                   [--levels 3] [--format text|yaml|json|darknet] [--out FILE] [--plot PNG]
-                   [--device cpu|cuda] [--no-cache] [-q] [--model MODEL.yaml [--write]]
-    autoanchor check [DATA] (--model MODEL.yaml | --anchors "10,13, 16,30, ..." | --anchors yolov5-p5)
+                   [--levels 3] [--format text|yaml|json|darknet|mmyolo] [--out FILE] [--plot PNG]
+                   [--device cpu|cuda] [--no-cache] [-q] [--model MODEL.yaml|MODEL.cfg [--write]]
+    autoanchor check [DATA] (--model MODEL.yaml|MODEL.cfg | --anchors "10,13, 16,30, ..." | --anchors yolov5-p5)
                      [--img 640] [--thr 4.0] [--bpr-threshold 0.98] [--format text|json]
 
-Without DATA both use the built-in coco128 statistics. Results go to stdout (or
+Without DATA both use the built-in coco128 statistics. A darknet ``.cfg`` as ``--model``
+gives the levels, strides and masks, and the boxes are resized as darknet resizes them
+(:mod:`.darknetcfg`). Results go to stdout (or
 ``--out``); progress bars, log messages and warnings to stderr (``-q``: errors
 only). Exit codes: 0 on success; ``check`` gives 1 when the anchors' BPR is not
 above ``--bpr-threshold``; any error is one line ``autoanchor: error: ...`` on
@@ -64,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 success; 1 'check' found BPR not above --bpr-threshold; 2 any error; "
         "130 interrupted. Examples: 'autoanchor fit --format yaml', "
         "'autoanchor fit data.yaml --model yolov5s.yaml --write', "
+        "'autoanchor fit data.yaml --model yolov4.cfg --write', "
         "'autoanchor check data.yaml --anchors yolov5-p5' (data.yaml and yolov5s.yaml are your files, "
-        "e.g. from a yolov5 checkout).",
+        "e.g. from a yolov5 checkout; yolov4.cfg a darknet cfg).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="errors only on stderr")

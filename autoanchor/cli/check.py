@@ -22,7 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``check`` (besides the shared ones)."""
     defaults = load_config("search")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", type=Path, metavar="MODEL.yaml", help="the anchors of a yolov5 model yaml")
+    source.add_argument(
+        "--model", type=Path, metavar="MODEL",
+        help="the anchors of a yolov5 model yaml, or of a darknet .cfg level by level as its masks pick them "
+        "(on boxes resized as darknet does, at its [net] size unless --img is given)",
+    )
     source.add_argument(
         "--anchors", metavar="ANCHORS",
         help="anchors as 'w1,h1, w2,h2, ...' in pixels, or the name of a shipped set: "
@@ -77,10 +81,17 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics import anchor_stats
     from ..modelyaml import read_model_anchors
     from .common import MIN_BOX_PX, BoxCounts, _searched_boxes, device_of, emit, load
+    from .darknetcfg import is_cfg, network_size, read_model_cfg
     from .formats import CheckOutput
 
     writer = get_format("check", args.format)
-    if args.model is not None:
+    network = strides = None
+    if is_cfg(args.model):
+        cfg = read_model_cfg(args.model)
+        network = network_size(cfg, args.img if args.img_given else None)
+        # Each level's anchors as darknet picks them: its section's own line, through its mask.
+        anchors, label, strides = cfg.level_anchors(), str(args.model), list(cfg.strides)
+    elif args.model is not None:
         model = read_model_anchors(args.model)
         if model.anchors is None:
             raise CommandLineError(
@@ -91,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         anchors, label = _parse_anchor_text(args.anchors)
     device = device_of(args.device)
-    sizes, wh, name = load(args.data, args.img, device, progress=not args.quiet, cache=args.cache)
+    img = network.long_side if network is not None else args.img
+    sizes, wh, name = load(args.data, img, device, progress=not args.quiet, cache=args.cache, network=network)
     kept = _searched_boxes(wh)
     if kept.shape[0] == 0:
         raise CommandLineError(f"all {wh.shape[0]} boxes of {name} are under {MIN_BOX_PX:g} px; nothing to check")
@@ -100,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
     counts = BoxCounts(wh, kept)
     output = CheckOutput(
         anchors=flat.tolist(), label=label, data=name, stats=stats, bpr_threshold=args.bpr_threshold,
-        info={"img": args.img, "thr": args.thr, **counts.json_fields()}, boxes=counts.text(),
+        info={"img": img, **(network.json_fields() if network is not None else {}), "thr": args.thr,
+              **counts.json_fields()},
+        boxes=counts.text(), strides=strides,
     )
     emit(writer.write(output), None)
     return EXIT_OK if output.fits else EXIT_BELOW_THRESHOLD

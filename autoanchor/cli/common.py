@@ -136,9 +136,13 @@ class BoxCounts:
 
 
 def load(
-    data: str | None, img: int, device: torch.device, *, progress: bool, cache: bool
+    data: str | None, img: int, device: torch.device, *, progress: bool, cache: bool, network: Any = None
 ) -> tuple[Any, Tensor, str]:
-    """Read DATA: ``(BoxSizes, Tensor[N, 2] box sizes in pixels at img, the data's name)``."""
+    """Read DATA: ``(BoxSizes, Tensor[N, 2] box sizes in pixels at img, the data's name)``.
+
+    With ``network`` (a :class:`~autoanchor.cli.darknetcfg.NetworkSize`) the boxes are
+    resized as darknet does, to ``network.width x network.height``, and ``img`` is unused.
+    """
     from ..datasets import load_boxes
 
     start = time.perf_counter()
@@ -148,7 +152,12 @@ def load(
         "loaded %d boxes in %d images from %s in %.2f s", sizes.n_boxes, sizes.n_images, name,
         time.perf_counter() - start,
     )
-    wh = sizes.pixel_wh(img, device=device)
+    if network is None:
+        wh = sizes.pixel_wh(img, device=device)
+    else:
+        from ..darknet import darknet_pixel_wh
+
+        wh = darknet_pixel_wh(sizes, network.width, network.height, letter_box=network.letter_box, device=device)
     return sizes, wh, name
 
 

@@ -15,6 +15,7 @@ from .registry import format_help, format_names, get_format, register_command
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from ..darknet import DarknetConfig
     from ..metrics import AnchorStats
     from ..modelyaml import ModelAnchors
 
@@ -59,26 +60,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="draw box sizes and anchors into this image file (.png, .svg, .pdf, ...; needs matplotlib)",
     )
     parser.add_argument(
-        "--model", type=Path, metavar="MODEL.yaml",
-        help="a yolov5 model yaml: fit as many levels and anchors per level as it has",
+        "--model", type=Path, metavar="MODEL",
+        help="a yolov5 model yaml or a darknet .cfg: fit as many levels and anchors per level as it has "
+        "(a .cfg: to boxes resized as darknet does, at its [net] size unless --img is given)",
     )
     parser.add_argument(
         "--write", action="store_true",
-        help="with --model: rewrite the model yaml's anchor rows in place (nothing else in the file changes; "
-        "its permissions and owner are kept; a read-only file is refused)",
+        help="with --model: rewrite the model yaml's anchor rows, or every anchors= line of the .cfg, in place "
+        "(nothing else in the file changes; its permissions and owner are kept; a read-only file is refused)",
     )
 
 
-def _levels_of(args: argparse.Namespace, model: ModelAnchors | None) -> tuple[int, int]:
+def _levels_of(args: argparse.Namespace, model: ModelAnchors | DarknetConfig | None) -> tuple[int, int]:
     """``(n, levels)`` from the options, the model, and the shipped defaults; checked."""
     if model is not None:
-        for option, given, expected in (("--n", args.n, model.n_anchors), ("--levels", args.levels, model.n_levels)):
+        from ..modelyaml import ModelAnchors
+
+        # A cfg's n is its `num`, the anchors on its anchors = line.
+        n_model = model.n_anchors if isinstance(model, ModelAnchors) else model.num
+        for option, given, expected in (("--n", args.n, n_model), ("--levels", args.levels, model.n_levels)):
             if given is not None and given != expected:
                 raise CommandLineError(
                     f"{option} {given} disagrees with {model.source} ({model.n_levels} levels x "
                     f"{model.n_per_level} anchors); leave {option} out with --model"
                 )
-        return model.n_anchors, model.n_levels
+        return n_model, model.n_levels
     defaults = load_config("search")
     n = args.n if args.n is not None else defaults["n"]
     levels = args.levels if args.levels is not None else defaults["levels"]
@@ -92,7 +98,7 @@ def _check_before_work(args: argparse.Namespace) -> None:
     from .common import check_output_path
 
     if args.write and args.model is None:
-        raise CommandLineError("--write needs --model MODEL.yaml (the file to rewrite)")
+        raise CommandLineError("--write needs --model MODEL.yaml or --model MODEL.cfg (the file to rewrite)")
     check_output_path("--out", args.out)
     check_output_path("--plot", args.plot)
     if args.write:
@@ -109,7 +115,7 @@ def _check_before_work(args: argparse.Namespace) -> None:
 @register_command(
     "fit", help="find anchors for a dataset",
     description="Find anchors for a dataset (k-means, then evolution) and print them, "
-    "write them into a model yaml, or plot them. Exit code 0 on success, 2 on any error.",
+    "write them into a yolov5 model yaml or a darknet .cfg, or plot them. Exit code 0 on success, 2 on any error.",
     add_arguments=add_arguments,
 )
 def run(args: argparse.Namespace) -> int:
@@ -120,56 +126,83 @@ def run(args: argparse.Namespace) -> int:
     from ..modelyaml import default_strides, read_model_anchors, round_anchors
     from ..search import search_anchors
     from .common import FIGURES_FOR_PRINTED, BoxCounts, _searched_boxes, device_of, emit, load
+    from .darknetcfg import describe_unused, fitted_line, is_cfg, level_tensor, network_size, read_model_cfg
     from .formats import FitOutput, stats_line
 
     writer = get_format("fit", args.format)
     _check_before_work(args)
-    model = read_model_anchors(args.model) if args.model is not None else None
-    n, n_levels = _levels_of(args, model)
+    cfg = network = None
+    if is_cfg(args.model):
+        cfg = read_model_cfg(args.model)
+        if args.write:
+            cfg.check_rewritable()  # before the search, not after it
+        network = network_size(cfg, args.img if args.img_given else None)
+        model = None
+    else:
+        model = read_model_anchors(args.model) if args.model is not None else None
+    n, n_levels = _levels_of(args, cfg if cfg is not None else model)
+    img = network.long_side if network is not None else args.img
     device = device_of(args.device)
 
-    sizes, wh, name = load(args.data, args.img, device, progress=not args.quiet, cache=args.cache)
+    sizes, wh, name = load(args.data, img, device, progress=not args.quiet, cache=args.cache, network=network)
     start = time.perf_counter()
+    n_search = len(cfg.used) if cfg is not None else n  # yolov4-tiny's masks use 5 of its 6 anchors
     result = search_anchors(
-        wh, n, thr=args.thr, gen=args.gen, metric=args.metric, seed=args.seed, progress=not args.quiet
+        wh, n_search, thr=args.thr, gen=args.gen, metric=args.metric, seed=args.seed, progress=not args.quiet
     )
     logger.info("k-means start: %s", stats_line(result.start_stats))
     logger.info("searched %d boxes in %.2f s", result.n_boxes, time.perf_counter() - start)
 
-    exact = result.anchors.reshape(n_levels, n // n_levels, 2)
-    rows = round_anchors(exact)
-    rounded = torch.tensor(rows, dtype=torch.float32, device=wh.device)
+    line = None
+    if cfg is not None:
+        line = fitted_line(cfg, result.anchors)
+        unused = describe_unused(cfg, line)
+        if unused is not None:
+            logger.info("%s", unused)
+        rounded = level_tensor(cfg, line, wh.device)
+        rows = rounded.long().tolist()
+        strides = list(cfg.strides)
+    else:
+        rows = round_anchors(result.anchors.reshape(n_levels, n // n_levels, 2))
+        rounded = torch.tensor(rows, dtype=torch.float32, device=wh.device)
+        strides = default_strides(n_levels)
     kept = _searched_boxes(wh)
     counts = BoxCounts(wh, kept)
     # The figures printed are those of the integer anchors that are printed and written.
     stats = anchor_stats(kept, rounded.reshape(-1, 2), thr=args.thr)
-    strides = default_strides(n_levels)
     info = {
         "data": name,
         "n_images": sizes.n_images,
         **counts.json_fields(),
-        "img": args.img,
+        "img": img,
+        **(network.json_fields() if network is not None else {}),
         "thr": args.thr,
         "metric": args.metric,
         "gen": args.gen,
         "seed": args.seed,
         "n": n,
     }
-    output = FitOutput(rows, result.anchors.cpu().tolist(), strides, stats, info, counts.text(), FIGURES_FOR_PRINTED)
+    output = FitOutput(
+        rows, result.anchors.cpu().tolist(), strides, stats, info, counts.text(), FIGURES_FOR_PRINTED,
+        line=line, masks=None if cfg is None else [list(mask) for mask in cfg.masks],
+    )
     emit(writer.write(output), args.out)
 
     if args.plot is not None:
         from ..plot import plot_anchors
 
+        size = f"img {img}" if network is None else f"{network.width}x{network.height}"
         plot_anchors(
             kept, rounded, args.thr, args.plot, strides=strides,
             title=f"Box sizes and anchors: {Path(name).name if args.data else name}, "
-            f"{result.n_boxes} boxes at img {args.img}",
+            f"{result.n_boxes} boxes at {size}",
             subtitle=f"{n} anchors, thr {args.thr}: {stats_line(stats)}",
         )
         logger.info("plotted %s", args.plot)
 
-    if args.write:
+    if args.write and cfg is not None:
+        _write_cfg(args.model, cfg, line, kept, stats, thr=args.thr, metric=args.metric)  # type: ignore[arg-type]
+    elif args.write:
         _write(args.model, model, rows, kept, stats, thr=args.thr, metric=args.metric)  # type: ignore[arg-type]
     return EXIT_OK
 
@@ -181,14 +214,10 @@ def _write(
     """``fit --write``: put the fitted anchors into the model yaml, saying how they compare."""
     from ..metrics import anchor_stats
     from ..modelyaml import write_model_anchors
-    from .formats import stats_line
 
     if model.anchors is not None:
         before = anchor_stats(kept, model.anchors.to(kept.device).reshape(-1, 2), thr=thr)
-        logger.info("anchors in %s before: %s", path, stats_line(before))
-        worse = stats.avg_iou < before.avg_iou if metric == "iou" else stats.fitness < before.fitness
-        if worse:
-            logger.warning("the fitted anchors fit worse than those in %s; writing them anyway", path)
+        _compare(path, before, stats, metric)
     if write_model_anchors(path, rows):
         logger.info(
             "%s said `anchors: %d`: replaced that line by an anchors: block of %d levels", path, model.n_per_level,
@@ -196,3 +225,31 @@ def _write(
         )
     else:
         logger.info("rewrote the %d anchor rows of %s", len(rows), path)
+
+
+def _compare(path: Path, before: AnchorStats, stats: AnchorStats, metric: str) -> None:
+    """Log the model's own anchors' figures, and warn when the fitted ones are worse on the metric searched."""
+    from .formats import stats_line
+
+    logger.info("anchors in %s before: %s", path, stats_line(before))
+    worse = stats.avg_iou < before.avg_iou if metric == "iou" else stats.fitness < before.fitness
+    if worse:
+        logger.warning("the fitted anchors fit worse than those in %s; writing them anyway", path)
+
+
+def _write_cfg(
+    path: Path, cfg: DarknetConfig, line: list[list[int]], kept: Tensor, stats: AnchorStats, *, thr: float,
+    metric: str,
+) -> None:
+    """``fit --write`` on a cfg: the same new anchors = line in every [yolo] section, nothing else changed."""
+    from ..darknet import write_cfg_anchors
+    from ..metrics import anchor_stats
+
+    # The cfg's anchors as darknet uses them (each section's own line, through its mask), on the same boxes.
+    before = anchor_stats(kept, cfg.level_anchors().to(kept.device).reshape(-1, 2), thr=thr)
+    _compare(path, before, stats, metric)
+    write_cfg_anchors(path, line)
+    logger.info(
+        "rewrote the anchors = line of the %d [yolo] sections of %s (masks, num and every other line unchanged)",
+        cfg.n_levels, path,
+    )

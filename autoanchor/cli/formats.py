@@ -32,6 +32,10 @@ class FitOutput:
             ``metric``, ``gen``, ``seed``, ``n``, and ``BoxCounts.json_fields()``.
         boxes: e.g. ``928 of 929 boxes; 1 under 2 px left out``.
         figures_for: what the figures measure (the rounded anchors).
+        line: with ``--model x.cfg``: the cfg's new ``anchors =`` line, ``[[w, h], ...]``
+            integer pixels sorted by area, from which ``masks`` pick ``rows``; else None.
+        masks: with ``--model x.cfg``: each level's mask (indices into ``line``), finest
+            first; else None.
     """
 
     rows: list[list[list[int]]]
@@ -41,6 +45,8 @@ class FitOutput:
     info: dict[str, Any]
     boxes: str
     figures_for: str
+    line: list[list[int]] | None = None
+    masks: Sequence[Sequence[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class CheckOutput:
         bpr_threshold: the BPR the anchors must exceed to fit.
         info: ``img``, ``thr`` and ``BoxCounts.json_fields()``.
         boxes: e.g. ``928 of 929 boxes; 1 under 2 px left out``.
+        strides: with ``--model x.cfg``: the stride of each level, finest first, whose
+            anchors follow each other in ``anchors``; else None (one list of anchors).
     """
 
     anchors: list[list[float]]
@@ -64,11 +72,21 @@ class CheckOutput:
     bpr_threshold: float
     info: dict[str, Any]
     boxes: str
+    strides: Sequence[int] | None = None
 
     @property
     def fits(self) -> bool:
         """BPR above the threshold: the check the hook makes before searching new anchors."""
         return self.stats.bpr > self.bpr_threshold
+
+
+def size_text(info: dict[str, Any]) -> str:
+    """How the boxes were sized: ``img 640`` (yolov5's letterbox) or darknet's network size and resize."""
+    network = info.get("network")
+    if network is None:
+        return f"img {info['img']}"
+    how = "letterboxed (darknet letter_box=1)" if network["letter_box"] else "stretched as darknet"
+    return f"{network['width']}x{network['height']} {how}, {network['size_from']}"
 
 
 def stats_line(stats: Any) -> str:
@@ -88,7 +106,7 @@ def fit_text(result: FitOutput) -> str:
 
     info = result.info
     lines = [
-        f"{info['n']} anchors for {info['data']} ({result.boxes}; img {info['img']}, thr {info['thr']}, "
+        f"{info['n']} anchors for {info['data']} ({result.boxes}; {size_text(info)}, thr {info['thr']}, "
         f"metric {info['metric']}, gen {info['gen']}, seed {info['seed']}), w,h in pixels:"
     ]
     width = max(len(level_label(s)) for s in result.strides)
@@ -106,7 +124,7 @@ def fit_yaml(result: FitOutput) -> str:
 
     info, stats = result.info, result.stats
     header = (
-        f"# autoanchor {__version__}: {info['n']} anchors for {info['data']} at img {info['img']}, "
+        f"# autoanchor {__version__}: {info['n']} anchors for {info['data']} at {size_text(info)}, "
         f"thr {info['thr']}: fitness {stats.fitness:.4f}, BPR {stats.bpr:.4f}, "
         f"anchors/target {stats.aat:.2f}, Avg IoU {stats.avg_iou:.4f}\n"
         f"# {result.figures_for}, on {result.boxes}"
@@ -133,12 +151,25 @@ def fit_json(result: FitOutput) -> str:
         "note": f"{result.figures_for}, on {result.boxes}",
         "anchors_exact": [[round(w, 3), round(h, 3)] for w, h in result.exact],
     }
+    if result.line is not None:
+        document["darknet"] = {"anchors": result.line, "masks": [list(mask) for mask in result.masks or ()]}
     return json_text(document)
 
 
-@register_format("darknet", command="fit", help="an anchors= line of a darknet .cfg")
+@register_format("darknet", command="fit", help="the anchors= line and each level's mask= line of a darknet .cfg")
 def fit_darknet(result: FitOutput) -> str:
-    return "anchors = " + ",  ".join(f"{w},{h}" for level in result.rows for w, h in level) + "\n"
+    from ..darknet import darknet_lines
+
+    if result.line is not None:
+        return darknet_lines(result.line, result.masks, strides=result.strides)
+    return darknet_lines(result.rows, strides=result.strides)
+
+
+@register_format("mmyolo", command="fit", help="a prior_generator=dict(...) for an mmyolo config")
+def fit_mmyolo(result: FitOutput) -> str:
+    from ..mmyolo import mmyolo_snippet
+
+    return mmyolo_snippet(result.rows, result.strides)
 
 
 # -- check ------------------------------------------------------------------------------------------
@@ -153,9 +184,20 @@ def check_text(result: CheckOutput) -> str:
         if result.fits
         else f"BPR not above {result.bpr_threshold:g}: consider 'autoanchor fit' for this data"
     )
-    lines = [
-        f"{what} on {result.data} ({result.boxes}; img {info['img']}, thr {info['thr']}): "
-        + ",  ".join(f"{w:g},{h:g}" for w, h in result.anchors),
+    head = f"{what} on {result.data} ({result.boxes}; {size_text(info)}, thr {info['thr']})"
+    if result.strides is None:
+        lines = [f"{head}: " + ",  ".join(f"{w:g},{h:g}" for w, h in result.anchors)]
+    else:
+        from ..modelyaml import level_label
+
+        per_level = len(result.anchors) // len(result.strides)
+        width = max(len(level_label(s)) for s in result.strides)
+        lines = [f"{head}, w,h in pixels:"]
+        for level, stride in enumerate(result.strides):
+            level_anchors = result.anchors[level * per_level : (level + 1) * per_level]
+            pairs = "  ".join(f"{w:g},{h:g}".ljust(9) for w, h in level_anchors).rstrip()
+            lines.append(f"  {level_label(stride).ljust(width)}  {pairs}")
+    lines += [
         f"BPR {stats.bpr:.4f}  anchors/target {stats.aat:.2f}  fitness {stats.fitness:.4f}  "
         f"Avg IoU {stats.avg_iou:.4f}",
         verdict,
@@ -182,4 +224,6 @@ def check_json(result: CheckOutput) -> str:
         "bpr_threshold": result.bpr_threshold,
         "fits": result.fits,
     }
+    if result.strides is not None:
+        document["strides"] = list(result.strides)
     return json_text(document)

@@ -85,6 +85,14 @@ def probability(text: str) -> float:
     return value
 
 
+class _StoreImg(argparse.Action):
+    """``--img``: store the size and note that it was given (a darknet cfg has its own size otherwise)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        namespace.img = values
+        namespace.img_given = True
+
+
 def add_common_options(parser: argparse.ArgumentParser, defaults: dict) -> None:
     """The options every subcommand takes: DATA, ``-q``, ``--no-cache``, ``--img``, ``--thr``, ``--device``.
 
@@ -106,9 +114,11 @@ def add_common_options(parser: argparse.ArgumentParser, defaults: dict) -> None:
         help="read every label file and neither read nor write the dataset's box cache",
     )
     parser.add_argument(
-        "--img", type=positive_int, default=defaults["img_size"], metavar="PX",
-        help="training image size in pixels (long side); default %(default)s",
+        "--img", type=positive_int, default=defaults["img_size"], metavar="PX", action=_StoreImg,
+        help="training image size in pixels (long side); default %(default)s, or with a darknet "
+        "--model x.cfg its [net] width x height",
     )
+    parser.set_defaults(img_given=False)
     parser.add_argument(
         "--thr", type=ratio, default=defaults["anchor_t"],
         help="ratio threshold (yolov5 anchor_t): a box matches an anchor when its width and height are "

@@ -116,6 +116,35 @@ class DarknetConfig:
         """The mask of each level, finest first."""
         return tuple(self.sections[i].mask for i in self.order)
 
+    @property
+    def used(self) -> tuple[int, ...]:
+        """The indices into the ``anchors =`` line that some mask uses, ascending.
+
+        All of ``0 .. num-1`` in yolov3 and yolov4; yolov4-tiny's masks ``3,4,5`` and
+        ``1,2,3`` use five of its six anchors.
+        """
+        return tuple(sorted({i for section in self.sections for i in section.mask}))
+
+    @property
+    def masks_ordered(self) -> bool:
+        """True when anchors sorted by area give no finer level larger anchors than a coarser one."""
+        return _masks_ordered(self.masks)
+
+    def check_rewritable(self) -> None:
+        """Refuse a cfg whose masks would give a finer level larger anchors than a coarser one.
+
+        Raises:
+            ValueError: naming the file, the strides and the masks, finest level first.
+        """
+        if not self.masks_ordered:
+            levels = [self.sections[i] for i in self.order]
+            where = [f"{list(s.mask)} (line {s.mask_line or s.line})" for s in levels]
+            raise ValueError(
+                f"{self.source}: not rewritten: the masks, from the finest level (stride {self.strides[0]}) to "
+                f"the coarsest, are {', '.join(where)}; anchors sorted by area would give a finer "
+                "level larger anchors. Order the masks so that finer levels use smaller indices."
+            )
+
     def level_anchors(self, anchors: Tensor | None = None) -> Tensor:
         """Anchors of each level, finest first, as darknet picks them with the masks.
 

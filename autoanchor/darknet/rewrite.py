@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .._atomic import write_atomic
 from ..modelyaml import level_label, round_anchors
-from .cfg import YOLO_SECTIONS, DarknetConfig, _masks_ordered, _read_text, _sections, parse_cfg
+from .cfg import YOLO_SECTIONS, DarknetConfig, _read_text, _sections, parse_cfg
 
 __all__ = ["darknet_lines", "rewrite_cfg_anchors", "write_cfg_anchors"]
 
@@ -59,12 +59,7 @@ def rewrite_cfg_anchors(text: str, anchors: Tensor | Sequence, *, source: str = 
             anchors than a coarser one (then fix the masks first).
     """
     config = parse_cfg(text, source=source)
-    if not _masks_ordered(config.masks):
-        raise ValueError(
-            f"{source}: not rewritten: the masks, from the finest level (stride {config.strides[0]}) to the "
-            f"coarsest, are {[list(m) for m in config.masks]}; anchors sorted by area would give a finer level "
-            "larger anchors. Order the masks so that finer levels use smaller indices."
-        )
+    config.check_rewritable()
     rows = _sorted_rows(anchors, config.num, source)
     entries = [s.entries["anchors"] for s in _sections(text, source) if s.name in YOLO_SECTIONS]
     pieces, position = [], 0
