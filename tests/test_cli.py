@@ -471,14 +471,14 @@ def test_a_registered_subcommand_runs_with_the_shared_options(monkeypatch, capsy
     def add_arguments(parser):
         parser.add_argument("--levels", type=int, default=3)
 
-    @registry.register_command("advise", help="advice", description="Advice.", add_arguments=add_arguments)
+    @registry.register_command("explain", help="explain", description="Explain.", add_arguments=add_arguments)
     def run(args):
         seen.update(levels=args.levels, img=args.img, data=args.data, cache=args.cache)
         return 0
 
-    assert main(["advise", "data.yaml", "--levels", "4", "--no-cache"]) == 0
+    assert main(["explain", "data.yaml", "--levels", "4", "--no-cache"]) == 0
     assert seen == {"levels": 4, "img": 640, "data": "data.yaml", "cache": False}
-    with pytest.raises(ValueError, match="unknown subcommand 'nope'; known: fit, check, advise"):
+    with pytest.raises(ValueError, match="unknown subcommand 'nope'; known: fit, check, advise, explain"):
         registry.get_command("nope")
     with pytest.raises(ValueError, match="'fit' is already registered"):
         registry.register_command("fit", help="", description="", add_arguments=add_arguments)(run)

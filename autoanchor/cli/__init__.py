@@ -41,6 +41,7 @@ from .registry import commands, get_command, register_command, register_format
 from . import formats  # noqa: F401  isort: skip
 from . import fit  # noqa: F401  isort: skip
 from . import check  # noqa: F401  isort: skip
+from . import advise  # noqa: F401  isort: skip
 
 __all__ = ["CommandLineError", "build_parser", "main", "register_command", "register_format"]
 

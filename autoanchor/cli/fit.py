@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..configs import load_config
-from .options import EXIT_OK, CommandLineError, non_negative_int, positive_int, seed
+from .options import EXIT_OK, CommandLineError, add_scale_option, non_negative_int, positive_int, seed
 from .registry import format_help, format_names, get_format, register_command
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metric", choices=("ratio", "iou"), default=defaults["metric"],
         help="what to maximise: ratio (yolov5 fitness) or iou (Avg IoU); default %(default)s",
     )
+    add_scale_option(parser, "fit")
     parser.add_argument(
         "--format", choices=format_names("fit"), default="text",
         help=f"{format_help('fit')}; default %(default)s",
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from ..search import search_anchors
     from .common import FIGURES_FOR_PRINTED, BoxCounts, _searched_boxes, device_of, emit, load
     from .formats import FitOutput, stats_line
+    from .levels import per_level, scale_fields, training_wh
 
     writer = get_format("fit", args.format)
     _check_before_work(args)
@@ -129,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     device = device_of(args.device)
 
     sizes, wh, name = load(args.data, args.img, device, progress=not args.quiet, cache=args.cache)
+    wh = training_wh(sizes, wh, args.img, device, scale=args.scale, seed=args.seed)
     start = time.perf_counter()
     result = search_anchors(
         wh, n, thr=args.thr, gen=args.gen, metric=args.metric, seed=args.seed, progress=not args.quiet
@@ -144,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     # The figures printed are those of the integer anchors that are printed and written.
     stats = anchor_stats(kept, rounded.reshape(-1, 2), thr=args.thr)
     strides = default_strides(n_levels)
+    levels, below_stride = per_level(kept, rounded, strides, thr=args.thr)
     info = {
         "data": name,
         "n_images": sizes.n_images,
@@ -154,8 +158,12 @@ def run(args: argparse.Namespace) -> int:
         "gen": args.gen,
         "seed": args.seed,
         "n": n,
+        **scale_fields(args.scale),
     }
-    output = FitOutput(rows, result.anchors.cpu().tolist(), strides, stats, info, counts.text(), FIGURES_FOR_PRINTED)
+    output = FitOutput(
+        rows, result.anchors.cpu().tolist(), strides, stats, info, counts.text(), FIGURES_FOR_PRINTED,
+        levels=levels, below_stride=below_stride,
+    )
     emit(writer.write(output), args.out)
 
     if args.plot is not None:
