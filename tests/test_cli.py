@@ -202,7 +202,8 @@ def test_fit_text_with_plot_and_out_matches_the_yaml_run(ok, folder):
     text = (folder / "result.txt").read_text(encoding="utf-8")
     for word in ("P3/8", "P4/16", "P5/32", "fitness", "BPR", "anchors/target", "Avg IoU"):
         assert word in text
-    level_lines = [line for line in text.splitlines() if line.strip().startswith("P")]
+    level_lines = [line for line in text.splitlines() if line.startswith("  P")]  # the indented anchor rows
+    assert len([line for line in text.splitlines() if re.match(r"P\d +\d+ ", line)]) == 3  # the per-level table
     # Same data, same seed: the same anchors as the yaml run, in the same order.
     rows = yaml.safe_load(ok("yaml").stdout)["anchors"]
     assert [pairs(line) for line in level_lines] == [[row[i : i + 2] for i in range(0, len(row), 2)] for row in rows]
