@@ -10,7 +10,7 @@ from autoanchor.advise import LEVEL_SETS, Advice, advise, format_advice
 from autoanchor.boxes import BoxSizes
 from autoanchor.levels import anchors_below_stride, split_levels
 from autoanchor.metrics import anchor_fitness, best_possible_recall
-from conftest import shared_npz
+from helpers import shared_npz
 
 # The search's notes on tiny boxes and on data with fewer distinct sizes than anchors.
 pytestmark = [

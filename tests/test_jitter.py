@@ -12,7 +12,7 @@ from autoanchor.boxes import BoxSizes
 from autoanchor.jitter import DEFAULT_DRAWS, jitter_wh, scale_jittered_wh, scale_range
 from autoanchor.metrics import anchor_fitness
 from autoanchor.search import search_anchors
-from conftest import shared_npz
+from helpers import shared_npz
 
 
 def load_npz(name: str) -> BoxSizes:

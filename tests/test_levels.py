@@ -24,7 +24,7 @@ from autoanchor.levels import (
     within_stride_bounds,
 )
 from autoanchor.metrics import anchors_above_threshold, best_possible_recall
-from conftest import shared_npz
+from helpers import shared_npz
 
 P5 = anchors_by_name("yolov5-p5")  # [3,3,2] px
 P5_STRIDES = strides_by_name("yolov5-p5")  # [8, 16, 32]
