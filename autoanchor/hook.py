@@ -33,6 +33,7 @@ from .distributed import DistributedReducer, is_distributed
 from .heads import HeadFamily, HeadState, Measure, Write, find_head
 from .heads.base import SearchFn
 from .heads.yolov5 import SCALE_JITTER, YoloHead  # noqa: F401  (SCALE_JITTER: public since 0.1.0)
+from .jitter import DEFAULT_DRAWS, scale_range
 from .metrics import check_thr
 from .report import AnchorReport
 from .search import search_anchors
@@ -127,9 +128,15 @@ class CheckOptions:
     seed: int = 0
     device: Any = None
     verbose: bool = True
+    scale: float | None = None
+    """yolov5's ``hyp['scale']``, in [0, 1): measure and fit under that training-time
+    scale augmentation; ``None`` keeps yolov5's check jitter U(0.9, 1.1)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "thr", check_thr(self.thr))
+        if self.scale is not None:
+            scale_range(self.scale)  # ValueError naming scale unless 0 <= scale < 1
+            object.__setattr__(self, "scale", float(self.scale))
         imgsz = self.imgsz
         if isinstance(imgsz, bool) or not isinstance(imgsz, (int, float)) or not math.isfinite(imgsz) or imgsz <= 0:
             raise ValueError(f"imgsz must be a positive number of pixels, got {imgsz!r}")
@@ -156,7 +163,7 @@ class CheckOptions:
 
     def settings_key(self) -> bytes:
         """What every rank of a distributed check must agree on, as bytes."""
-        return repr((self.thr, float(self.imgsz), self.gen, float(self.bpr_threshold))).encode()
+        return repr((self.thr, float(self.imgsz), self.gen, float(self.bpr_threshold), self.scale)).encode()
 
 
 def _crc32(*parts: bytes) -> int:
@@ -195,7 +202,7 @@ def _handshake(
             )
         if table[rank, 6] != table[0, 6]:
             raise ValueError(
-                f"check_anchors needs the same thr, imgsz, gen and bpr_threshold on every rank; "
+                f"check_anchors needs the same thr, imgsz, gen, bpr_threshold and scale on every rank; "
                 f"rank {rank}'s differ from rank 0's"
             )
     return int(table[0, 0])
@@ -270,8 +277,22 @@ def _plan(
             world_size,
         )
         seed = _handshake(reducer, options, sizes, family, state)
+    scale = {}
+    if options.scale is not None:
+        if not family.supports_scale:
+            raise ValueError(
+                f"scale={options.scale} models yolov5's training-time scale augmentation, which the "
+                f"{family.name} family ({where}) does not support; leave scale out for this head"
+            )
+        low, high = scale_range(options.scale)
+        logger.log(
+            info, "measuring and fitting under the training scale U(%g, %g): %d seeded draws per image, pooled",
+            low, high, DEFAULT_DRAWS,
+        )
+        scale = {"scale": options.scale}  # only when given: families written before scale= keep working
     data = family.data(
-        state, sizes, imgsz=options.imgsz, seed=seed, device=options.device, rank=rank, world_size=world_size
+        state, sizes, imgsz=options.imgsz, seed=seed, device=options.device, rank=rank, world_size=world_size,
+        **scale,
     )
     thr, threshold = options.thr, options.bpr_threshold
     before = family.measure(state, state.params, data, thr=thr, reducer=reducer)
@@ -312,14 +333,18 @@ def _plan(
         # Rank 0 decides for everyone: the same report and anchors on every rank.
         after, params = _decision_from_rank0(reducer, after, params, state.params.shape)
     write = family.prepare(state, params) if params is not None else None
+    final = write.params if write is not None else state.params
     report = AnchorReport.from_measures(
         family=family.name,
         before=before,
         after=after,
         anchors_before=state.params,
-        anchors_after=write.params if write is not None else state.params,
+        anchors_after=final,
         replaced=write is not None,
         searched=searched,
+        levels=family.levels(state, final, data, thr=thr, reducer=reducer),  # collective: every rank
+        below_stride=family.below_stride(state, final),
+        scale=options.scale,
     )
     if searched and after.score <= threshold < 1 and rank == 0:
         warn(
@@ -345,13 +370,17 @@ def _nobody_listens(log: logging.Logger) -> bool:
 
 
 def _announce(report: AnchorReport, *, verbose: bool) -> None:
-    """The report line, which a training log must show: logged at INFO, or written
-    to stderr (as ``warnings`` does) when nobody configured logging for autoanchor."""
+    """The report line, which a training log must show, then the per-level table of
+    the final anchors (each line prefixed ``autoanchor:``): logged at INFO, or
+    written to stderr (as ``warnings`` does) when nobody configured logging for
+    autoanchor."""
+    lines = [str(report)] + [f"autoanchor: {line}" for line in report.level_lines()]
     if verbose and _nobody_listens(logger):
-        sys.stderr.write(f"{report}\n")
+        sys.stderr.write("".join(f"{line}\n" for line in lines))
         sys.stderr.flush()
     else:
-        logger.log(logging.INFO if verbose else logging.DEBUG, "%s", report)
+        for line in lines:
+            logger.log(logging.INFO if verbose else logging.DEBUG, "%s", line)
 
 
 def run_check(
@@ -403,6 +432,7 @@ def check_anchors(
     detect: Any = None,
     family: str | HeadFamily | None = None,
     distributed: bool | None = None,
+    scale: float | None = None,
 ) -> AnchorReport:
     """Check the model's anchors against the data; replace them in place if a search finds better.
 
@@ -426,13 +456,23 @@ def check_anchors(
        is rewritten and lazily built ``grid``/``anchor_grid`` lists (yolov5 v6+)
        are emptied so the next forward rebuilds them.
 
+    With ``scale`` (yolov5's ``hyp['scale']``), steps 1 and 3 use the sizes the
+    detector trains on instead: every image's boxes under 8 seeded draws of a scale
+    factor from U(1 - scale, 1 + scale), pooled (:mod:`autoanchor.jitter`); both the
+    measure and the search use them.
+
     Nothing in the model changes until everything has been computed: an error
     anywhere leaves it bit-identical.
 
     The report line: with ``verbose`` it is logged at INFO on the ``autoanchor.hook``
     logger; when logging is not configured for autoanchor at all (no handler on the
     way to the root, as in yolov5's ``train.py`` or a bare script) it is written to
-    stderr instead, once. The root logger is never configured.
+    stderr instead, once. The per-level table of the final anchors follows it the
+    same way (:meth:`AnchorReport.level_lines`, each line prefixed ``autoanchor:``),
+    ending with the anchors smaller than one stride of their level, if any; the
+    report line then says how many there are and on which levels. The anchors stay
+    unconstrained (as yolov5's): nothing is changed because of them. The root
+    logger is never configured.
 
     Distributed: when a ``torch.distributed`` process group is initialised (and
     ``distributed`` is not False), every rank must call this with the same data and
@@ -467,6 +507,9 @@ def check_anchors(
             made on one rank only, like yolov5's ``train.py`` does: DDP then
             copies rank 0's buffers to the others when it wraps the model);
             ``True`` to require a process group.
+        scale: yolov5's training-time scale ``hyp['scale']`` in [0, 1) (0.5 in its
+            default hyper-parameters): measure and fit on the boxes under that
+            augmentation; ``None`` (default) keeps yolov5's U(0.9, 1.1) check jitter.
 
     Returns:
         An :class:`AnchorReport`; ``str(report)`` is one line for a training log.
@@ -474,7 +517,8 @@ def check_anchors(
     Raises:
         ValueError: invalid data (no boxes, non-finite or negative sizes, label
             arrays not ``[m, 5]``; the message names the image), options
-            (``device="meta"`` included), anchors or strides (wrong shape,
+            (``device="meta"`` included; a ``scale`` outside [0, 1), or given for a
+            head family that does not model it), anchors or strides (wrong shape,
             non-finite or non-positive: the message names the level and index; on
             the meta device), or (distributed) ranks that disagree on them.
         TypeError: if the detection head cannot be found or lacks ``anchors`` /
@@ -494,6 +538,7 @@ def check_anchors(
     # Options are checked under the guard too: a bad value on one rank stops every rank.
     with reducer.guard() if reducer is not None else contextlib.nullcontext():
         options = CheckOptions(
-            thr=thr, imgsz=imgsz, gen=gen, bpr_threshold=bpr_threshold, seed=seed, device=device, verbose=verbose
+            thr=thr, imgsz=imgsz, gen=gen, bpr_threshold=bpr_threshold, seed=seed, device=device, verbose=verbose,
+            scale=scale,
         )
     return run_check(dataset, model, options, detect=detect, family=family, reducer=reducer)

@@ -122,13 +122,10 @@ def scale_jittered_wh(
     """
     if not isinstance(sizes, BoxSizes):
         raise TypeError(f"sizes must be a BoxSizes, got {type(sizes).__name__}")
-    jitter = scale_range(scale)
-    draws = _check_draws(draws)
     device = torch.device(device) if device is not None else torch.device("cpu")
-    generator = _generator(generator, seed, device)
-    return torch.cat(
-        [sizes.pixel_wh(img_size, scale_jitter=jitter, generator=generator, device=device) for _ in range(draws)]
-    )
+    image_index = torch.as_tensor(sizes.image_index, dtype=torch.long, device=device)
+    wh = sizes.pixel_wh(img_size, device=device)
+    return jitter_wh(wh, scale=scale, draws=draws, image_index=image_index, generator=generator, seed=seed)
 
 
 def jitter_wh(

@@ -2,6 +2,9 @@
 
 It carries the YOLO figures in named fields (BPR, anchors per target, fitness) and
 any head family's own figures by name, so a new family needs no new report type.
+Families whose anchors sit on strided levels (the YOLO heads) add per-level figures
+of the final anchors (:attr:`AnchorReport.levels`) and the anchors smaller than one
+stride of their level (:attr:`AnchorReport.below_stride`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .heads import Measure
+from .levels import BelowStride, LevelStats, format_below_stride, format_level_table, level_name
 
 __all__ = ["AnchorReport"]
 
@@ -30,7 +34,8 @@ class AnchorReport:
     ``*_before`` describe the anchors the model had, ``*_after`` the anchors it has
     now (the same values when nothing was replaced). For YOLO heads all figures are
     measured on the dataset's letterboxed box sizes with the seeded per-image scale
-    jitter U(0.9, 1.1).
+    jitter U(0.9, 1.1), or, when a training ``scale`` was given, on 8 pooled seeded
+    draws of U(1 - scale, 1 + scale) per image.
 
     Attributes:
         replaced: whether the model's anchors were replaced.
@@ -54,6 +59,15 @@ class AnchorReport:
         figures_before: the family's figures of the original anchors, by name
             (``{"bpr", "aat", "fitness"}`` for YOLO heads).
         figures_after: the same for the final anchors.
+        levels: per-level figures of the **final** anchors (the ones the model
+            trains with: ``anchors_after``) on the same boxes as the figures, one
+            :class:`~autoanchor.levels.LevelStats` per level in the head's order;
+            empty for families without strided levels.
+        below_stride: the final anchors smaller than one stride of their level,
+            with how much smaller (:class:`~autoanchor.levels.BelowStride`); empty
+            when none is (or the family has no levels).
+        scale: the training scale (yolov5's ``hyp['scale']``) the figures were
+            measured under, or ``None`` for yolov5's check jitter U(0.9, 1.1).
     """
 
     replaced: bool
@@ -69,11 +83,15 @@ class AnchorReport:
     family: str = "yolov5"
     figures_before: dict = field(default_factory=dict)
     figures_after: dict = field(default_factory=dict)
+    levels: tuple[LevelStats, ...] = ()
+    below_stride: tuple[BelowStride, ...] = ()
+    scale: float | None = None
 
     @classmethod
     def from_measures(
         cls, *, family: str, before: Measure, after: Measure, anchors_before: Tensor, anchors_after: Tensor,
-        replaced: bool, searched: bool,
+        replaced: bool, searched: bool, levels: tuple[LevelStats, ...] = (),
+        below_stride: tuple[BelowStride, ...] = (), scale: float | None = None,
     ) -> AnchorReport:
         """A report from a family's measures; YOLO figures fill the named fields."""
 
@@ -96,9 +114,37 @@ class AnchorReport:
             family=family,
             figures_before=dict(before.figures),
             figures_after=dict(after.figures),
+            levels=tuple(levels),
+            below_stride=tuple(below_stride),
+            scale=scale,
         )
 
+    def level_lines(self) -> list[str]:
+        """The per-level table of the final anchors and the anchors under one stride,
+        as text lines (no newlines); empty for a family without levels.
+
+        Example::
+
+            per level (final anchors, 929 boxes):
+            level  stride  anchors (px)              size (strides)  matched  targets/box   best
+            P3          8  10x13  16x30  33x23       1.4  2.7  3.4     61.2%         1.33  37.5%
+            ...
+        """
+        if not self.levels:
+            return []
+        header = f"per level (final anchors, {self.levels[0].n_boxes} boxes):"
+        return [header, *format_level_table(self.levels), *format_below_stride(self.below_stride)]
+
+    def _below_stride_suffix(self) -> str:
+        if not self.below_stride:
+            return ""
+        names = dict.fromkeys(level_name(item.stride) for item in self.below_stride)  # in order, once each
+        return f"; {len(self.below_stride)} anchor(s) under one stride of their level ({', '.join(names)})"
+
     def __str__(self) -> str:
+        return self._summary() + self._below_stride_suffix()
+
+    def _summary(self) -> str:
         verdict = "no better anchors found, kept the current ones" if self.searched else "current anchors fit, kept"
         if self.figures_before and tuple(self.figures_before) != _YOLO_FIGURES:
             names = list(self.figures_before)
@@ -137,6 +183,9 @@ class AnchorReport:
             and all(_same(v, other.figures_after[k]) for k, v in self.figures_after.items())
             and torch.equal(self.anchors_before, other.anchors_before)
             and torch.equal(self.anchors_after, other.anchors_after)
+            and self.scale == other.scale
+            and [lv.to_dict() for lv in self.levels] == [lv.to_dict() for lv in other.levels]
+            and self.below_stride == other.below_stride
         )
 
     __hash__ = None  # type: ignore[assignment]  # holds tensors

@@ -269,7 +269,8 @@ def test_fit_text_with_plot_and_out_matches_the_yaml_run(ok, folder):
     text = (folder / "result.txt").read_text(encoding="utf-8")
     for word in ("P3/8", "P4/16", "P5/32", "fitness", "BPR", "anchors/target", "Avg IoU"):
         assert word in text
-    level_lines = [line for line in text.splitlines() if line.strip().startswith("P")]
+    level_lines = [line for line in text.splitlines() if line.startswith("  P")]  # the indented anchor rows
+    assert len([line for line in text.splitlines() if re.match(r"P\d +\d+ ", line)]) == 3  # the per-level table
     # Same data, same seed: the same anchors as the yaml run, in the same order.
     rows = yaml.safe_load(ok("yaml").stdout)["anchors"]
     assert [pairs(line) for line in level_lines] == [[row[i : i + 2] for i in range(0, len(row), 2)] for row in rows]
@@ -547,14 +548,14 @@ def test_a_registered_subcommand_runs_with_the_shared_options(monkeypatch, capsy
     def add_arguments(parser):
         parser.add_argument("--levels", type=int, default=3)
 
-    @registry.register_command("advise", help="advice", description="Advice.", add_arguments=add_arguments)
+    @registry.register_command("explain", help="explain", description="Explain.", add_arguments=add_arguments)
     def run(args):
         seen.update(levels=args.levels, img=args.img, data=args.data, cache=args.cache)
         return 0
 
-    assert main(["advise", "data.yaml", "--levels", "4", "--no-cache"]) == 0
+    assert main(["explain", "data.yaml", "--levels", "4", "--no-cache"]) == 0
     assert seen == {"levels": 4, "img": 640, "data": "data.yaml", "cache": False}
-    with pytest.raises(ValueError, match="unknown subcommand 'nope'; known: fit, check, advise"):
+    with pytest.raises(ValueError, match="unknown subcommand 'nope'; known: fit, check, advise, explain"):
         registry.get_command("nope")
     with pytest.raises(ValueError, match="'fit' is already registered"):
         registry.register_command("fit", help="", description="", add_arguments=add_arguments)(run)
@@ -694,7 +695,10 @@ def test_check_cfg_shows_each_level_as_its_mask_picks_and_its_quirks(tmp_path, c
         f"BPR {expected.bpr:.4f}  anchors/target {expected.aat:.2f}  fitness {expected.fitness:.4f}  "
         f"Avg IoU {expected.avg_iou:.4f}"
     )
-    assert expected.bpr <= 0.98 and "consider 'autoanchor fit'" in lines[4]
+    # Then the per-level table (P4, P5 rows), then the verdict.
+    assert lines[4].split()[:2] == ["level", "stride"]
+    assert [line.split()[:2] for line in lines[5:7]] == [["P4", "16"], ["P5", "32"]]
+    assert expected.bpr <= 0.98 and "consider 'autoanchor fit'" in lines[-1]
     assert "autoanchor: warning: tiny.cfg: anchor 0 (10x14) is in no mask; darknet never uses it" in captured.err
 
 

@@ -69,6 +69,7 @@ def _report_fields(report):
         "anchors_before": report.anchors_before,
         "anchors_after": report.anchors_after,
         "line": str(report),
+        "levels": [level.to_dict() for level in report.levels],
     }
 
 
@@ -305,6 +306,20 @@ def test_good_anchors_kept_on_every_rank(ranks):
     for out in ranks:
         assert out["good_untouched"] and not out["good"]["replaced"] and not out["good"]["searched"]
     assert ranks[0]["good"]["figures"] == ranks[1]["good"]["figures"]
+
+
+def test_level_figures_are_over_every_rank_s_boxes(ranks):
+    """Each rank measured half of the boxes; the per-level shares are those of all of them."""
+    from autoanchor.datasets import load_boxes
+    from autoanchor.levels import level_stats
+
+    wh = load_boxes(None).pixel_wh(640, scale_jitter=(0.9, 1.1), generator=torch.Generator().manual_seed(0))
+    expected = level_stats(wh, torch.tensor(P5, dtype=torch.float32).view(3, 3, 2), [8, 16, 32])
+    assert ranks[0]["good"]["levels"] == ranks[1]["good"]["levels"]
+    for got, want in zip(ranks[0]["good"]["levels"], expected):
+        assert got["n_boxes"] == want.n_boxes == 929
+        for key in ("matched", "targets", "best"):
+            assert got[key] == pytest.approx(getattr(want, key), abs=1e-12)
 
 
 def test_bad_data_on_one_rank_raises_on_both(ranks):

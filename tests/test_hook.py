@@ -606,7 +606,10 @@ def test_verbose_logs_before_and_after(caplog, memo_search):
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("autoanchor")]
     assert any("best possible recall" in m for m in messages)
     assert any("poor fit" in m for m in messages)
-    assert messages[-1] == str(report)
+    # The report line, then the per-level table of the final anchors (header, column names, 3 levels).
+    table = [f"autoanchor: {line}" for line in report.level_lines()]
+    assert len(table) == 5 and table[2].startswith("autoanchor: P3 ")
+    assert messages[-6:] == [str(report), *table]
 
 
 # How yolov5 v7.0 sets up logging (utils/general.py, set_logging): a handler on its own
@@ -658,6 +661,8 @@ def test_the_report_reaches_a_training_log(setup, verbose, expected):
     replaced = [line for line in lines if "anchors replaced, BPR" in line]
     assert len(kept) == expected and len(replaced) == expected, result.stderr[-2000:]
     assert all(line.startswith("autoanchor: ") for line in kept + replaced)
+    # Each report line is followed by the per-level table, the same way.
+    assert sum(line.startswith("autoanchor: P3 ") for line in lines) == 2 * expected, result.stderr[-2000:]
     assert result.stdout == ""
     if setup is YOLOV5_LOGGING:
         assert "yolov5 is set up" in result.stderr  # yolov5's own logging still works

@@ -3,10 +3,12 @@
 ::
 
     autoanchor fit [DATA] [--n 9] [--img 640] [--thr 4.0] [--gen 1000] [--seed 0] [--metric ratio|iou]
-                   [--levels 3] [--format text|yaml|json|darknet|mmyolo] [--out FILE] [--plot PNG]
+                   [--levels 3] [--scale S] [--format text|yaml|json|darknet|mmyolo] [--out FILE] [--plot PNG]
                    [--device cpu|cuda] [--no-cache] [-q] [--model MODEL.yaml|MODEL.cfg [--write]]
     autoanchor check [DATA] (--model MODEL.yaml|MODEL.cfg | --anchors "10,13, 16,30, ..." | --anchors yolov5-p5)
-                     [--img 640] [--thr 4.0] [--bpr-threshold 0.98] [--format text|json]
+                     [--img 640] [--thr 4.0] [--bpr-threshold 0.98] [--scale S [--seed 0]] [--format text|json]
+    autoanchor advise [DATA] [--img 640] [--thr 4.0] [--margin 0.1] [--seed 0] [--scale S]
+                      [--counts 3-15] [--sweep-gen 100] [--gen 1000] [--format text|json]
 
 Without DATA both use the built-in coco128 statistics. A darknet ``.cfg`` as ``--model``
 gives the levels, strides and masks, and the boxes are resized as darknet resizes them
@@ -20,8 +22,8 @@ are small; more threads only add overhead).
 
 Layout: :mod:`.registry` holds the two plug points (subcommands, output formats),
 :mod:`.options` the option types and shared options, one module per subcommand
-(:mod:`.fit`, :mod:`.check`), :mod:`.formats` the writers, :mod:`.common` what
-running commands share. torch is imported only when a command runs, so ``--help``,
+(:mod:`.fit`, :mod:`.check`, :mod:`.advise`), :mod:`.formats` the writers, :mod:`.common` and
+:mod:`.levels` what running commands share. torch is imported only when a command runs, so ``--help``,
 ``--version`` and usage errors answer at once.
 """
 
@@ -43,6 +45,7 @@ from .registry import commands, get_command, register_command, register_format
 from . import formats  # noqa: F401  isort: skip
 from . import fit  # noqa: F401  isort: skip
 from . import check  # noqa: F401  isort: skip
+from . import advise  # noqa: F401  isort: skip
 
 __all__ = ["CommandLineError", "build_parser", "main", "register_command", "register_format"]
 

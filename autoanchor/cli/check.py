@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..configs import anchor_config_names, anchors_by_name, load_config
-from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, CommandLineError, probability
+from ..configs import anchor_config_names, anchors_by_name, load_config, strides_by_name
+from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, CommandLineError, add_scale_option, probability, seed
 from .registry import format_help, format_names, get_format, register_command
 
 if TYPE_CHECKING:
@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bpr-threshold", type=probability, default=defaults["bpr_threshold"], metavar="BPR",
         help="the anchors fit when their best possible recall is above this (as check_anchors decides "
         "whether to search new ones); default %(default)s",
+    )
+    add_scale_option(parser, "measure")
+    parser.add_argument(
+        "--seed", type=seed, default=defaults["seed"],
+        help="seeds the --scale draws (from 0 to 2**64 - 1); default %(default)s",
     )
     parser.add_argument(
         "--format", choices=format_names("check"), default="text",
@@ -79,10 +84,11 @@ def _parse_anchor_text(text: str) -> tuple[Tensor, str | None]:
 def run(args: argparse.Namespace) -> int:
     """Run ``autoanchor check`` with parsed options; returns 0 (fits), 1 (BPR not above the threshold)."""
     from ..metrics import anchor_stats
-    from ..modelyaml import read_model_anchors
+    from ..modelyaml import default_strides, read_model_anchors
     from .common import MIN_BOX_PX, BoxCounts, _searched_boxes, device_of, emit, load
     from .darknetcfg import is_cfg, network_size, read_model_cfg
     from .formats import CheckOutput
+    from .levels import per_level, scale_fields, training_wh
 
     writer = get_format("check", args.format)
     network = strides = None
@@ -99,22 +105,27 @@ def run(args: argparse.Namespace) -> int:
                 f"fit some with 'autoanchor fit DATA --model {args.model} --write'"
             )
         anchors, label = model.anchors, str(args.model)
+        strides = default_strides(model.n_levels)  # yolov5 models start at P3/8, as fit --model assumes
     else:
         anchors, label = _parse_anchor_text(args.anchors)
+        strides = strides_by_name(label) if label is not None else None  # numbers carry no strides
     device = device_of(args.device)
     img = network.long_side if network is not None else args.img
     sizes, wh, name = load(args.data, img, device, progress=not args.quiet, cache=args.cache, network=network)
+    wh = training_wh(sizes, wh, device, scale=args.scale, seed=args.seed)
     kept = _searched_boxes(wh)
     if kept.shape[0] == 0:
         raise CommandLineError(f"all {wh.shape[0]} boxes of {name} are under {MIN_BOX_PX:g} px; nothing to check")
     flat = anchors.reshape(-1, 2)
     stats = anchor_stats(kept, flat.to(device), thr=args.thr)
     counts = BoxCounts(wh, kept)
+    levels, below_stride = per_level(kept, anchors, strides, thr=args.thr)
     output = CheckOutput(
         anchors=flat.tolist(), label=label, data=name, stats=stats, bpr_threshold=args.bpr_threshold,
         info={"img": img, **(network.json_fields() if network is not None else {}), "thr": args.thr,
-              **counts.json_fields()},
-        boxes=counts.text(), strides=strides,
+              "seed": args.seed, **scale_fields(args.scale), **counts.json_fields()},
+        boxes=counts.text(), strides=strides if network is not None else None,
+        levels=levels, below_stride=below_stride,
     )
     emit(writer.write(output), None)
     return EXIT_OK if output.fits else EXIT_BELOW_THRESHOLD

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..configs import load_config
-from .options import EXIT_OK, CommandLineError, non_negative_int, positive_int, seed
+from .options import EXIT_OK, CommandLineError, add_scale_option, non_negative_int, positive_int, seed
 from .registry import format_help, format_names, get_format, register_command
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metric", choices=("ratio", "iou"), default=defaults["metric"],
         help="what to maximise: ratio (yolov5 fitness) or iou (Avg IoU); default %(default)s",
     )
+    add_scale_option(parser, "fit")
     parser.add_argument(
         "--format", choices=format_names("fit"), default="text",
         help=f"{format_help('fit')}; default %(default)s",
@@ -128,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from .common import FIGURES_FOR_PRINTED, BoxCounts, _searched_boxes, device_of, emit, load
     from .darknetcfg import describe_unused, fitted_line, is_cfg, level_tensor, network_size, read_model_cfg
     from .formats import FitOutput, stats_line
+    from .levels import per_level, scale_fields, training_wh
 
     writer = get_format("fit", args.format)
     _check_before_work(args)
@@ -145,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     device = device_of(args.device)
 
     sizes, wh, name = load(args.data, img, device, progress=not args.quiet, cache=args.cache, network=network)
+    wh = training_wh(sizes, wh, device, scale=args.scale, seed=args.seed)
     start = time.perf_counter()
     n_search = len(cfg.used) if cfg is not None else n  # yolov4-tiny's masks use 5 of its 6 anchors
     result = search_anchors(
@@ -170,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
     counts = BoxCounts(wh, kept)
     # The figures printed are those of the integer anchors that are printed and written.
     stats = anchor_stats(kept, rounded.reshape(-1, 2), thr=args.thr)
+    levels, below_stride = per_level(kept, rounded, strides, thr=args.thr)
     info = {
         "data": name,
         "n_images": sizes.n_images,
@@ -181,10 +185,12 @@ def run(args: argparse.Namespace) -> int:
         "gen": args.gen,
         "seed": args.seed,
         "n": n,
+        **scale_fields(args.scale),
     }
     output = FitOutput(
         rows, result.anchors.cpu().tolist(), strides, stats, info, counts.text(), FIGURES_FOR_PRINTED,
         line=line, masks=None if cfg is None else [list(mask) for mask in cfg.masks],
+        levels=levels, below_stride=below_stride,
     )
     emit(writer.write(output), args.out)
 

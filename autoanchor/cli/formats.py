@@ -29,13 +29,16 @@ class FitOutput:
         strides: stride of each level in pixels (8, 16, 32, ...).
         stats: AnchorStats of ``rows`` on the measured boxes.
         info: the run's settings and counts: ``data``, ``n_images``, ``img``, ``thr``,
-            ``metric``, ``gen``, ``seed``, ``n``, and ``BoxCounts.json_fields()``.
+            ``metric``, ``gen``, ``seed``, ``n``, ``scale``, ``draws`` and
+            ``BoxCounts.json_fields()``.
         boxes: e.g. ``928 of 929 boxes; 1 under 2 px left out``.
         figures_for: what the figures measure (the rounded anchors).
         line: with ``--model x.cfg``: the cfg's new ``anchors =`` line, ``[[w, h], ...]``
             integer pixels sorted by area, from which ``masks`` pick ``rows``; else None.
         masks: with ``--model x.cfg``: each level's mask (indices into ``line``), finest
             first; else None.
+        levels: LevelStats of ``rows`` per level on the measured boxes.
+        below_stride: BelowStride of the anchors of ``rows`` under one stride of their level.
     """
 
     rows: list[list[list[int]]]
@@ -47,6 +50,8 @@ class FitOutput:
     figures_for: str
     line: list[list[int]] | None = None
     masks: Sequence[Sequence[int]] | None = None
+    levels: tuple = ()
+    below_stride: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -59,10 +64,13 @@ class CheckOutput:
         data: the dataset's name.
         stats: AnchorStats of the anchors on the measured boxes.
         bpr_threshold: the BPR the anchors must exceed to fit.
-        info: ``img``, ``thr`` and ``BoxCounts.json_fields()``.
+        info: ``img``, ``thr``, ``seed``, ``scale``, ``draws`` and ``BoxCounts.json_fields()``.
         boxes: e.g. ``928 of 929 boxes; 1 under 2 px left out``.
         strides: with ``--model x.cfg``: the stride of each level, finest first, whose
             anchors follow each other in ``anchors``; else None (one list of anchors).
+        levels: LevelStats per level on the measured boxes; empty when the anchors
+            were given as numbers (no strides to put them on).
+        below_stride: BelowStride of the anchors under one stride of their level.
     """
 
     anchors: list[list[float]]
@@ -73,6 +81,8 @@ class CheckOutput:
     info: dict[str, Any]
     boxes: str
     strides: Sequence[int] | None = None
+    levels: tuple = ()
+    below_stride: tuple = ()
 
     @property
     def fits(self) -> bool:
@@ -87,6 +97,23 @@ def size_text(info: dict[str, Any]) -> str:
         return f"img {info['img']}"
     how = "letterboxed (darknet letter_box=1)" if network["letter_box"] else "stretched as darknet"
     return f"{network['width']}x{network['height']} {how}, {network['size_from']}"
+def _scale_note(info: dict[str, Any]) -> str:
+    """``, scale 0.5 (8 draws per image, seed 0)`` when the boxes were scaled as in training."""
+    if info.get("scale") is None:
+        return ""
+    return f", scale {info['scale']:g} ({info['draws']} draws per image, seed {info['seed']})"
+
+
+def _level_lines(levels: Sequence[Any], below_stride: Sequence[Any]) -> list[str]:
+    from ..levels import format_below_stride, format_level_table
+
+    return [*format_level_table(levels), *format_below_stride(below_stride)] if levels else []
+
+
+def _below_stride_json(below_stride: Sequence[Any]) -> list[dict[str, Any]]:
+    from .levels import below_stride_dict
+
+    return [below_stride_dict(item) for item in below_stride]
 
 
 def stats_line(stats: Any) -> str:
@@ -107,7 +134,7 @@ def fit_text(result: FitOutput) -> str:
     info = result.info
     lines = [
         f"{info['n']} anchors for {info['data']} ({result.boxes}; {size_text(info)}, thr {info['thr']}, "
-        f"metric {info['metric']}, gen {info['gen']}, seed {info['seed']}), w,h in pixels:"
+        f"metric {info['metric']}, gen {info['gen']}, seed {info['seed']}{_scale_note(info)}), w,h in pixels:"
     ]
     width = max(len(level_label(s)) for s in result.strides)
     for level, stride in zip(result.rows, result.strides):
@@ -115,6 +142,7 @@ def fit_text(result: FitOutput) -> str:
         lines.append(f"  {level_label(stride).ljust(width)}  {pairs}")
     lines.append(stats_line(result.stats))
     lines.append(f"({result.figures_for}, on {result.boxes})")
+    lines.extend(_level_lines(result.levels, result.below_stride))
     return "\n".join(lines) + "\n"
 
 
@@ -125,7 +153,7 @@ def fit_yaml(result: FitOutput) -> str:
     info, stats = result.info, result.stats
     header = (
         f"# autoanchor {__version__}: {info['n']} anchors for {info['data']} at {size_text(info)}, "
-        f"thr {info['thr']}: fitness {stats.fitness:.4f}, BPR {stats.bpr:.4f}, "
+        f"thr {info['thr']}{_scale_note(info)}: fitness {stats.fitness:.4f}, BPR {stats.bpr:.4f}, "
         f"anchors/target {stats.aat:.2f}, Avg IoU {stats.avg_iou:.4f}\n"
         f"# {result.figures_for}, on {result.boxes}"
     )
@@ -137,12 +165,15 @@ def fit_json(result: FitOutput) -> str:
     from .common import json_text
 
     stats = result.stats
+    # Each level: its index, stride and integer anchors, and (when measured) its LevelStats figures.
+    per_level = list(result.levels) or [None] * len(result.rows)
     document = {
         **result.info,
         "levels": [
-            {"level": index, "stride": stride, "anchors": level}
-            for index, (level, stride) in enumerate(zip(result.rows, result.strides))
+            {"level": index, **(figures.to_dict() if figures is not None else {}), "stride": stride, "anchors": level}
+            for index, (level, stride, figures) in enumerate(zip(result.rows, result.strides, per_level))
         ],
+        "below_stride": _below_stride_json(result.below_stride),
         "fitness": stats.fitness,
         "bpr": stats.bpr,
         "anchors_per_target": stats.aat,
@@ -184,7 +215,7 @@ def check_text(result: CheckOutput) -> str:
         if result.fits
         else f"BPR not above {result.bpr_threshold:g}: consider 'autoanchor fit' for this data"
     )
-    head = f"{what} on {result.data} ({result.boxes}; {size_text(info)}, thr {info['thr']})"
+    head = f"{what} on {result.data} ({result.boxes}; {size_text(info)}, thr {info['thr']}{_scale_note(info)})"
     if result.strides is None:
         lines = [f"{head}: " + ",  ".join(f"{w:g},{h:g}" for w, h in result.anchors)]
     else:
@@ -200,6 +231,10 @@ def check_text(result: CheckOutput) -> str:
     lines += [
         f"BPR {stats.bpr:.4f}  anchors/target {stats.aat:.2f}  fitness {stats.fitness:.4f}  "
         f"Avg IoU {stats.avg_iou:.4f}",
+        *(
+            _level_lines(result.levels, result.below_stride)
+            or ["(no per-level table: anchors given as numbers have no strides; name a shipped set or use --model)"]
+        ),
         verdict,
     ]
     return "\n".join(lines) + "\n"
@@ -223,6 +258,8 @@ def check_json(result: CheckOutput) -> str:
         "note": f"figures for the anchors as given, on {result.boxes}",
         "bpr_threshold": result.bpr_threshold,
         "fits": result.fits,
+        "levels": [level.to_dict() for level in result.levels],
+        "below_stride": _below_stride_json(result.below_stride),
     }
     if result.strides is not None:
         document["strides"] = list(result.strides)

@@ -15,10 +15,12 @@ __all__ = [
     "MAX_SEED",
     "Parser",
     "add_common_options",
+    "add_scale_option",
     "non_negative_int",
     "positive_int",
     "probability",
     "ratio",
+    "scale_fraction",
     "seed",
 ]
 
@@ -91,6 +93,28 @@ class _StoreImg(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
         namespace.img = values
         namespace.img_given = True
+def scale_fraction(text: str) -> float:
+    """An argparse ``type`` for yolov5's ``hyp['scale']``: a number in [0, 1) (``--scale``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a number from 0 up to, not including, 1 (yolov5's hyp['scale'], 0.5 in its default "
+            f"hyper-parameters: factors from U(1 - scale, 1 + scale)), got {text!r}"
+        )
+    return value
+
+
+def add_scale_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--scale S``: work on the box sizes under yolov5's training-time scale augmentation."""
+    parser.add_argument(
+        "--scale", type=scale_fraction, default=None, metavar="S",
+        help=f"yolov5's training scale hyp['scale'] (0.5 in its default hyper-parameters): {what} the boxes "
+        "under 8 seeded draws per image of a factor from U(1 - S, 1 + S), pooled, as the detector trains on "
+        "them; default: the plain sizes",
+    )
 
 
 def add_common_options(parser: argparse.ArgumentParser, defaults: dict) -> None:

@@ -8,15 +8,21 @@ head (:func:`find_head`) and then calls the family's methods in this order::
 
     family, head, where = find_head(model, detect)
     state = family.read(head, where)                  # validate, change nothing
-    data = family.data(state, sizes, imgsz=..., seed=..., device=..., rank=..., world_size=...)
+    data = family.data(state, sizes, imgsz=..., seed=..., device=..., rank=..., world_size=...[, scale=...])
     before = family.measure(state, state.params, data, thr=..., reducer=...)
     if before.score <= bpr_threshold:                 # not good enough: search
         params = family.fit(state, data, thr=..., gen=..., seed=..., search=..., reducer=..., progress=...)
         candidate = family.measure(state, params, data, thr=..., reducer=...)
         # replaced only if candidate.score > before.score
     write = family.prepare(state, params)             # cast and check everything, change nothing
+    family.levels(state, final, data, thr=..., reducer=...)   # per-level figures, () if none
+    family.below_stride(state, final)                 # anchors under one stride, () if none
     family.write(state, write)                        # in place; must not fail
     family.describe(write.params)                     # for the log
+
+``final`` is ``write.params`` after a replacement, else ``state.params``. ``scale=`` is
+passed to :meth:`HeadFamily.data` only when the user gave a training scale, and only
+to families whose :attr:`HeadFamily.supports_scale` is true.
 
 Everything up to :meth:`HeadFamily.prepare` leaves the model untouched, so an error
 anywhere before the final :meth:`HeadFamily.write` keeps it bit-identical.
@@ -26,12 +32,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 from torch import Tensor
 
 from ..boxes import BoxSizes
 from ..parallel import Reducer
+
+if TYPE_CHECKING:
+    from ..levels import BelowStride, LevelStats
 
 __all__ = [
     "HeadFamily",
@@ -118,6 +127,10 @@ class HeadFamily(ABC):
     name: ClassVar[str] = ""
     """Short unique name, e.g. ``"yolov5"``; shown in reports and errors."""
 
+    supports_scale: ClassVar[bool] = False
+    """Whether :meth:`data` takes ``scale=``, yolov5's training-time scale
+    augmentation (``hyp['scale']``); the hook refuses ``scale`` for other families."""
+
     @abstractmethod
     def locate(self, model: Any) -> tuple[Any, str]:
         """Where this family keeps its head in ``model``.
@@ -157,9 +170,14 @@ class HeadFamily(ABC):
         device: Any,
         rank: int,
         world_size: int,
+        scale: float | None = None,
     ) -> Any:
         """This rank's share of the boxes, in whatever form :meth:`measure` and
-        :meth:`fit` take (e.g. letterboxed sizes in pixels, plain and jittered)."""
+        :meth:`fit` take (e.g. letterboxed sizes in pixels, plain and jittered).
+
+        ``scale`` (yolov5's ``hyp['scale']``, in [0, 1)) is passed only when the user
+        gave one, and only if :attr:`supports_scale`: the boxes are then measured and
+        fitted under seeded draws of that training-time scale."""
 
     @abstractmethod
     def measure(self, state: HeadState, params: Tensor, data: Any, *, thr: float, reducer: Reducer | None) -> Measure:
@@ -196,6 +214,18 @@ class HeadFamily(ABC):
 
         Called only after every check has passed (on every rank); must not fail.
         """
+
+    def levels(
+        self, state: HeadState, params: Tensor, data: Any, *, thr: float, reducer: Reducer | None
+    ) -> tuple[LevelStats, ...]:
+        """Per-level figures of ``params`` on the measured boxes (summed across ranks
+        through ``reducer``), for families whose anchors sit on strided levels; by
+        default none. Called on every rank."""
+        return ()
+
+    def below_stride(self, state: HeadState, params: Tensor) -> tuple[BelowStride, ...]:
+        """The anchors of ``params`` smaller than one stride of their level; by default none."""
+        return ()
 
     def describe(self, params: Tensor) -> str:
         """``params`` as text for a log line."""

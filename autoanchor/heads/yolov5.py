@@ -17,6 +17,7 @@ heads it recognises and how it refreshes its caches.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, NamedTuple
 
@@ -25,6 +26,8 @@ from torch import Tensor, nn
 
 from .._format import format_anchors
 from ..boxes import BoxSizes
+from ..jitter import DEFAULT_DRAWS, scale_jittered_wh
+from ..levels import BelowStride, LevelStats, anchors_below_stride, level_stats
 from ..metrics import anchor_stats
 from ..parallel import Reducer
 from .base import HeadFamily, HeadNotFound, HeadState, Measure, SearchFn, Write, register_family
@@ -58,10 +61,15 @@ class YoloExtra(NamedTuple):
 
 
 class YoloData(NamedTuple):
-    """This rank's share of the letterboxed box sizes in pixels, on the working device."""
+    """This rank's share of the letterboxed box sizes in pixels, on the working device.
 
-    fit: Tensor  # [n,2] unjittered: what the search fits
-    check: Tensor  # [n,2] with the seeded per-image scale jitter: what is measured
+    Without a training scale, ``fit`` holds the plain sizes and ``check`` the sizes
+    under one draw of yolov5's check jitter U(0.9, 1.1). With ``scale``, both hold
+    the same ``DEFAULT_DRAWS`` pooled draws of U(1 - scale, 1 + scale) per image.
+    """
+
+    fit: Tensor  # [n,2] what the search fits
+    check: Tensor  # [n,2] what is measured
 
 
 class YoloHead(HeadFamily):
@@ -156,12 +164,29 @@ class YoloHead(HeadFamily):
 
     # -- measuring and fitting -----------------------------------------------------
 
+    supports_scale = True
+
     def data(
-        self, state: HeadState, sizes: BoxSizes, *, imgsz: float, seed: int, device: Any, rank: int, world_size: int
+        self,
+        state: HeadState,
+        sizes: BoxSizes,
+        *,
+        imgsz: float,
+        seed: int,
+        device: Any,
+        rank: int,
+        world_size: int,
+        scale: float | None = None,
     ) -> YoloData:
+        device = state.extra.anchors.device if device is None else device
+        if scale is not None:
+            # The distribution training sees: fitted and measured on the same pooled draws
+            # (the same on every rank: the generator is seeded alike, then the rows are shared out).
+            pooled = scale_jittered_wh(sizes, imgsz, scale=scale, draws=DEFAULT_DRAWS, seed=seed)  # [N*draws,2]
+            share = pooled[rank::world_size].to(device)
+            return YoloData(share, share)
         wh_px = sizes.pixel_wh(imgsz)  # [N,2]
         jittered = sizes.pixel_wh(imgsz, scale_jitter=SCALE_JITTER, generator=torch.Generator().manual_seed(seed))
-        device = state.extra.anchors.device if device is None else device
         # Each rank measures and searches its share of the boxes; sums are all-reduced.
         return YoloData(wh_px[rank::world_size].to(device), jittered[rank::world_size].to(device))
 
@@ -195,6 +220,31 @@ class YoloHead(HeadFamily):
         # As they would be stored: stride units rounded to the buffer's dtype.
         stored = (levels_px / stride[:, None, None]).to(state.extra.anchors.dtype).double()
         return stored * stride[:, None, None]
+
+    def levels(
+        self, state: HeadState, params: Tensor, data: YoloData, *, thr: float, reducer: Reducer | None
+    ) -> tuple[LevelStats, ...]:
+        """:func:`~autoanchor.levels.level_stats` of ``params`` on ``data.check``, the
+        boxes :meth:`measure` uses, with the anchors in float32 as measured there."""
+        anchors = params.to(data.check.device, torch.float32)  # [nl,na,2] px
+        stride = state.extra.stride
+        if reducer is None:
+            return tuple(level_stats(data.check, anchors, stride, thr=thr))
+        # Shares over all ranks' boxes: sum each rank's counts (share x its boxes).
+        n_local = data.check.shape[0]
+        local = level_stats(data.check if n_local else anchors.new_ones(1, 2), anchors, stride, thr=thr)
+        counts = torch.tensor([[lv.matched, lv.targets, lv.best] for lv in local], dtype=torch.float64)  # [nl,3]
+        total = reducer.sum(torch.cat([(counts * n_local).flatten(), torch.tensor([float(n_local)], dtype=torch.float64)]))
+        n = total[-1]
+        shares = (total[:-1].view(-1, 3) / n.clamp(min=1)).tolist()  # [nl,3]
+        return tuple(
+            dataclasses.replace(lv, matched=m, targets=t, best=b, n_boxes=int(n))
+            for lv, (m, t, b) in zip(local, shares)
+        )
+
+    def below_stride(self, state: HeadState, params: Tensor) -> tuple[BelowStride, ...]:
+        """The anchors under one stride of their level (:func:`~autoanchor.levels.anchors_below_stride`)."""
+        return tuple(anchors_below_stride(params, state.extra.stride))
 
     def reorder(self, state: HeadState) -> Tensor | None:
         """The pixel anchors with the levels flipped if their mean area runs against
