@@ -219,11 +219,16 @@ def positive_counts(samples: Samples, generator: GridAnchors, threshold: float, 
     wh, xy, extent = samples.wh, samples.xy, samples.extent
     counts = torch.zeros(wh.shape[0], dtype=wh.dtype, device=wh.device)
     anchors = generator.anchor_wh(dtype=wh.dtype, device=wh.device)
+    area = wh.prod(dim=1)  # [S]
     for wh_l, stride in zip(anchors, generator.strides):
         reach = int(float(wh_l.max()) * (1 - threshold) / threshold // stride) + 1
         steps = torch.arange(-reach, reach + 1, dtype=wh.dtype, device=wh.device) * stride  # [J]
-        for start in range(0, wh.shape[0], chunk):
-            part = slice(start, start + chunk)
+        # IoU <= smaller area / larger area: rows no anchor of the level can reach are skipped.
+        anchor_area = wh_l.prod(dim=1)  # [A]
+        ratio = torch.minimum(area[:, None] / anchor_area, anchor_area / area[:, None]).max(dim=1).values
+        rows = torch.nonzero(ratio >= threshold * (1 - 1e-6)).flatten()
+        for start in range(0, rows.shape[0], chunk):
+            part = rows[start : start + chunk]
             centre = xy[part]
             nearest = torch.round(centre / stride) * stride  # [n,2]
             points = nearest[:, None, :] + steps[None, :, None]  # [n,J,2] grid coordinates per axis
@@ -235,10 +240,19 @@ def positive_counts(samples: Samples, generator: GridAnchors, threshold: float, 
             anchor = wh_l[None, :, None, :]  # [1,A,1,2]
             overlap = torch.minimum(torch.minimum(box, anchor), (box + anchor) / 2 - delta[:, None]).clamp(min=0)
             overlap = overlap * valid[:, None].to(wh.dtype)  # [n,A,J,2]
-            inter = overlap[..., 0][..., :, None] * overlap[..., 1][..., None, :]  # [n,A,J,J]
-            union = (box.prod(-1) + anchor.prod(-1))[..., None] - inter  # [n,A,J,J]
-            counts[part] += (inter >= threshold * union).sum(dim=(1, 2, 3)).to(wh.dtype)
+            # IoU >= t  <=>  inter * (1 + t) >= t * (box area + anchor area), and inter is
+            # overlap_x * overlap_y: count the (x, y) pairs with a sorted search, not J*J products.
+            need = threshold * (box.prod(-1) + anchor.prod(-1)) / (1 + threshold)  # [n,A,1]
+            overlap_y = torch.sort(overlap[..., 1], dim=-1).values.contiguous()  # [n,A,J] ascending
+            floor_y = (need / overlap[..., 0]).contiguous()  # [n,A,J]; inf where overlap_x is 0
+            below = torch.searchsorted(overlap_y, floor_y * (1 - 1e-12))  # y points under the floor
+            counts[part] += (overlap_y.shape[-1] - below).sum(dim=(1, 2)).to(wh.dtype)
     return counts
+
+
+def _rows(samples: Samples, part: slice) -> Samples:
+    extent = None if samples.extent is None else samples.extent[part]
+    return Samples(samples.wh[part], samples.xy[part], samples.weight[part], extent)
 
 
 def _check_threshold(threshold: float) -> float:
@@ -286,7 +300,9 @@ def match_stats(samples: Samples, generator: GridAnchors, *, threshold: float, p
         MatchStats.
     """
     threshold = _check_threshold(threshold)
-    best = best_iou(samples, generator)
+    best = torch.cat(
+        [best_iou(_rows(samples, slice(i, i + 65536)), generator) for i in range(0, samples.wh.shape[0], 65536)]
+    )
     weight = samples.weight
     total = weight.sum()
     matched = float((weight * (best >= threshold).to(weight.dtype)).sum() / total)
