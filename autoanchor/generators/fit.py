@@ -28,8 +28,10 @@ score is that of the generator that gets written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -124,6 +126,24 @@ class FitResult:
     fitness_before: float
     fitness_after: float
     pools: int
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """One intra-op thread while scoring small CPU tensors (restored afterwards).
+
+    The rows are a few thousand; extra threads only add barriers, which stall for
+    seconds when another process holds a core.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _Scorer:
@@ -356,6 +376,11 @@ def fit_grid_anchors(
     if generator is None:
         generator = torch.Generator().manual_seed(seed)
 
+    with _one_cpu_thread(wh.device):
+        return _fit(wh, xy, start, threshold, generator, iou_weight, bins_per_octave, positions_per_pool, kicks, kick_scale)
+
+
+def _fit(wh, xy, start, threshold, generator, iou_weight, bins_per_octave, positions_per_pool, kicks, kick_scale) -> FitResult:
     samples = pool_samples(
         wh, xy, start.cell, bins_per_octave=bins_per_octave, positions_per_pool=positions_per_pool, generator=generator
     )
