@@ -54,7 +54,11 @@ def _models() -> list[tuple[str, DetectorAnchors, bool]]:
         resize = ResizeRule(800, 1333)
         return [
             ("retinanet_resnet50_fpn", DetectorAnchors("anchor_generator", "retinanet", retina, resize, 0.5), True),
-            ("fasterrcnn_mobilenet_v3_large_fpn", DetectorAnchors("rpn.anchor_generator", "rpn", rpn, resize, 0.7), False),
+            (
+                "fasterrcnn_mobilenet_v3_large_fpn",
+                DetectorAnchors("rpn.anchor_generator", "rpn", rpn, resize, 0.7),
+                False,
+            ),
         ]
     return [
         ("retinanet_resnet50_fpn", read_detector(retinanet_resnet50_fpn(weights=None, weights_backbone=None)), True),
@@ -85,8 +89,10 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(line)
 
     say(f"# torchvision anchors: defaults, DE peer, autoanchor ({time.strftime('%Y-%m-%d %H:%M')})")
-    say(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{args.threads} thread(s), load average {os.getloadavg()[0]:.1f}")
+    say(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.threads} thread(s), load average {os.getloadavg()[0]:.1f}"
+    )
     models = _models()
     for name in args.datasets.split(","):
         boxes = load_shared(name)
@@ -96,17 +102,30 @@ def main(argv: list[str] | None = None) -> None:
             start = detector.generator
             evaluator = make_samples(wh, None, start.cell, lattice=LATTICE)
             say()
-            say(f"## {name} ({wh.shape[0]} boxes), {model_name} (strides {start.strides}, IoU >= {detector.threshold:g})")
+            say(
+                f"## {name} ({wh.shape[0]} boxes), {model_name} "
+                f"(strides {start.strides}, IoU >= {detector.threshold:g})"
+            )
             say()
             say("| anchors | matched | mean best IoU | positives/box | search s |")
             say("|---|---|---|---|---|")
             say(_row("torchvision defaults", match_stats(evaluator, start, threshold=detector.threshold), "-"))
             peer = peer_generator(wh.numpy(), start, seed=0, retinanet_bases=keras_bases)
-            say(_row("DE peer (origin-centred)", match_stats(evaluator, peer.generator, threshold=detector.threshold), f"{peer.seconds:.2f}"))
+            say(
+                _row(
+                    "DE peer (origin-centred)",
+                    match_stats(evaluator, peer.generator, threshold=detector.threshold),
+                    f"{peer.seconds:.2f}",
+                )
+            )
             began = time.perf_counter()
             fit = fit_grid_anchors(wh, None, start, threshold=detector.threshold, seed=0)
             seconds = time.perf_counter() - began
-            say(_row("autoanchor", match_stats(evaluator, fit.generator, threshold=detector.threshold), f"{seconds:.2f}"))
+            say(
+                _row(
+                    "autoanchor", match_stats(evaluator, fit.generator, threshold=detector.threshold), f"{seconds:.2f}"
+                )
+            )
             say()
             say(f"peer: `{peer.generator}`")
             say(f"autoanchor: `{fit.generator}`")

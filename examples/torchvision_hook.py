@@ -42,7 +42,9 @@ def batch(boxes, count: int, side: int, generator: torch.Generator) -> tuple[lis
         size = (wh[pick] * side).clamp(min=4, max=side - 2)  # [4,2] px
         corner = torch.rand(4, 2, generator=generator) * (side - size)
         images.append(torch.rand(3, side, side, generator=generator))
-        targets.append({"boxes": torch.cat([corner, corner + size], 1), "labels": torch.randint(1, 91, (4,), generator=generator)})
+        targets.append(
+            {"boxes": torch.cat([corner, corner + size], 1), "labels": torch.randint(1, 91, (4,), generator=generator)}
+        )
     return images, targets
 
 

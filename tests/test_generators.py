@@ -95,8 +95,12 @@ def test_cell_anchors_order_and_half_to_even_rounding():
     got = cell_anchors([10, 3, 5], [1.0, 4.0])
     expected = torch.tensor(
         [
-            [-5, -5, 5, 5], [-2, -2, 2, 2], [-2, -2, 2, 2],
-            [-2, -10, 2, 10], [-1, -3, 1, 3], [-1, -5, 1, 5],
+            [-5, -5, 5, 5],
+            [-2, -2, 2, 2],
+            [-2, -2, 2, 2],
+            [-2, -10, 2, 10],
+            [-1, -3, 1, 3],
+            [-1, -5, 1, 5],
         ],
         dtype=torch.float32,
     )
@@ -108,7 +112,9 @@ def test_grid_anchors_against_a_loop():
     got = grid_anchors(cell, (3, 4), (16, 16))
     expected = [
         [a[0] + x * 16, a[1] + y * 16, a[2] + x * 16, a[3] + y * 16]
-        for y in range(3) for x in range(4) for a in cell.tolist()
+        for y in range(3)
+        for x in range(4)
+        for a in cell.tolist()
     ]
     assert got.tolist() == expected
 
@@ -164,10 +170,17 @@ def test_offset_iou_against_corner_boxes():
     offset = (torch.rand(50, 2, generator=g, dtype=torch.float64) - 0.5) * 80
     got = offset_iou(wh, anchors, offset)
     for n in range(50):
-        box = [offset[n, 0] - wh[n, 0] / 2, offset[n, 1] - wh[n, 1] / 2, offset[n, 0] + wh[n, 0] / 2, offset[n, 1] + wh[n, 1] / 2]
+        box = [
+            offset[n, 0] - wh[n, 0] / 2,
+            offset[n, 1] - wh[n, 1] / 2,
+            offset[n, 0] + wh[n, 0] / 2,
+            offset[n, 1] + wh[n, 1] / 2,
+        ]
         for a in range(7):
             anchor = [-anchors[a, 0] / 2, -anchors[a, 1] / 2, anchors[a, 0] / 2, anchors[a, 1] / 2]
-            assert got[n, a].item() == pytest.approx(corner_iou([float(v) for v in box], [float(v) for v in anchor]), abs=1e-12)
+            assert got[n, a].item() == pytest.approx(
+                corner_iou([float(v) for v in box], [float(v) for v in anchor]), abs=1e-12
+            )
 
 
 @pytest.mark.parametrize("threshold", [0.4, 0.5, 0.7])
@@ -181,7 +194,12 @@ def test_best_iou_and_positives_against_every_anchor(threshold):
     samples = make_samples(wh, xy, gen.cell, extent=torch.tensor([[width, height]] * 120, dtype=torch.float64))
     best, positives = best_iou(samples, gen), positive_counts(samples, gen, threshold)
     for n in range(120):
-        box = [float(xy[n, 0] - wh[n, 0] / 2), float(xy[n, 1] - wh[n, 1] / 2), float(xy[n, 0] + wh[n, 0] / 2), float(xy[n, 1] + wh[n, 1] / 2)]
+        box = [
+            float(xy[n, 0] - wh[n, 0] / 2),
+            float(xy[n, 1] - wh[n, 1] / 2),
+            float(xy[n, 0] + wh[n, 0] / 2),
+            float(xy[n, 1] + wh[n, 1] / 2),
+        ]
         ious = [corner_iou(box, a) for a in anchors]
         assert best[n].item() == pytest.approx(max(ious), abs=1e-9)
         assert positives[n].item() == sum(i >= threshold for i in ious)
@@ -351,7 +369,12 @@ class Wrapper(nn.Module):
 
 
 def snapshot(module) -> tuple:
-    return module.sizes, module.aspect_ratios, [c.clone() for c in module.cell_anchors], [c.data_ptr() for c in module.cell_anchors]
+    return (
+        module.sizes,
+        module.aspect_ratios,
+        [c.clone() for c in module.cell_anchors],
+        [c.data_ptr() for c in module.cell_anchors],
+    )
 
 
 def test_find_anchor_generator_everywhere():

@@ -111,7 +111,10 @@ def test_check_replaces_and_a_training_step_runs(models, name, one_cpu_thread):
     width, height = 256, 192
     strides = report.generator_after.strides
     expected = torch.cat(
-        [grid_anchors(c, (height // s, width // s), (s, s)) for c, s in zip(report.generator_after.cell_anchors(), strides)]
+        [
+            grid_anchors(c, (height // s, width // s), (s, s))
+            for c, s in zip(report.generator_after.cell_anchors(), strides)
+        ]
     )
     assert torch.equal(real_anchors(module, width, height, strides), expected)
     model.train()

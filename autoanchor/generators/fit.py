@@ -207,7 +207,9 @@ def _level_best(table: list[Tensor]) -> Tensor:
     return torch.stack([t.flatten(1).max(dim=1).values for t in table], dim=1)  # [S,L]
 
 
-def _best_without(table: list[Tensor], level_best: Tensor, levels: list[int], ratio: int | None, size: int | None) -> Tensor:
+def _best_without(
+    table: list[Tensor], level_best: Tensor, levels: list[int], ratio: int | None, size: int | None
+) -> Tensor:
     """Best IoU per row over all anchors except one size or one ratio on ``levels``."""
     keep = [level for level in range(len(table)) if level not in levels]
     best = level_best[:, keep].max(dim=1).values if keep else torch.zeros_like(level_best[:, 0])
@@ -215,14 +217,20 @@ def _best_without(table: list[Tensor], level_best: Tensor, levels: list[int], ra
         rest = table[level]
         if size is not None and rest.shape[2] > 1:
             per_size = rest.max(dim=1).values  # [S,k]
-            best = torch.maximum(best, torch.cat([per_size[:, :size], per_size[:, size + 1 :]], dim=1).max(dim=1).values)
+            best = torch.maximum(
+                best, torch.cat([per_size[:, :size], per_size[:, size + 1 :]], dim=1).max(dim=1).values
+            )
         if ratio is not None and rest.shape[1] > 1:
             per_ratio = rest.max(dim=2).values  # [S,r]
-            best = torch.maximum(best, torch.cat([per_ratio[:, :ratio], per_ratio[:, ratio + 1 :]], dim=1).max(dim=1).values)
+            best = torch.maximum(
+                best, torch.cat([per_ratio[:, :ratio], per_ratio[:, ratio + 1 :]], dim=1).max(dim=1).values
+            )
     return best
 
 
-def _climb(scorer: _Scorer, log_sizes: list[Tensor], log_ratios: list[Tensor], shared: bool, steps) -> tuple[list[Tensor], list[Tensor], float]:
+def _climb(
+    scorer: _Scorer, log_sizes: list[Tensor], log_ratios: list[Tensor], shared: bool, steps
+) -> tuple[list[Tensor], list[Tensor], float]:
     table = scorer.table(log_sizes, log_ratios)
     level_best = _level_best(table)
     fitness = float(scorer.score(level_best.max(dim=1).values))
@@ -238,7 +246,9 @@ def _climb(scorer: _Scorer, log_sizes: list[Tensor], log_ratios: list[Tensor], s
                     other = _best_without(table, level_best, [level], None, j)
                     base = scorer.score(other)
                     trials = log_sizes[level][j] + step * moves  # [T]
-                    trial_wh = scorer.anchor_wh(trials[:, None], log_ratios[level][None, :].expand(len(trials), -1))  # [T,r,1,2]
+                    trial_wh = scorer.anchor_wh(
+                        trials[:, None], log_ratios[level][None, :].expand(len(trials), -1)
+                    )  # [T,r,1,2]
                     areas = trial_wh.prod(-1).flatten()
                     # IoU <= smaller area / larger area, whatever the positions.
                     bound = torch.minimum(scorer.area / areas.min(), areas.max() / scorer.area).clamp(max=1)  # [S]
@@ -262,7 +272,9 @@ def _climb(scorer: _Scorer, log_sizes: list[Tensor], log_ratios: list[Tensor], s
                     trials = log_ratios[levels[0]][i] + step * moves  # [T]
                     trial_best = torch.zeros(other.shape[0], len(trials), device=other.device)
                     for level in levels:
-                        trial_wh = scorer.anchor_wh(log_sizes[level][None, :].expand(len(trials), -1), trials[:, None])  # [T,1,k,2]
+                        trial_wh = scorer.anchor_wh(
+                            log_sizes[level][None, :].expand(len(trials), -1), trials[:, None]
+                        )  # [T,1,k,2]
                         areas = trial_wh.prod(-1).flatten()
                         bound = torch.minimum(scorer.area / areas.min(), areas.max() / scorer.area).clamp(max=1)  # [S]
                         rows = torch.nonzero(bound > other).flatten()
@@ -275,7 +287,9 @@ def _climb(scorer: _Scorer, log_sizes: list[Tensor], log_ratios: list[Tensor], s
                         for level in levels:
                             log_ratios[level] = log_ratios[level].clone()
                             log_ratios[level][i] = trials[best_t]
-                            table[level] = scorer.level_iou(level, scorer.anchor_wh(log_sizes[level], log_ratios[level]))
+                            table[level] = scorer.level_iou(
+                                level, scorer.anchor_wh(log_sizes[level], log_ratios[level])
+                            )
                         level_best[:, level] = table[level].flatten(1).max(dim=1).values
                         improved = True
             if not improved:
@@ -310,7 +324,9 @@ def _to_generator(log_sizes: list[Tensor], log_ratios: list[Tensor], strides: tu
 
 def _pooled_stats(scorer: _Scorer, generator: GridAnchors, total: float) -> tuple[MatchStats, float]:
     log_sizes = [torch.log2(torch.tensor(s, dtype=torch.float64, device=scorer.wh.device)) for s in generator.sizes]
-    log_ratios = [torch.log2(torch.tensor(r, dtype=torch.float64, device=scorer.wh.device)) for r in generator.aspect_ratios]
+    log_ratios = [
+        torch.log2(torch.tensor(r, dtype=torch.float64, device=scorer.wh.device)) for r in generator.aspect_ratios
+    ]
     best = _level_best(scorer.table(log_sizes, log_ratios)).max(dim=1).values
     matched = float(torch.dot(scorer.weight, (best >= scorer.threshold).float()))
     mean_iou = float(torch.dot(scorer.weight, best))
@@ -377,10 +393,14 @@ def fit_grid_anchors(
         generator = torch.Generator().manual_seed(seed)
 
     with _one_cpu_thread(wh.device):
-        return _fit(wh, xy, start, threshold, generator, iou_weight, bins_per_octave, positions_per_pool, kicks, kick_scale)
+        return _fit(
+            wh, xy, start, threshold, generator, iou_weight, bins_per_octave, positions_per_pool, kicks, kick_scale
+        )
 
 
-def _fit(wh, xy, start, threshold, generator, iou_weight, bins_per_octave, positions_per_pool, kicks, kick_scale) -> FitResult:
+def _fit(
+    wh, xy, start, threshold, generator, iou_weight, bins_per_octave, positions_per_pool, kicks, kick_scale
+) -> FitResult:
     samples = pool_samples(
         wh, xy, start.cell, bins_per_octave=bins_per_octave, positions_per_pool=positions_per_pool, generator=generator
     )
@@ -400,8 +420,13 @@ def _fit(wh, xy, start, threshold, generator, iou_weight, bins_per_octave, posit
     )
     logger.debug("climb reached fitness %.5f", best_fitness)
     for kick in range(kicks):
-        noise_sizes = [s + kick_scale * torch.randn(s.shape, generator=generator, dtype=torch.float64).to(device) for s in best_sizes]
-        ratio_noise = [kick_scale * torch.randn(r.shape, generator=generator, dtype=torch.float64).to(device) for r in best_ratios]
+        noise_sizes = [
+            s + kick_scale * torch.randn(s.shape, generator=generator, dtype=torch.float64).to(device)
+            for s in best_sizes
+        ]
+        ratio_noise = [
+            kick_scale * torch.randn(r.shape, generator=generator, dtype=torch.float64).to(device) for r in best_ratios
+        ]
         if shared:
             ratio_noise = [ratio_noise[0]] * len(ratio_noise)
         noise_ratios = [r + n for r, n in zip(best_ratios, ratio_noise)]

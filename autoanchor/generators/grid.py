@@ -20,6 +20,7 @@ reproduced, all in pixels of the model's input image (after its transform resize
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,7 +39,7 @@ def _as_levels(values: Sequence, name: str) -> tuple[tuple[float, ...], ...]:
             raise TypeError(f"{name}[{index}] must be a non-empty sequence of numbers, got {level!r}")
         row = []
         for value in level:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(f"{name}[{index}] must hold numbers, got {value!r}")
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}[{index}] must hold finite positive numbers, got {value!r}")
@@ -158,7 +159,7 @@ class GridAnchors:
             raise TypeError(f"strides must be a sequence of integers, got {self.strides!r}")
         strides = []
         for stride in self.strides:
-            if isinstance(stride, bool) or not isinstance(stride, (int, float)) or stride != int(stride):
+            if isinstance(stride, bool) or not isinstance(stride, numbers.Real) or stride != int(stride):
                 raise TypeError(f"strides must hold integers, got {stride!r} in {self.strides!r}")
             if stride < 1:
                 raise ValueError(f"strides must be >= 1 pixel, got {stride!r} in {self.strides!r}")
@@ -219,12 +220,15 @@ class GridAnchors:
 
     def rounded(self, *, size_decimals: int = 0, ratio_decimals: int = 3) -> GridAnchors:
         """A copy with sizes and ratios rounded for writing into configs and models."""
+
         def fix(value: float, decimals: int) -> float:
             return float(round(value)) if decimals == 0 else round(value, decimals)
 
         return GridAnchors(
             tuple(tuple(max(fix(v, size_decimals), 1.0) for v in level) for level in self.sizes),
-            tuple(tuple(max(fix(v, ratio_decimals), 10.0**-ratio_decimals) for v in level) for level in self.aspect_ratios),
+            tuple(
+                tuple(max(fix(v, ratio_decimals), 10.0**-ratio_decimals) for v in level) for level in self.aspect_ratios
+            ),
             self.strides,
         )
 
@@ -232,8 +236,13 @@ class GridAnchors:
         def number(value: float) -> str:
             return str(int(value)) if value == int(value) else f"{value:g}"
 
-        sizes = ", ".join("(" + ", ".join(number(v) for v in level) + ("," if len(level) == 1 else "") + ")" for level in self.sizes)
-        ratios = ", ".join("(" + ", ".join(number(v) for v in level) + ("," if len(level) == 1 else "") + ")" for level in self.aspect_ratios)
+        sizes = ", ".join(
+            "(" + ", ".join(number(v) for v in level) + ("," if len(level) == 1 else "") + ")" for level in self.sizes
+        )
+        ratios = ", ".join(
+            "(" + ", ".join(number(v) for v in level) + ("," if len(level) == 1 else "") + ")"
+            for level in self.aspect_ratios
+        )
         return f"AnchorGenerator(sizes=({sizes},), aspect_ratios=({ratios},))  # strides {self.strides}"
 
 

@@ -99,7 +99,9 @@ def _levels(value: object, name: str, path: str) -> tuple[tuple[float, ...], ...
     try:
         return tuple(tuple(float(v) for v in level) for level in value)  # type: ignore[union-attr]
     except TypeError as error:
-        raise TypeError(f"{path or 'the generator'}.{name} must be a sequence of per-level sequences, got {value!r}") from error
+        raise TypeError(
+            f"{path or 'the generator'}.{name} must be a sequence of per-level sequences, got {value!r}"
+        ) from error
 
 
 def measure_strides(model: nn.Module, *, probe: int = 256) -> tuple[int, ...]:
@@ -131,7 +133,11 @@ def measure_strides(model: nn.Module, *, probe: int = 256) -> tuple[int, ...]:
     finally:
         for module, training in flags.items():
             module.training = training
-    maps = list(features.values()) if isinstance(features, dict) else [features] if isinstance(features, Tensor) else list(features)
+    maps = (
+        list(features.values())
+        if isinstance(features, dict)
+        else [features] if isinstance(features, Tensor) else list(features)
+    )
     strides = []
     for index, feature in enumerate(maps):
         height = int(feature.shape[-2])
@@ -218,7 +224,9 @@ def read_detector(
         strides = measure_strides(model, probe=probe)
     strides = tuple(strides)
     if len(strides) != len(sizes):
-        raise ValueError(f"{path or 'the generator'} has {len(sizes)} levels but there are {len(strides)} strides {strides}")
+        raise ValueError(
+            f"{path or 'the generator'} has {len(sizes)} levels but there are {len(strides)} strides {strides}"
+        )
     generator = GridAnchors(sizes, ratios, strides)
     if threshold is None:
         threshold = _read_threshold(model, path) if path else None
@@ -245,7 +253,11 @@ def write_grid_anchors(module: nn.Module, generator: GridAnchors) -> None:
         ValueError: if the structure differs (levels, sizes or ratios per level).
     """
     old_sizes, old_ratios, cells = module.sizes, module.aspect_ratios, module.cell_anchors
-    if len(old_sizes) != generator.num_levels or len(cells) != generator.num_levels or len(old_ratios) != generator.num_levels:
+    if (
+        len(old_sizes) != generator.num_levels
+        or len(cells) != generator.num_levels
+        or len(old_ratios) != generator.num_levels
+    ):
         raise ValueError(f"the generator has {len(old_sizes)} levels, the new anchors {generator.num_levels}")
     for level, (s, r) in enumerate(zip(old_sizes, old_ratios)):
         if len(s) != len(generator.sizes[level]) or len(r) != len(generator.aspect_ratios[level]):
@@ -338,8 +350,9 @@ class GridAnchorReport:
     def __str__(self) -> str:
         change = "replaced" if self.replaced else "kept"
         return (
-            f"{self.detector.family} anchors {change}: matched {self.before.matched:.2%} -> {self.after.matched:.2%} "
-            f"at IoU>={self.detector.threshold:g}, mean best IoU {self.before.mean_iou:.3f} -> {self.after.mean_iou:.3f}, "
+            f"{self.detector.family} anchors {change}: matched {self.before.matched:.2%} -> "
+            f"{self.after.matched:.2%} at IoU>={self.detector.threshold:g}, "
+            f"mean best IoU {self.before.mean_iou:.3f} -> {self.after.mean_iou:.3f}, "
             f"positives/box {self.before.positives:.2f} -> {self.after.positives:.2f}"
         )
 
@@ -393,11 +406,18 @@ def check_grid_anchors(
     start = detector.generator
     result = fit_grid_anchors(wh_px, xy_px, start, threshold=detector.threshold, generator=generator)
     evaluation = pool_samples(
-        wh_px, xy_px, start.cell, bins_per_octave=12, positions_per_pool=16, generator=torch.Generator().manual_seed(seed)
+        wh_px,
+        xy_px,
+        start.cell,
+        bins_per_octave=12,
+        positions_per_pool=16,
+        generator=torch.Generator().manual_seed(seed),
     )
     before = match_stats(evaluation, start, threshold=detector.threshold)
     after_generator = result.generator
-    after = before if after_generator == start else match_stats(evaluation, after_generator, threshold=detector.threshold)
+    after = (
+        before if after_generator == start else match_stats(evaluation, after_generator, threshold=detector.threshold)
+    )
     replaced = False
     if replace and after.matched > before.matched:
         _path, module = find_anchor_generator(model)
