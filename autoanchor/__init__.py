@@ -19,7 +19,11 @@ from .metrics import (
     ratio_metric,
     wh_iou,
 )
-from .search import SearchResult, kmean_anchors, search_anchors
+from .dropins import kmean_anchors
+from .metrics import anchor_stats_batch
+from .objectives import Objective, objective_class, register_objective
+from .search import SearchResult, search_anchors
+from .settings import SearchSettings
 
 __version__ = "0.1.0"
 
@@ -30,9 +34,12 @@ __all__ = [
     "DistributedReducer",
     "LoadSummary",
     "PeerFailure",
+    "Objective",
     "SearchResult",
+    "SearchSettings",
     "anchor_fitness",
     "anchor_stats",
+    "anchor_stats_batch",
     "anchors_above_threshold",
     "avg_iou",
     "best_possible_recall",
@@ -42,7 +49,9 @@ __all__ = [
     "kmean_anchors",
     "load_boxes",
     "load_boxes_with_report",
+    "objective_class",
     "ratio_metric",
+    "register_objective",
     "search_anchors",
     "wh_iou",
 ]

@@ -34,8 +34,10 @@ import torch
 from torch import Tensor
 
 from . import __version__
+from .boxes import MIN_BOX_PX, searchable_boxes
 from .configs import anchor_config_names, anchors_by_name, load_config
 from .metrics import AnchorStats, anchor_stats
+from .objectives import objective_class
 from .modelyaml import (
     ModelAnchors,
     anchors_yaml_block,
@@ -50,8 +52,6 @@ __all__ = ["main", "build_parser"]
 logger = logging.getLogger(__name__)
 
 FORMATS = ("text", "yaml", "json", "darknet")
-# Same rule as the search: boxes with both sides under 2 px are left out, and so are zero-size boxes.
-MIN_BOX_PX = 2.0
 EXIT_ERROR = 2
 EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
@@ -223,11 +223,6 @@ def _check_output_path(option: str, path: Path | None) -> None:
         raise CommandLineError(f"{option} {str(path)!r}: the folder {str(folder)!r} does not exist")
 
 
-def _searched_boxes(wh: Tensor) -> Tensor:
-    """The boxes the search uses: either side at least 2 px, no zero side."""
-    return wh[(wh >= MIN_BOX_PX).any(1) & (wh > 0).all(1)]
-
-
 def _load(data: str | None, img: int, device: torch.device, *, progress: bool) -> tuple[Any, Tensor, str]:
     from .datasets import load_boxes
 
@@ -381,7 +376,7 @@ def _fit(args: argparse.Namespace) -> int:
     exact = result.anchors.reshape(n_levels, n // n_levels, 2)
     rows = round_anchors(exact)
     rounded = torch.tensor(rows, dtype=torch.float32, device=wh.device)
-    kept = _searched_boxes(wh)
+    kept = searchable_boxes(wh)
     # The figures printed are those of the integer anchors that are printed and written.
     stats = anchor_stats(kept, rounded.reshape(-1, 2), thr=args.thr)
     strides = default_strides(n_levels)
@@ -424,7 +419,7 @@ def _write(
     if model.anchors is not None:
         before = anchor_stats(kept, model.anchors.to(kept.device).reshape(-1, 2), thr=thr)
         logger.info("anchors in %s before: %s", path, _stats_line(before))
-        worse = stats.avg_iou < before.avg_iou if metric == "iou" else stats.fitness < before.fitness
+        worse = objective_class(metric).figure(stats) < objective_class(metric).figure(before)
         if worse:
             logger.warning("the fitted anchors fit worse than those in %s; writing them anyway", path)
     if write_model_anchors(path, rows):
@@ -449,7 +444,7 @@ def _check(args: argparse.Namespace) -> int:
         anchors, label = _parse_anchor_text(args.anchors)
     device = _device(args.device)
     sizes, wh, name = _load(args.data, args.img, device, progress=not args.quiet)
-    kept = _searched_boxes(wh)
+    kept = searchable_boxes(wh)
     if kept.shape[0] == 0:
         raise CommandLineError(f"all {wh.shape[0]} boxes of {name} are under {MIN_BOX_PX:g} px; nothing to check")
     flat = anchors.reshape(-1, 2)

@@ -16,7 +16,8 @@ from autoanchor.boxes import BoxSizes
 from autoanchor.datasets import load_boxes
 from autoanchor.metrics import anchor_stats
 from autoanchor.parallel import LocalReducer
-from autoanchor.search import SearchResult, kmean_anchors, search_anchors
+from autoanchor.dropins import kmean_anchors
+from autoanchor.search import SearchResult, search_anchors
 
 
 
