@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import autoanchor.polish as polish_module
-from autoanchor.boxes import MIN_ANCHOR_PX
+from autoanchor.boxes import MIN_ANCHOR_PX, searchable_boxes
 from autoanchor.datasets import load_boxes
 from autoanchor.differential import differential_evolution
 from autoanchor.evolve import evolve, mutate, mutation_factors
@@ -38,7 +38,7 @@ def random_sizes(shape, *, seed, low=2.0, high=600.0, device="cpu") -> torch.Ten
 def coco_wh() -> torch.Tensor:
     """coco128 box sizes at 640 px, without the boxes the search leaves out (both sides < 2 px)."""
     wh = load_boxes(None, verbose=False).pixel_wh(640)
-    return wh[(wh >= 2).any(1) & (wh > 0).all(1)]
+    return searchable_boxes(wh)
 
 
 def reference(metric, wh, anchors, weights, thr=4.0):
