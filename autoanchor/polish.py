@@ -141,9 +141,9 @@ class _Scores:
 
         The moves must stay within ``reach`` (log units) of the anchor. With few
         boxes (:meth:`dense`) every move is scored on every box, from ``moved``
-        (:meth:`score_moves` of ``positions``) when the caller keeps it. Else,
-        under the ratio metric, each anchor's moves are scored only on the boxes
-        they can affect (the objective's
+        (:meth:`score_moves` of ``positions``) when the caller keeps it. Else
+        each anchor's moves are scored only on the boxes they can affect (the
+        objective's
         :meth:`~autoanchor.objectives.Objective.reachable` boxes), gathered into
         one padded ``[K, R]`` index so that all moves are scored at once; an
         objective without such a bound scores them with :meth:`try_moves`.
