@@ -68,15 +68,17 @@ class Cells(NamedTuple):
 def linf_distance(a: Tensor, b: Tensor, dim: int) -> Tensor:
     """L∞ distance between (log) sizes along ``dim`` (of length 2), broadcast: the one such kernel.
 
-    On log sizes, the ratio metric is ``exp(-linf_distance)``. Put the sides in a
-    leading dimension and the boxes last: reducing over a short last dimension is
-    several times slower.
+    On log sizes, the ratio metric is ``exp(-linf_distance)``. Keep the boxes in the
+    last dimension: the work then runs along contiguous rows. (Two element-wise
+    maxima of the sides are several times faster than ``amax`` over a dimension of
+    length 2.)
 
     Example:
         >>> linf_distance(torch.tensor([0.0, 1.0]), torch.tensor([0.5, 3.0]), dim=0)  # max(0.5, 2.0)
         tensor(2.)
     """
-    return (a - b).abs_().amax(dim)
+    width = (a.select(dim, 0) - b.select(dim, 0)).abs_()
+    return torch.maximum(width, (a.select(dim, 1) - b.select(dim, 1)).abs_())
 
 
 class Objective:
