@@ -261,8 +261,8 @@ def anchor_stats(
     Example:
         >>> wh = torch.tensor([[10.0, 10.0], [30.0, 10.0]])
         >>> stats = anchor_stats(wh, torch.tensor([[10.0, 10.0]]))
-        >>> stats.bpr, stats.fitness  # ratios 1 and 1/3 both pass 1/4: (1 + 1/3) / 2
-        (1.0, 0.6666666666666666)
+        >>> stats.bpr, stats.fitness  # ratios 1 and 1/3 (float32) both pass 1/4: (1 + 1/3) / 2
+        (1.0, 0.6667)
     """
     check_anchors(anchors)
     if anchors.ndim != 2:
