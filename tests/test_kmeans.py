@@ -237,7 +237,7 @@ def test_lloyd_runs_starts_together_as_alone(distance, update):
             assert float(distortions[index]) == pytest.approx(float(distortion), rel=1e-12)
 
 
-def test_every_start():
+def test_kmeans_starts_returns_every_start():
     wh = torch.cat(blobs(2))
     every = kmeans_starts(wh, 3, restarts=5, generator=generator(6))
     assert every.shape == (5, 3, 2)
