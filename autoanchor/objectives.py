@@ -69,16 +69,16 @@ def linf_distance(a: Tensor, b: Tensor, dim: int) -> Tensor:
     """L∞ distance between (log) sizes along ``dim`` (of length 2), broadcast: the one such kernel.
 
     On log sizes, the ratio metric is ``exp(-linf_distance)``. Keep the boxes in the
-    last dimension: the work then runs along contiguous rows. (Two element-wise
-    maxima of the sides are several times faster than ``amax`` over a dimension of
-    length 2.)
+    last dimension: the work then runs along contiguous rows. (Three kernels; an
+    element-wise maximum of the two sides beats ``amax`` over a dimension of length
+    2 on large inputs and matches it on the evolution's small ones.)
 
     Example:
         >>> linf_distance(torch.tensor([0.0, 1.0]), torch.tensor([0.5, 3.0]), dim=0)  # max(0.5, 2.0)
         tensor(2.)
     """
-    width = (a.select(dim, 0) - b.select(dim, 0)).abs_()
-    return torch.maximum(width, (a.select(dim, 1) - b.select(dim, 1)).abs_())
+    gaps = (a - b).abs_()
+    return torch.maximum(gaps.select(dim, 0), gaps.select(dim, 1))
 
 
 class Objective:
