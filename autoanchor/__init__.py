@@ -18,6 +18,11 @@ __version__ = "0.1.0"
 
 # Public name -> the submodule that defines it. Adding a public name is one line here.
 _LAZY = {
+    "anchor_stats_batch": "metrics",
+    "Objective": "objectives",
+    "objective_class": "objectives",
+    "register_objective": "objectives",
+    "SearchSettings": "settings",
     "Advice": "advise",
     "AdviceRow": "advise",
     "advise": "advise",
@@ -48,7 +53,7 @@ _LAZY = {
     "ratio_metric": "metrics",
     "wh_iou": "metrics",
     "SearchResult": "search",
-    "kmean_anchors": "search",
+    "kmean_anchors": "dropins",
     "search_anchors": "search",
 }
 
@@ -63,10 +68,13 @@ __all__ = [
     "LevelStats",
     "LoadSummary",
     "PeerFailure",
+    "Objective",
     "SearchResult",
     "advise",
+    "SearchSettings",
     "anchor_fitness",
     "anchor_stats",
+    "anchor_stats_batch",
     "anchors_above_threshold",
     "anchors_below_stride",
     "avg_iou",
@@ -81,8 +89,10 @@ __all__ = [
     "level_stats",
     "load_boxes",
     "load_boxes_with_report",
+    "objective_class",
     "ratio_metric",
     "scale_jittered_wh",
+    "register_objective",
     "search_anchors",
     "wh_iou",
 ]

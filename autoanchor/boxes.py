@@ -5,6 +5,11 @@
 pixel size of every image and the size of every box as a fraction of its image,
 exactly what YOLO label files store. :meth:`BoxSizes.pixel_wh` turns them into box
 sizes in pixels of the letterboxed training image.
+
+It also holds the few facts about box and anchor sizes that every layer shares:
+which boxes a search looks at (:func:`searchable_mask`), the smallest anchor
+side (:data:`MIN_ANCHOR_PX`) and the order of anchors within a set
+(:func:`sort_by_area`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,45 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BoxSizes"]
+from .rng import resolve_generator
+
+__all__ = ["BoxSizes", "MIN_BOX_PX", "MIN_ANCHOR_PX", "searchable_mask", "searchable_boxes", "sort_by_area"]
+
+MIN_BOX_PX = 2.0
+"""Boxes with both sides under this many pixels are left out of searches and checks (yolov5's rule)."""
+
+MIN_ANCHOR_PX = 2.0
+"""Anchors never shrink below this many pixels per side (yolov5's rule)."""
+
+
+def searchable_mask(wh: Tensor) -> Tensor:
+    """Which boxes a search or check looks at: ``Tensor[N, 2] -> bool Tensor[N]``.
+
+    yolov5 keeps a box when either side reaches :data:`MIN_BOX_PX`; a box with a
+    zero side has no log size, so it is left out too.
+
+    Example:
+        >>> searchable_mask(torch.tensor([[1.0, 1.5], [1.0, 3.0], [0.0, 9.0]]))
+        tensor([False,  True, False])
+    """
+    return (wh >= MIN_BOX_PX).any(1) & (wh > 0).all(1)
+
+
+def searchable_boxes(wh: Tensor) -> Tensor:
+    """The rows of ``wh [N, 2]`` that :func:`searchable_mask` keeps, ``[M, 2]`` in the same order."""
+    return wh[searchable_mask(wh)]
+
+
+def sort_by_area(anchors: Tensor) -> Tensor:
+    """Sort ``[..., n, 2]`` anchors by area (width times height) within each set, stable on ties.
+
+    Example:
+        >>> sort_by_area(torch.tensor([[4.0, 4.0], [1.0, 2.0]]))
+        tensor([[1., 2.],
+                [4., 4.]])
+    """
+    order = anchors.prod(-1).argsort(dim=-1, stable=True)
+    return anchors.gather(-2, order[..., None].expand_as(anchors))
 
 
 def _image_name(names: Sequence[str] | None, index: int) -> str:
@@ -199,7 +242,8 @@ class BoxSizes:
             scale_jitter: optional ``(low, high)``: each image's scale is further
                 multiplied by a factor drawn from U(low, high), as yolov5's
                 ``check_anchors`` does with (0.9, 1.1) to mimic scale augmentation.
-            generator: the random generator for the jitter (on ``device``).
+            generator: the random generator for the jitter (on ``device``); a fresh
+                one seeded with :data:`autoanchor.rng.DEFAULT_SEED` when omitted.
             device: where the result lives; defaults to the CPU.
 
         Returns:
@@ -212,6 +256,7 @@ class BoxSizes:
         image_scale = img_size / shapes.amax(1, keepdim=True)  # [I,1]
         if scale_jitter is not None:
             low, high = scale_jitter
+            generator = resolve_generator(generator, device)
             factor = torch.rand(shapes.shape[0], 1, generator=generator, device=device, dtype=torch.float64)
             image_scale = image_scale * (low + (high - low) * factor)
         letterboxed = shapes * image_scale  # [I,2]

@@ -91,7 +91,7 @@ class DistributedReducer:
         ValueError: if this process is not a member of ``group``.
 
     Example:
-        >>> reducer = DistributedReducer()  # doctest: +SKIP (needs a process group)
+        >>> reducer = DistributedReducer()  # doctest: +SKIP
         >>> with reducer.guard():  # doctest: +SKIP
         ...     total = reducer.sum(torch.ones(3))  # == world_size everywhere
     """

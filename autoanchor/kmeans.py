@@ -3,7 +3,10 @@
 Both variants share the same machinery: k-means++ seeding, Lloyd iterations with
 (weighted) mean or median updates, empty clusters re-seeded at the worst-served
 point, and several restarts of which the one with the lowest distortion is kept.
-Randomness comes only from the ``generator`` passed in.
+:func:`kmeans` returns the best start's anchors ``[n, 2]``; :func:`kmeans_starts`
+returns every start's, ``[restarts, n, 2]``. Randomness comes only from the
+``generator`` passed in, or from a fresh one seeded with
+:data:`~autoanchor.rng.DEFAULT_SEED`.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import torch
 from torch import Tensor
 
 from ._warn import warn
+from .boxes import sort_by_area
 from .metrics import check_wh, wh_iou
+from .rng import resolve_generator
 
-__all__ = ["kmeans"]
+__all__ = ["kmeans", "kmeans_starts"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +139,6 @@ def kmeans(
     iters: int = 100,
     whiten: bool | None = None,
     generator: torch.Generator | None = None,
-    every_start: bool = False,
 ) -> Tensor:
     """Cluster box sizes into ``n`` anchors.
 
@@ -151,15 +155,14 @@ def kmeans(
         update: how a centre follows its members: ``"mean"`` or ``"median"``
             (both weighted).
         restarts: independent k-means++ starts, run together as one batch; the one
-            with the lowest mean distance is kept.
+            with the lowest mean distance is kept (:func:`kmeans_starts` returns
+            them all).
         iters: the most Lloyd iterations per start.
         whiten: divide each coordinate by its standard deviation before
             clustering; defaults to True for ``"euclidean"``. Ignored for
             ``"iou"``, which is scale-invariant already.
-        generator: source of randomness (on ``wh.device``); a fixed default seed
-            when omitted, so results repeat.
-        every_start: return every start's anchors, ``Tensor[restarts, n, 2]``,
-            instead of the best start's.
+        generator: source of randomness (on ``wh.device``); a fresh one seeded with
+            :data:`~autoanchor.rng.DEFAULT_SEED` when omitted, so results repeat.
 
     Returns:
         Tensor[n, 2]: anchors in pixels on ``wh.device``, sorted by area.
@@ -176,6 +179,57 @@ def kmeans(
         tensor([[ 10.5000,  10.5000],
                 [105.0000,  52.5000]])
     """
+    centroids, distortion = _run(
+        wh, n, weights=weights, distance=distance, update=update, restarts=restarts, iters=iters, whiten=whiten,
+        generator=generator,
+    )
+    best = int(distortion.argmin())
+    logger.debug("kmeans: %d anchors, mean distance %.6g", n, float(distortion[best]))
+    return centroids[best]
+
+
+def kmeans_starts(
+    wh: Tensor,
+    n: int,
+    *,
+    weights: Tensor | None = None,
+    distance: Distance = "euclidean",
+    update: Update = "mean",
+    restarts: int = 3,
+    iters: int = 100,
+    whiten: bool | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Every start of :func:`kmeans`: ``Tensor[restarts, n, 2]``, each set sorted by area.
+
+    The arguments are those of :func:`kmeans`, which returns the row of this
+    result with the lowest mean distance. With ``n`` or fewer distinct sizes every
+    row is the same.
+
+    Example:
+        >>> wh = torch.tensor([[10.0, 10.0], [11.0, 11.0], [100.0, 50.0], [110.0, 55.0]])
+        >>> kmeans_starts(wh, 2, restarts=4).shape
+        torch.Size([4, 2, 2])
+    """
+    return _run(
+        wh, n, weights=weights, distance=distance, update=update, restarts=restarts, iters=iters, whiten=whiten,
+        generator=generator,
+    )[0]
+
+
+def _run(
+    wh: Tensor,
+    n: int,
+    *,
+    weights: Tensor | None,
+    distance: Distance,
+    update: Update,
+    restarts: int,
+    iters: int,
+    whiten: bool | None,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor]:
+    """Validate, then cluster from every start: ``(centroids [S, n, 2], distortion [S])``."""
     check_wh(wh)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -188,8 +242,7 @@ def kmeans(
     for name, value in (("restarts", restarts), ("iters", iters)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
-    if generator is None:
-        generator = torch.Generator(device=wh.device).manual_seed(0)
+    generator = resolve_generator(generator, wh.device)
 
     points = wh.double()
     weights = torch.ones(len(points), dtype=torch.float64, device=wh.device) if weights is None else weights.double()
@@ -204,7 +257,7 @@ def kmeans(
             )
         order = counts.argsort(descending=True, stable=True)
         centroids = sort_by_area(distinct[order.repeat(math.ceil(n / len(order)))[:n]]).to(wh.dtype)
-        return centroids.expand(restarts, n, 2).clone() if every_start else centroids
+        return centroids.expand(restarts, n, 2).clone(), torch.zeros(restarts, dtype=torch.float64, device=wh.device)
 
     scale = torch.ones(2, dtype=torch.float64, device=wh.device)
     if distance == "euclidean" and (whiten is None or whiten):
@@ -218,15 +271,4 @@ def kmeans(
     # All starts are seeded and iterated together, as one batch.
     start = _seed_plus_plus(points, weights, n, restarts, distance, generator)
     centroids, distortion = _lloyd(points, weights, start, distance=distance, update=update, iters=iters)
-    centroids = sort_by_area(centroids * scale).to(wh.dtype)
-    if every_start:
-        return centroids
-    best = int(distortion.argmin())
-    logger.debug("kmeans: %d anchors, mean distance %.6g", n, float(distortion[best]))
-    return centroids[best]
-
-
-def sort_by_area(anchors: Tensor) -> Tensor:
-    """Sort ``[..., n, 2]`` anchors by area within each set (stable on ties)."""
-    order = anchors.prod(-1).argsort(dim=-1, stable=True)
-    return anchors.gather(-2, order[..., None].expand_as(anchors))
+    return sort_by_area(centroids * scale).to(wh.dtype), distortion

@@ -14,7 +14,7 @@ side is more than ``thr`` times larger or smaller than the anchor's, that is whe
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -22,21 +22,17 @@ from torch import Tensor
 from .parallel import Reducer
 
 __all__ = [
-    "Metric",
     "AnchorStats",
     "ratio_metric",
     "wh_iou",
-    "match_matrix",
-    "best_match",
+    "size_iou",
     "best_possible_recall",
     "anchors_above_threshold",
     "anchor_fitness",
     "avg_iou",
     "anchor_stats",
+    "anchor_stats_batch",
 ]
-
-Metric = Literal["ratio", "iou"]
-METRICS = ("ratio", "iou")
 
 
 def check_thr(thr: float) -> float:
@@ -44,12 +40,6 @@ def check_thr(thr: float) -> float:
     if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not math.isfinite(thr) or thr <= 1:
         raise ValueError(f"thr must be a finite number greater than 1 (a width/height ratio), got {thr!r}")
     return float(thr)
-
-
-def check_metric(metric: str) -> Metric:
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    return metric  # type: ignore[return-value]
 
 
 def check_wh(wh: Tensor, name: str = "wh") -> Tensor:
@@ -129,19 +119,30 @@ def wh_iou(wh: Tensor, anchors: Tensor) -> Tensor:
         tensor([[0.3333]])
     """
     box, anchor = _pair(wh, anchors)
-    inter = torch.minimum(box, anchor).prod(-1)  # [...,N,K]
-    union = box.prod(-1) + anchor.prod(-1) - inter
-    return inter / union
+    return size_iou(box, anchor)  # [...,N,K]
 
 
-def match_matrix(wh: Tensor, anchors: Tensor, *, metric: Metric = "ratio") -> Tensor:
-    """:func:`ratio_metric` or :func:`wh_iou`, by name."""
-    return ratio_metric(wh, anchors) if check_metric(metric) == "ratio" else wh_iou(wh, anchors)
+def size_iou(a: Tensor, b: Tensor, dim: int = -1) -> Tensor:
+    """IoU of sizes placed at the same corner, broadcast: the one IoU kernel of autoanchor.
 
+    ``a`` and ``b`` hold (width, height) along dimension ``dim`` (of length 2) and
+    broadcast against each other in the others; no validation (callers check).
 
-def best_match(wh: Tensor, anchors: Tensor, *, metric: Metric = "ratio") -> Tensor:
-    """Each box's metric against its best anchor: ``Tensor[N]`` or ``Tensor[P, N]``."""
-    return match_matrix(wh, anchors, metric=metric).amax(-1)
+    Args:
+        a (Tensor[..., 2, ...]): sizes in pixels.
+        b (Tensor[..., 2, ...]): sizes in pixels.
+        dim: the dimension of (width, height).
+
+    Returns:
+        The broadcast shape of ``a`` and ``b`` without ``dim``, in [0, 1].
+
+    Example:
+        >>> size_iou(torch.tensor([10.0, 40.0]), torch.tensor([20.0, 20.0]))  # 200 / (400 + 400 - 200)
+        tensor(0.3333)
+    """
+    a_w, a_h, b_w, b_h = a.select(dim, 0), a.select(dim, 1), b.select(dim, 0), b.select(dim, 1)
+    inter = torch.minimum(a_w, b_w) * torch.minimum(a_h, b_h)
+    return inter / (a_w * a_h + b_w * b_h - inter)
 
 
 def _mean(values: Tensor, weights: Tensor | None) -> Tensor:
@@ -169,7 +170,7 @@ def best_possible_recall(
     """
     thr = check_thr(thr)
     _check_weights(weights, wh)
-    return _mean(best_match(wh, anchors) > 1 / thr, weights)
+    return _mean(ratio_metric(wh, anchors).amax(-1) > 1 / thr, weights)
 
 
 def anchors_above_threshold(
@@ -197,7 +198,7 @@ def anchor_fitness(
     """
     thr = check_thr(thr)
     _check_weights(weights, wh)
-    best = best_match(wh, anchors)
+    best = ratio_metric(wh, anchors).amax(-1)
     return _mean(best * (best > 1 / thr), weights)
 
 
@@ -208,7 +209,7 @@ def avg_iou(wh: Tensor, anchors: Tensor, *, weights: Tensor | None = None) -> Te
         float64 Tensor[] (or Tensor[P]) in [0, 1].
     """
     _check_weights(weights, wh)
-    return _mean(best_match(wh, anchors, metric="iou"), weights)
+    return _mean(wh_iou(wh, anchors).amax(-1), weights)
 
 
 class AnchorStats(NamedTuple):
@@ -234,8 +235,8 @@ def anchor_stats(
     weights: Tensor | None = None,
     reducer: Reducer | None = None,
     chunk: int = 1 << 13,
-) -> AnchorStats | list[AnchorStats]:
-    """Every figure of :class:`AnchorStats` in one pass over the boxes.
+) -> AnchorStats:
+    """Every figure of :class:`AnchorStats` for one set of anchors, in one pass over the boxes.
 
     Boxes are processed in chunks of ``chunk`` rows so that millions of boxes need
     no ``[N, K]`` temporaries of their full size.
@@ -243,28 +244,76 @@ def anchor_stats(
     Args:
         wh (Tensor[N, 2]): box (width, height) in pixels; with a ``reducer``, this
             process's share of the boxes.
-        anchors (Tensor[K, 2] or Tensor[P, K, 2]): anchor (width, height) in pixels.
+        anchors (Tensor[K, 2]): anchor (width, height) in pixels. For a population
+            ``[P, K, 2]`` use :func:`anchor_stats_batch`.
         thr: largest allowed side ratio (yolov5's ``anchor_t``).
         weights (Tensor[N], optional): how many boxes each row stands for.
         reducer: adds up the partial sums of all processes (see
             :mod:`autoanchor.parallel`); every process then gets the same figures.
+        chunk: boxes per pass.
 
     Returns:
-        :class:`AnchorStats` for anchors ``[K, 2]``; a list of ``P`` of them for a
-        population ``[P, K, 2]``.
+        :class:`AnchorStats`.
 
     Raises:
-        ValueError: if there are no boxes at all.
+        ValueError: if there are no boxes at all, or ``anchors`` is not ``[K, 2]``.
+
+    Example:
+        >>> wh = torch.tensor([[10.0, 10.0], [30.0, 10.0]])
+        >>> stats = anchor_stats(wh, torch.tensor([[10.0, 10.0]]))
+        >>> stats.bpr, stats.fitness  # ratios 1 and 1/3 (float32) both pass 1/4: (1 + 1/3) / 2
+        (1.0, 0.6667)
     """
+    check_anchors(anchors)
+    if anchors.ndim != 2:
+        raise ValueError(
+            f"anchor_stats takes one anchor set [K, 2], got {list(anchors.shape)}; "
+            "use anchor_stats_batch for a population [P, K, 2]"
+        )
+    return _stats(wh, anchors[None], thr=thr, weights=weights, reducer=reducer, chunk=chunk)[0]
+
+
+def anchor_stats_batch(
+    wh: Tensor,
+    population: Tensor,
+    *,
+    thr: float = 4.0,
+    weights: Tensor | None = None,
+    reducer: Reducer | None = None,
+    chunk: int = 1 << 13,
+) -> list[AnchorStats]:
+    """:func:`anchor_stats` of every anchor set of a population, in one pass over the boxes.
+
+    Args:
+        wh (Tensor[N, 2]): box (width, height) in pixels.
+        population (Tensor[P, K, 2]): ``P`` anchor sets, (width, height) in pixels.
+        thr, weights, reducer, chunk: as for :func:`anchor_stats`.
+
+    Returns:
+        A list of ``P`` :class:`AnchorStats`, in the population's order.
+
+    Raises:
+        ValueError: if there are no boxes at all, or ``population`` is not ``[P, K, 2]``.
+    """
+    check_anchors(population, "population")
+    if population.ndim != 3:
+        raise ValueError(
+            f"anchor_stats_batch takes a population [P, K, 2], got {list(population.shape)}; "
+            "use anchor_stats for one anchor set [K, 2]"
+        )
+    return _stats(wh, population, thr=thr, weights=weights, reducer=reducer, chunk=chunk)
+
+
+def _stats(
+    wh: Tensor, population: Tensor, *, thr: float, weights: Tensor | None, reducer: Reducer | None, chunk: int
+) -> list[AnchorStats]:
+    """The pass behind :func:`anchor_stats` and :func:`anchor_stats_batch`: ``[P, K, 2]`` -> ``P`` stats."""
     thr = check_thr(thr)
     check_wh(wh)
-    check_anchors(anchors)
     _check_weights(weights, wh)
-    population = anchors if anchors.ndim == 3 else anchors[None]
     dtype = torch.promote_types(wh.dtype, population.dtype)
     # Boxes run along the last, contiguous dimension: [P, K, 2, n] pairs, reduced over sides and anchors.
     anchor = population.to(dtype)[..., None]  # [P,K,2,1]
-    anchor_area = anchor.prod(2)  # [P,K,1]
     inv_thr = 1 / thr
     sums = torch.zeros(population.shape[0], 4, dtype=torch.float64, device=wh.device)
     for start in range(0, wh.shape[0], chunk):
@@ -273,8 +322,7 @@ def anchor_stats(
         ratio = torch.minimum(r, 1 / r).amin(2)  # [P,K,n], as ratio_metric
         best = ratio.amax(1)  # [P,n]
         passed = best > inv_thr
-        inter = torch.minimum(box, anchor).prod(2)  # [P,K,n]
-        iou = inter / (box.prod(0) + anchor_area - inter)  # as wh_iou
+        iou = size_iou(box, anchor, dim=-2)  # [P,K,n]
         columns = torch.stack(
             [best * passed, passed, (ratio > inv_thr).sum(1), iou.amax(1)], 1
         ).double()  # [P,4,n]
@@ -291,5 +339,4 @@ def anchor_stats(
     if count_all <= 0:
         raise ValueError("anchor_stats needs at least one box, got none")
     figures = (totals[:-1].view(-1, 4) / count_all).tolist()
-    stats = [AnchorStats(*row, count_all) for row in figures]
-    return stats if anchors.ndim == 3 else stats[0]
+    return [AnchorStats(*row, count_all) for row in figures]

@@ -1,7 +1,9 @@
 """The anchor search: k-means start, evolution, polish, on any device, reproducibly.
 
-:func:`search_anchors` works on box sizes in pixels; :func:`kmean_anchors` is the
-drop-in for yolov5's function of the same name, taking a dataset.
+:func:`search_anchors` works on box sizes in pixels; its options are one
+:class:`~autoanchor.settings.SearchSettings`. (The drop-in that takes a dataset,
+:func:`~autoanchor.dropins.kmean_anchors`, sits in :mod:`autoanchor.dropins`: the
+search core never reads files.)
 
 How the search stays fast on millions of boxes: box sizes are pooled into cells
 of a grid in log space (few boxes are merged only where identical), each pool
@@ -15,39 +17,30 @@ grow with it, linearly.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from ._format import format_anchors
 from ._warn import warn
-from .evolve import Objective, differential_evolution, evolve, polish
-from .kmeans import kmeans
-from .metrics import AnchorStats, Metric, anchor_stats, check_metric, check_thr, check_wh
+from .boxes import MIN_BOX_PX, searchable_mask
+from .differential import differential_evolution
+from .evolve import evolve
+from .kmeans import kmeans_starts
+from .metrics import AnchorStats, anchor_stats_batch, check_wh
+from .objectives import Objective, objective_class
 from .parallel import LocalReducer, Reducer
+from .polish import polish
+from .settings import FINE_CELL, FINE_CLIMB, HOP_MIN_STEP, MIDDLE_CLIMB, SearchSettings, _check_int, cpu_threads
 
-__all__ = ["SearchResult", "search_anchors", "kmean_anchors", "pool_sizes"]
+__all__ = ["SearchResult", "search_anchors", "pool_sizes"]
 
 logger = logging.getLogger(__name__)
 
-Method = Literal["ga", "de"]
-METHODS = ("ga", "de")
-
-# Boxes with both sides under this many pixels are left out of the search (yolov5's rule).
-MIN_BOX_PX = 2.0
 # Boxes with a side under this many pixels are counted in a warning.
 SMALL_BOX_PX = 3.0
-# Finest pooling cell, in log units (0.005 ≈ 0.5 % of a size).
-FINE_CELL = 0.005
-# Where climbs on the coarse pooling stop, in log units.
-HOP_MIN_STEP = 0.008
 
 
 @dataclass(frozen=True)
@@ -64,7 +57,7 @@ class SearchResult:
     start_stats: AnchorStats
     """The same figures for the k-means start."""
     metric: str
-    """What was maximised: ``"ratio"`` (yolov5 fitness) or ``"iou"`` (Avg IoU)."""
+    """What was maximised: the objective's name, ``"ratio"`` (yolov5 fitness) or ``"iou"`` (Avg IoU)."""
     n_boxes: int
     """Boxes searched: all boxes but those with both sides under 2 px."""
     n_small: int
@@ -72,22 +65,8 @@ class SearchResult:
 
     @property
     def objective(self) -> float:
-        """The maximised figure: :attr:`stats` ``.fitness`` or ``.avg_iou``."""
-        return self.stats.fitness if self.metric == "ratio" else self.stats.avg_iou
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_cell(name: str, value: Any, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value < math.inf:
-        raise ValueError(f"{name} must be a cell size of at least 0 (log units), got {value!r}")
-    return float(value)
+        """The maximised figure, e.g. :attr:`stats` ``.fitness`` or ``.avg_iou``."""
+        return objective_class(self.metric).figure(self.stats)
 
 
 def pool_sizes(wh: Tensor, weights: Tensor | None = None, *, cell: float = 0.0) -> tuple[Tensor, Tensor]:
@@ -137,25 +116,11 @@ def _gather_pools(points: Tensor, weights: Tensor, reducer: Reducer) -> tuple[Te
     return pool_sizes(gathered[:, :2].to(points.dtype), gathered[:, 2])
 
 
-@contextlib.contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """Run torch's CPU kernels on one thread for a while (restored afterwards)."""
-    if device.type != "cpu":
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class _Bar:
     """A tqdm bar over generations that reads the fitness back only now and then."""
 
-    def __init__(self, total: int, desc: str, enabled: bool, every: int = 25) -> None:
-        self.every = every
+    def __init__(self, total: int, desc: str, enabled: bool, label: str = "fitness", every: int = 25) -> None:
+        self.every, self.label = every, label
         self.bar = None
         if enabled and total > 0:
             from tqdm.auto import tqdm
@@ -166,7 +131,7 @@ class _Bar:
         if self.bar is None:
             return
         if generation % self.every == 0 or generation + 1 == self.bar.total:
-            self.bar.set_postfix_str(f"fitness={float(fitness):.4f}", refresh=False)
+            self.bar.set_postfix_str(f"{self.label}={float(fitness):.4f}", refresh=False)
         self.bar.update(1)
 
     def close(self) -> None:
@@ -178,45 +143,35 @@ def search_anchors(
     wh: Tensor,
     n: int = 9,
     *,
-    thr: float = 4.0,
-    gen: int = 1000,
-    metric: Metric = "ratio",
-    method: Method = "ga",
-    seed: int = 0,
-    population: int | None = None,
-    starts: int = 4,
-    kmeans_iters: int = 10,
-    evolve_cell: float | None = None,
-    coarse_cell: float | None = None,
-    middle_cell: float | None = None,
-    fine_points: int = 16384,
-    relocations: int = 16,
-    tries: int = 6,
-    patience: int = 3,
-    hops: int = 48,
+    settings: SearchSettings | None = None,
     reducer: Reducer | None = None,
     progress: bool = False,
+    **options: Any,
 ) -> SearchResult:
     """Find ``n`` anchors that fit the box sizes ``wh``.
 
-    The stages:
+    The stages (the option names are fields of
+    :class:`~autoanchor.settings.SearchSettings`):
 
-    1. Boxes with both sides under 2 px are left out (yolov5's rule); those with
-       a side under 3 px are counted in a warning.
+    1. Boxes with both sides under 2 px are left out (yolov5's rule,
+       :func:`~autoanchor.boxes.searchable_mask`); those with a side under 3 px are
+       counted in a warning.
     2. The sizes are pooled (:func:`pool_sizes`) four times: a fine pooling of
        at most ``fine_points`` sizes (identical sizes only, when there are few
        boxes), then ever coarser ones with cells of ``middle_cell``,
-       ``coarse_cell`` and ``evolve_cell`` (log units: 0.04, 0.12 and 0.24 for
-       the ratio metric; 0.02, 0.06 and 0.12 for IoU, whose optima lie closer
-       together).
-    3. k-means on the coarse pooling from ``starts`` k-means++ seeds (whitened
-       Euclidean for ``metric="ratio"``, as yolov5; ``1 - IoU`` with median
-       updates for ``"iou"``); the start with the best objective is kept.
+       ``coarse_cell`` and ``evolve_cell`` (log units; by default the
+       objective's :attr:`~autoanchor.objectives.Objective.cells`: 0.04, 0.12 and
+       0.24 for the ratio metric; 0.02, 0.06 and 0.12 for IoU, whose optima lie
+       closer together).
+    3. k-means on the coarse pooling from ``starts`` k-means++ seeds, with the
+       objective's distance and update (whitened Euclidean and means for
+       ``metric="ratio"``, as yolov5; ``1 - IoU`` and medians for ``"iou"``); the
+       start with the best objective is kept.
     4. ``gen`` generations of evolution on the coarsest pooling: yolov5's
        mutation with ``population`` mutants per generation (``method="ga"``), or
        differential evolution (``"de"``). It only has to bring the start near a
        good optimum; the stages after it work on finer poolings.
-    5. :func:`~autoanchor.evolve.polish` on the coarse pooling: a climb, then up
+    5. :func:`~autoanchor.polish.polish` on the coarse pooling: a climb, then up
        to ``hops`` relocation hops (``relocations`` sizes drawn per hop, the best
        ``tries`` climbed from, ending after ``patience`` draws without gain).
     6. Climbs on the middle and then the fine pooling, each stopping at steps
@@ -224,28 +179,32 @@ def search_anchors(
        needs cells as large as ``middle_cell``, the two are one.)
 
     Every figure in the result is measured on all kept boxes, and the result is
-    never less fit than the k-means start.
+    never less fit than the k-means start. Stages 3 to 6 run torch on
+    ``threads`` CPU threads (default 1, see
+    :data:`~autoanchor.settings.SEARCH_THREADS`: their tensors are too small to
+    gain from more, and thread barriers stall when another process holds a
+    core); the previous count is restored afterwards, and ``threads=None``
+    leaves it alone.
 
     Args:
         wh (Tensor[N, 2]): box (width, height) in pixels of the letterboxed
             training image. With a ``reducer``, this process's share of the boxes.
         n: number of anchors.
-        thr: largest allowed side ratio (yolov5's ``anchor_t``).
-        gen: generations of evolution (0 skips it).
-        metric: ``"ratio"`` maximises yolov5's fitness, ``"iou"`` the Avg IoU.
-        method: ``"ga"`` or ``"de"``.
-        seed: seeds the search's own generator; the same inputs and seed give the
-            same anchors on the same device.
-        population: candidates per generation; 4 for ``"ga"`` and 16 for ``"de"``
-            when omitted.
-        starts, kmeans_iters, evolve_cell, coarse_cell, middle_cell, fine_points,
-            relocations, tries, patience, hops: the stages' settings, as above (``kmeans_iters``
-            bounds the Lloyd iterations of each k-means start); with the defaults
-            the search takes about a quarter of a second on two CPU cores.
+        settings: the search's options as one object; the keyword ``options``
+            replace its fields (or the defaults' when it is omitted).
         reducer: combines the work of several processes (see
             :mod:`autoanchor.parallel`); every process must pass the same options
             and seed, and gets the same result.
         progress: show a progress bar over the generations.
+        **options: any field of :class:`~autoanchor.settings.SearchSettings`:
+            ``thr`` (yolov5's ``anchor_t``), ``gen``, ``metric`` (``"ratio"``
+            maximises yolov5's fitness, ``"iou"`` the Avg IoU; or any registered
+            objective), ``method`` (``"ga"`` or ``"de"``), ``seed`` (the same
+            inputs and seed give the same anchors on the same device),
+            ``population``, ``starts``, ``kmeans_iters``, ``evolve_cell``,
+            ``coarse_cell``, ``middle_cell``, ``fine_points``, ``relocations``,
+            ``tries``, ``patience``, ``hops``, ``threads``. With the defaults the
+            search takes about a quarter of a second on two CPU cores.
 
     Returns:
         A :class:`SearchResult` with the anchors sorted by area.
@@ -253,7 +212,7 @@ def search_anchors(
     Raises:
         ValueError: for empty, non-finite or negative sizes, no box of at least
             2 px, or an invalid option (the message names it).
-        TypeError: if ``wh`` is not a floating-point tensor.
+        TypeError: if ``wh`` is not a floating-point tensor, or for an unknown option.
 
     Example:
         >>> from autoanchor import load_boxes
@@ -264,27 +223,69 @@ def search_anchors(
     """
     check_wh(wh)
     n = _check_int("n", n, 1)
-    thr = check_thr(thr)
-    gen = _check_int("gen", gen, 0)
-    metric = check_metric(metric)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    seed = _check_int("seed", seed, 0)
-    starts = _check_int("starts", starts, 1)
-    if population is None:
-        population = 4 if method == "ga" else 16
-    population = _check_int("population", population, 1 if method == "ga" else 4)
+    settings = SearchSettings.from_options(settings, **options)
     reducer = reducer if reducer is not None else LocalReducer()
-    kmeans_iters = _check_int("kmeans_iters", kmeans_iters, 1)
-    fine_points = _check_int("fine_points", fine_points, 1)
-    relocations = _check_int("relocations", relocations, 0)
-    tries = _check_int("tries", tries, 1)
-    patience = _check_int("patience", patience, 1)
-    hops = _check_int("hops", hops, 0)
-    coarse_cell = _check_cell("coarse_cell", coarse_cell, 0.12 if metric == "ratio" else 0.06)
-    middle_cell = _check_cell("middle_cell", middle_cell, 0.04 if metric == "ratio" else 0.02)
-    evolve_cell = _check_cell("evolve_cell", evolve_cell, 2 * coarse_cell)
+    kept, n_boxes, n_small = _searchable(wh, reducer)
+    objective = settings.objective
+    thr = settings.thr
+    evolve_cell, coarse_cell, middle_cell = settings.cells_for()
 
+    device = wh.device
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+
+    # Pool finely, then ever coarser; every process ends up with the same pools.
+    fine_cell = 0.0 if n_boxes <= settings.fine_points else FINE_CELL
+    fine_set = _gather_pools(*pool_sizes(kept, cell=fine_cell), reducer)
+    cell = FINE_CELL
+    while fine_set[0].shape[0] > settings.fine_points:
+        fine_set = pool_sizes(*fine_set, cell=cell)
+        fine_cell, cell = cell, cell * 2
+    # Many distinct sizes can leave the fine pooling as coarse as the middle one: then it is the middle one.
+    fine_is_middle = fine_cell >= middle_cell
+    middle_set = fine_set if fine_is_middle else pool_sizes(*fine_set, cell=middle_cell)
+    coarse_set = pool_sizes(*middle_set, cell=coarse_cell)
+    evolve_set = pool_sizes(*coarse_set, cell=evolve_cell)
+    # The pools are small and the same on every process, so every process searches them in full:
+    # the same seed gives the same anchors everywhere, with no collective per generation or step.
+    # Only the work that grows with the boxes (pooling them, measuring the result) is split.
+    coarse, middle = (objective(*pools, thr=thr) for pools in (coarse_set, middle_set))
+
+    with cpu_threads(settings.threads, device):
+        candidates = kmeans_starts(
+            coarse_set[0], n, weights=coarse_set[1], distance=objective.kmeans_distance,
+            update=objective.kmeans_update, restarts=settings.starts, iters=settings.kmeans_iters,
+            generator=generator,
+        )  # [starts,n,2]
+        start = candidates[middle(candidates).argmax()]
+        best = _evolve(objective(*evolve_set, thr=thr), start, settings, generator, progress)
+        # Steps much finer than a pooling's cells only chase its rounding: each stage stops near them.
+        best, _ = polish(
+            coarse, best, relocations=settings.relocations, tries=settings.tries, patience=settings.patience,
+            hops=settings.hops, min_step=HOP_MIN_STEP, hop_min_step=HOP_MIN_STEP, generator=generator,
+        )
+        best, _ = polish(middle, best, step=MIDDLE_CLIMB[0], min_step=MIDDLE_CLIMB[1])
+        if not fine_is_middle:
+            best, _ = polish(objective(*fine_set, thr=thr), best, step=FINE_CLIMB[0], min_step=FINE_CLIMB[1])
+
+    start_stats, stats = anchor_stats_batch(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
+    if objective.figure(stats) < objective.figure(start_stats):  # pooling can mislead; never worse than the start
+        best, stats = start, start_stats
+    order = best.prod(-1).argsort()
+    return SearchResult(
+        anchors=best[order].float(),
+        stats=stats,
+        start_stats=start_stats,
+        metric=objective.name,
+        n_boxes=n_boxes,
+        n_small=n_small,
+    )
+
+
+def _searchable(wh: Tensor, reducer: Reducer) -> tuple[Tensor, int, int]:
+    """Check the sizes' values, warn about small boxes and keep the searchable ones.
+
+    Returns ``(kept [M, 2] float32, boxes kept on all processes, boxes with a side under 3 px)``.
+    """
     finite = torch.isfinite(wh).all(1)
     if not bool(finite.all()):
         row = int((~finite).nonzero()[0])
@@ -303,131 +304,41 @@ def search_anchors(
             f"{n_small} of {total_boxes} boxes have a side under {SMALL_BOX_PX:g} px; "
             "such small objects are hard to detect"
         )
-    # yolov5 keeps a box when either side reaches 2 px; a zero side has no log size, so drop that too.
-    kept = wh[((wh >= MIN_BOX_PX).any(1)) & (wh > 0).all(1)].float()
+    kept = wh[searchable_mask(wh)].float()
     n_boxes = int(reducer.sum(torch.tensor([kept.shape[0]], device=wh.device))[0])
     if n_boxes == 0:
         raise ValueError(f"all {total_boxes} boxes are under {MIN_BOX_PX:g} px on both sides; nothing to search")
+    return kept, n_boxes, n_small
 
-    device = wh.device
-    generator = torch.Generator(device=device).manual_seed(seed)
 
-    # Pool finely, then ever coarser; every process ends up with the same pools.
-    fine_cell = 0.0 if n_boxes <= fine_points else FINE_CELL
-    fine_set = _gather_pools(*pool_sizes(kept, cell=fine_cell), reducer)
-    cell = FINE_CELL
-    while fine_set[0].shape[0] > fine_points:
-        fine_set = pool_sizes(*fine_set, cell=cell)
-        fine_cell, cell = cell, cell * 2
-    # Many distinct sizes can leave the fine pooling as coarse as the middle one: then it is the middle one.
-    fine_is_middle = fine_cell >= middle_cell
-    middle_set = fine_set if fine_is_middle else pool_sizes(*fine_set, cell=middle_cell)
-    coarse_set = pool_sizes(*middle_set, cell=coarse_cell)
-    evolve_set = pool_sizes(*coarse_set, cell=evolve_cell)
-    # The pools are small and the same on every process, so every process searches them in full:
-    # the same seed gives the same anchors everywhere, with no collective per generation or step.
-    # Only the work that grows with the boxes (pooling them, measuring the result) is split.
-    coarse, middle = (Objective(*pools, metric=metric, thr=thr) for pools in (coarse_set, middle_set))
-
-    # The search works on a few thousand pooled sizes: tensors too small for several CPU threads,
-    # whose barriers cost more than they save and stall badly when another process holds a core.
-    with _one_cpu_thread(device):
-        distance, update = ("euclidean", "mean") if metric == "ratio" else ("iou", "median")
-        candidates = kmeans(
-            coarse_set[0], n, weights=coarse_set[1], distance=distance, update=update, restarts=starts,
-            iters=kmeans_iters, generator=generator, every_start=True,
-        )  # [starts,n,2]
-        start = candidates[middle(candidates).argmax()]
-
-        bar = _Bar(gen, f"Evolving {n} anchors", progress)
-        try:
-            search = evolve if method == "ga" else differential_evolution
-            best, _ = search(
-                Objective(*evolve_set, metric=metric, thr=thr), start, gen=gen, population=population,
-                generator=generator, progress=bar,
-            )
-        finally:
-            bar.close()
-        # Steps much finer than a pooling's cells only chase its rounding: each stage stops near them.
-        best, _ = polish(
-            coarse, best, relocations=relocations, tries=tries, patience=patience, hops=hops,
-            min_step=HOP_MIN_STEP, hop_min_step=HOP_MIN_STEP, generator=generator,
+def _evolve(
+    objective: Objective, start: Tensor, settings: SearchSettings, generator: torch.Generator, progress: bool
+) -> Tensor:
+    """Stage 4: ``settings.gen`` generations of the settings' method from ``start [K, 2]``."""
+    bar = _Bar(settings.gen, f"Evolving {start.shape[0]} anchors", progress, label=objective.label)
+    try:
+        search = evolve if settings.method == "ga" else differential_evolution
+        best, _ = search(
+            objective, start, gen=settings.gen, population=settings.population_size, generator=generator,
+            progress=bar,
         )
-        best, _ = polish(middle, best, step=0.02, min_step=0.004)
-        if not fine_is_middle:  # a quarter of a percent is enough
-            best, _ = polish(Objective(*fine_set, metric=metric, thr=thr), best, step=0.01, min_step=0.002)
-
-    start_stats, stats = anchor_stats(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
-    objective = (lambda s: s.fitness) if metric == "ratio" else (lambda s: s.avg_iou)
-    if objective(stats) < objective(start_stats):  # pooling can mislead; never return worse than the start
-        best, stats = start, start_stats
-    order = best.prod(-1).argsort()
-    return SearchResult(
-        anchors=best[order].float(),
-        stats=stats,
-        start_stats=start_stats,
-        metric=metric,
-        n_boxes=n_boxes,
-        n_small=n_small,
-    )
+    finally:
+        bar.close()
+    return best
 
 
-def kmean_anchors(
-    dataset: Any = None,
-    n: int = 9,
-    img_size: int = 640,
-    thr: float = 4.0,
-    gen: int = 1000,
-    verbose: bool = True,
-    *,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    metric: Metric = "ratio",
-    method: Method = "ga",
-) -> np.ndarray:
-    """Anchors evolved from a dataset's boxes: the drop-in for yolov5's ``kmean_anchors``.
-
-    Args:
-        dataset: anything :func:`autoanchor.datasets.load_boxes` reads: a
-            yolov5-style dataset object (``.shapes`` and ``.labels``), a path to a
-            dataset, or ``None`` for the built-in coco128 statistics.
-        n: number of anchors.
-        img_size: training image size in pixels; each image's long side is
-            scaled to it (letterbox) before its boxes are measured.
-        thr: largest allowed side ratio (yolov5's ``anchor_t``).
-        gen: generations of evolution.
-        verbose: show a progress bar and log a summary at INFO.
-        seed: the same dataset and seed give the same anchors (on one device).
-        device: where to search (``"cpu"``, ``"cuda"``, ...); defaults to the CPU.
-        metric: ``"ratio"`` (yolov5's fitness) or ``"iou"`` (Avg IoU, YOLOv2).
-        method: ``"ga"`` (yolov5's mutation, batched) or ``"de"`` (differential evolution).
-
-    Returns:
-        numpy.ndarray ``[n, 2]`` float32 of anchor (width, height) in pixels,
-        sorted by area, like yolov5's.
-
-    Raises:
-        ValueError, TypeError: for an unreadable dataset or an invalid option.
-
-    Example:
-        >>> anchors = kmean_anchors(None, n=9, img_size=640, gen=1000, verbose=False)
-        >>> anchors.shape
-        (9, 2)
-    """
-    from .datasets import load_boxes
-
-    sizes = load_boxes(dataset, verbose=verbose)
-    wh = sizes.pixel_wh(img_size, device=device)
-    result = search_anchors(wh, n, thr=thr, gen=gen, metric=metric, method=method, seed=seed, progress=verbose)
-    if verbose:
-        stats, start = result.stats, result.start_stats
-        logger.info(
-            "k-means start: fitness %.4f, BPR %.4f, Avg IoU %.4f", start.fitness, start.bpr, start.avg_iou
+def __getattr__(name: str) -> Any:
+    # kmean_anchors reads datasets, so it moved to the edge module autoanchor.dropins; this keeps
+    # ``from autoanchor.search import kmean_anchors`` working (with a warning) without the core
+    # importing the dataset layer at import time.
+    if name == "kmean_anchors":
+        warn(
+            "autoanchor.search.kmean_anchors moved to autoanchor.dropins (also `from autoanchor import "
+            "kmean_anchors`); the old name will be removed",
+            DeprecationWarning,
         )
-        logger.info(
-            "thr=%.2f: %.4f best possible recall, %.2f anchors past thr, fitness %.4f, Avg IoU %.4f "
-            "(%d boxes, n=%d, img_size=%d)",
-            thr, stats.bpr, stats.aat, stats.fitness, stats.avg_iou, result.n_boxes, n, img_size,
-        )
-        logger.info("anchors: %s", format_anchors(result.anchors))
-    return result.anchors.cpu().numpy().astype(np.float32)
+        from . import dropins
+
+        return dropins.kmean_anchors
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from autoanchor.boxes import BoxSizes
+from autoanchor.boxes import MIN_BOX_PX, BoxSizes, searchable_boxes, searchable_mask, sort_by_area
 
 
 SHAPES = np.array([[640.0, 480.0], [500.0, 1000.0], [1280.0, 720.0]])
@@ -234,3 +234,27 @@ def test_pixel_wh_does_not_touch_global_rng(many):
     state = torch.get_rng_state()
     many.pixel_wh(640, scale_jitter=(0.9, 1.1), generator=torch.Generator().manual_seed(1))
     assert torch.equal(torch.get_rng_state(), state)
+
+
+# ---- the shared facts: which boxes are searched, anchor order -------------------------------------------------
+
+
+def test_searchable_mask_against_a_loop():
+    gen = torch.Generator().manual_seed(4)
+    wh = torch.rand(500, 2, generator=gen) * 5  # many sizes around the 2 px limit, some zero
+    wh[::7, 0] = 0.0
+    wh[::11] = 2.0  # exactly the limit on both sides: kept
+    expected = [max(w, h) >= MIN_BOX_PX and min(w, h) > 0 for w, h in wh.tolist()]
+    assert searchable_mask(wh).tolist() == expected
+    assert torch.equal(searchable_boxes(wh), wh[torch.tensor(expected)])
+    assert MIN_BOX_PX == 2.0  # yolov5's rule
+
+
+def test_sort_by_area_against_sorted():
+    gen = torch.Generator().manual_seed(5)
+    population = torch.rand(6, 5, 2, generator=gen) * 100 + 1
+    population[0, 1] = population[0, 3]  # a tie keeps its order
+    got = sort_by_area(population)
+    for anchors, row in zip(population.tolist(), got.tolist()):
+        assert row == sorted(anchors, key=lambda a: torch.tensor(a).prod().item())
+

@@ -72,8 +72,6 @@ def test_search_defaults_are_yolov5s():
     assert config["anchor_t"] == 4.0
     assert config["gen"] == 1000
     assert config["bpr_threshold"] == 0.98
-    assert config["mutation_prob"] == 0.9
-    assert config["sigma"] == 0.1
     assert config["img_size"] == 640
     assert config["n"] == 9
     assert config["n"] % config["levels"] == 0

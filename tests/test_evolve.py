@@ -8,19 +8,13 @@ import re
 import pytest
 import torch
 
-import autoanchor.evolve as evolve_module
+import autoanchor.polish as polish_module
+from autoanchor.boxes import MIN_ANCHOR_PX, searchable_boxes
 from autoanchor.datasets import load_boxes
-from autoanchor.evolve import (
-    _DIRECTIONS,
-    MIN_ANCHOR_PX,
-    Objective,
-    _Scores,
-    differential_evolution,
-    evolve,
-    mutate,
-    mutation_factors,
-    polish,
-)
+from autoanchor.differential import differential_evolution
+from autoanchor.evolve import evolve, mutate, mutation_factors
+from autoanchor.objectives import make_objective
+from autoanchor.polish import _DIRECTIONS, _Scores, polish
 from autoanchor.metrics import anchor_fitness, avg_iou
 from autoanchor.parallel import LocalReducer
 from helpers import generator
@@ -44,7 +38,7 @@ def random_sizes(shape, *, seed, low=2.0, high=600.0, device="cpu") -> torch.Ten
 def coco_wh() -> torch.Tensor:
     """coco128 box sizes at 640 px, without the boxes the search leaves out (both sides < 2 px)."""
     wh = load_boxes(None, verbose=False).pixel_wh(640)
-    return wh[(wh >= 2).any(1) & (wh > 0).all(1)]
+    return searchable_boxes(wh)
 
 
 def reference(metric, wh, anchors, weights, thr=4.0):
@@ -64,23 +58,23 @@ def test_objective_equals_metrics(device, metric, population, chunk, thr):
     wh = random_sizes((97, 2), seed=1, device=device)
     weights = torch.rand(97, generator=generator(2)).add(0.05).to(device)
     anchors = random_sizes((4, 2) if population is None else (population, 4, 2), seed=3, low=5, high=300, device=device)
-    objective = Objective(wh, weights, metric=metric, thr=thr, chunk=chunk)
+    objective = make_objective(metric, wh, weights, thr=thr, chunk=chunk)
     got = objective(anchors)
     assert got.dtype == torch.float64 and got.device.type == device.type
     assert got.shape == (() if population is None else (population,))
     torch.testing.assert_close(got, reference(metric, wh, anchors, weights, thr), rtol=1e-6, atol=1e-7)
     # without weights every box counts once
-    plain = Objective(wh, metric=metric, thr=thr, chunk=chunk)(anchors)
+    plain = make_objective(metric, wh, thr=thr, chunk=chunk)(anchors)
     torch.testing.assert_close(plain, reference(metric, wh, anchors, None, thr), rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("metric", ["ratio", "iou"])
-@pytest.mark.parametrize("chunk", [10, 1 << 21])  # 10 forces the chunked fall-back of of_log
-def test_of_log_equals_call(device, metric, chunk):
+@pytest.mark.parametrize("chunk", [10, 1 << 21])  # 10 forces the chunked fall-back of log_sums
+def test_log_sums_equals_call(device, metric, chunk):
     wh = random_sizes((80, 2), seed=4, device=device)
-    objective = Objective(wh, torch.rand(80, generator=generator(5)).to(device), metric=metric, chunk=chunk)
+    objective = make_objective(metric, wh, torch.rand(80, generator=generator(5)).to(device), chunk=chunk)
     anchors = random_sizes((6, 3, 2), seed=6, low=4, high=300, device=device)
-    torch.testing.assert_close(objective.of_log(anchors.log()), objective(anchors), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(objective.log_sums(anchors.log()) / objective.total_weight, objective(anchors), rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("metric", ["ratio", "iou"])
@@ -91,25 +85,25 @@ def test_objective_sums_through_the_reducer(metric):
 
     wh = random_sizes((50, 2), seed=7)
     anchors = random_sizes((3, 4, 2), seed=8, low=5, high=300)
-    alone = Objective(wh, metric=metric)
-    shared = Objective(wh, metric=metric, reducer=Doubling())
+    alone = make_objective(metric, wh)
+    shared = make_objective(metric, wh, reducer=Doubling())
     assert shared.total_weight.item() == 100
     torch.testing.assert_close(shared(anchors), alone(anchors))
-    torch.testing.assert_close(shared.of_log(anchors.log()), alone(anchors))
+    torch.testing.assert_close(shared.log_sums(anchors.log()) / shared.total_weight, alone(anchors))
 
 
 def test_objective_bad_input():
     wh = random_sizes((5, 2), seed=0)
-    with pytest.raises(ValueError, match="'giou'"):
-        Objective(wh, metric="giou")
+    with pytest.raises(ValueError, match=re.escape("('ratio', 'iou')") + ".*'giou'"):
+        make_objective("giou", wh)
     with pytest.raises(ValueError, match="0.5"):
-        Objective(wh, thr=0.5)
+        make_objective("ratio", wh, thr=0.5)
     with pytest.raises(TypeError, match="torch.int64"):
-        Objective(wh.long())
+        make_objective("ratio", wh.long())
     with pytest.raises(ValueError, match=re.escape("[5, 3]")):
-        Objective(torch.ones(5, 3))
+        make_objective("ratio", torch.ones(5, 3))
     with pytest.raises(ValueError, match=re.escape("[2, 3]")):
-        Objective(wh)(torch.ones(2, 3))
+        make_objective("ratio", wh)(torch.ones(2, 3))
 
 
 # ---- mutation ------------------------------------------------------------------------------------------
@@ -197,7 +191,7 @@ def test_mutate_keeps_two_pixels(device):
 
 @pytest.fixture(scope="module")
 def coco_objectives(coco_wh):
-    return {metric: Objective(coco_wh, metric=metric) for metric in ("ratio", "iou")}
+    return {metric: make_objective(metric, coco_wh) for metric in ("ratio", "iou")}
 
 
 def bad_start() -> torch.Tensor:
@@ -252,7 +246,7 @@ def test_evolve_deterministic(coco_objectives):
 
 def test_evolve_keeps_anchors_above_two_pixels(device):
     wh = random_sizes((200, 2), seed=9, low=0.5, high=3.0, device=device)  # tiny boxes pull anchors down
-    objective = Objective(wh)
+    objective = make_objective("ratio", wh)
     start = torch.tensor([[2.2, 2.2], [3.0, 2.5]], device=device)
     anchors, fitness = evolve(objective, start, gen=100, population=4, sigma=0.5, generator=generator(3, device))
     assert anchors.device.type == device.type
@@ -330,7 +324,7 @@ def planted_trap():
 @pytest.mark.parametrize("metric", ["ratio", "iou"])
 def test_polish_relocations_escape_a_planted_optimum(metric):
     centres, wh, start = planted_trap()
-    objective = Objective(wh, metric=metric)
+    objective = make_objective(metric, wh)
     # the trap is real: climbing alone keeps two anchors on the small cluster
     stuck, stuck_fitness = polish(objective, start)
     near = (stuck.log()[:, None] - centres.log()[None]).abs().amax(-1) < math.log(1.5)  # [K,3]
@@ -357,7 +351,7 @@ def loop_moves(objective, anchors, which, positions):
 @pytest.fixture(scope="module", params=["ratio", "iou"])
 def scored(request, coco_wh):
     weights = torch.randint(1, 4, (coco_wh.shape[0],), generator=generator(10)).float()
-    objective = Objective(coco_wh, weights, metric=request.param)
+    objective = make_objective(request.param, coco_wh, weights)
     anchors = torch.tensor(P5_ANCHORS, dtype=torch.float32)
     return objective, anchors
 
@@ -382,7 +376,7 @@ def test_try_moves_matches_loop(scored):
 def move_path(request, monkeypatch):
     """Score near moves on every box at once, or only on the boxes each move can reach."""
     if request.param == "pruned":
-        monkeypatch.setattr(evolve_module, "_DENSE_MOVES", 0)
+        monkeypatch.setattr(polish_module, "_DENSE_MOVES", 0)
     return request.param
 
 
@@ -449,7 +443,7 @@ def test_climb_keeps_move_scores_right(coco_objectives, monkeypatch):
     moved anchors only; it must climb exactly as the pruned path, which scores afresh every round."""
     objective = coco_objectives["ratio"]
     kept = polish(objective, bad_start(), step=0.1, min_step=0.002)
-    monkeypatch.setattr(evolve_module, "_DENSE_MOVES", 0)
+    monkeypatch.setattr(polish_module, "_DENSE_MOVES", 0)
     fresh = polish(objective, bad_start(), step=0.1, min_step=0.002)
     torch.testing.assert_close(kept[0], fresh[0], rtol=1e-6, atol=0)
     assert float(kept[1]) == pytest.approx(float(fresh[1]), abs=1e-9)

@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 
-from autoanchor.kmeans import _lloyd, _weighted_medians, kmeans
+from autoanchor.kmeans import _lloyd, _weighted_medians, kmeans, kmeans_starts
 from helpers import generator
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
@@ -237,14 +237,25 @@ def test_lloyd_runs_starts_together_as_alone(distance, update):
             assert float(distortions[index]) == pytest.approx(float(distortion), rel=1e-12)
 
 
-def test_every_start():
+def test_kmeans_starts_returns_every_start():
     wh = torch.cat(blobs(2))
-    every = kmeans(wh, 3, restarts=5, every_start=True, generator=generator(6))
+    every = kmeans_starts(wh, 3, restarts=5, generator=generator(6))
     assert every.shape == (5, 3, 2)
     areas = every.prod(-1)
     assert bool((areas[:, 1:] >= areas[:, :-1]).all())  # each start sorted by area
     best = kmeans(wh, 3, restarts=5, generator=generator(6))
     assert any(torch.equal(best, row) for row in every)
+
+
+def test_starts_with_few_distinct_sizes_are_all_the_same():
+    # two distinct sizes for three anchors: every start is the repeated sizes, [restarts, n, 2] still
+    wh = torch.tensor([[10.0, 10.0], [10.0, 10.0], [50.0, 20.0]])
+    with pytest.warns(UserWarning, match="only 2 distinct sizes"):
+        every = kmeans_starts(wh, 3, restarts=4)
+    assert every.shape == (4, 3, 2)
+    with pytest.warns(UserWarning, match="only 2 distinct sizes"):
+        best = kmeans(wh, 3, restarts=4)
+    assert best.shape == (3, 2) and all(torch.equal(best, row) for row in every)
 
 
 # ---- bad input ------------------------------------------------------------------------------------------

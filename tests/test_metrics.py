@@ -13,14 +13,15 @@ from autoanchor.metrics import (
     AnchorStats,
     anchor_fitness,
     anchor_stats,
+    anchor_stats_batch,
     anchors_above_threshold,
     avg_iou,
-    best_match,
     best_possible_recall,
-    match_matrix,
     ratio_metric,
+    size_iou,
     wh_iou,
 )
+from autoanchor.objectives import best_match, match_matrix
 from autoanchor.parallel import LocalReducer
 
 
@@ -160,7 +161,7 @@ def test_anchor_stats_population_matches_loop(device, chunk, weighted):
     wh = random_sizes((43, 2), seed=13, device=device)
     population = random_sizes((4, 3, 2), seed=14, low=5, high=300, device=device)
     weights = torch.rand(43, generator=torch.Generator().manual_seed(15)).add(0.2).to(device) if weighted else None
-    stats = anchor_stats(wh, population, thr=4.0, weights=weights, chunk=chunk)
+    stats = anchor_stats_batch(wh, population, thr=4.0, weights=weights, chunk=chunk)
     assert isinstance(stats, list) and len(stats) == 4
     for one, anchors in zip(stats, population):
         assert isinstance(one, AnchorStats)
@@ -447,3 +448,24 @@ def test_unknown_metric(metric):
 def test_bad_weights_shape(figure, shape):
     with pytest.raises(ValueError, match=re.escape(str(list(shape)))):
         figure(WH, ANCHORS, weights=torch.ones(shape))
+
+
+def test_anchor_stats_takes_one_set_and_the_batch_a_population():
+    # one return type per function: anchor_stats -> AnchorStats, anchor_stats_batch -> list
+    population = torch.stack([ANCHORS, ANCHORS * 2])  # [2,2,2]
+    with pytest.raises(ValueError, match=re.escape("[2, 2, 2]")):
+        anchor_stats(WH, population)
+    with pytest.raises(ValueError, match=re.escape("[2, 2]")):
+        anchor_stats_batch(WH, ANCHORS)
+    assert isinstance(anchor_stats(WH, ANCHORS), AnchorStats)
+    batch = anchor_stats_batch(WH, ANCHORS[None])
+    assert isinstance(batch, list) and batch == [anchor_stats(WH, ANCHORS)]
+
+
+def test_size_iou_known_values_and_layouts():
+    # 10x40 against 20x20: intersection 10*20 = 200, union 400 + 400 - 200 = 600
+    assert size_iou(torch.tensor([10.0, 40.0]), torch.tensor([20.0, 20.0])).item() == pytest.approx(1 / 3)
+    # sides along dim 0 ([2, N] against [K, 2, 1]) give wh_iou transposed, bit for bit
+    wh = random_sizes((17, 2), seed=3)
+    anchors = random_sizes((5, 2), seed=4)
+    assert torch.equal(size_iou(wh.T, anchors[..., None], dim=-2), wh_iou(wh, anchors).T)

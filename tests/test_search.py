@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
 import warnings
@@ -12,11 +13,12 @@ import pytest
 import torch
 from helpers import shared_npz
 
-from autoanchor.boxes import BoxSizes
+from autoanchor.boxes import BoxSizes, searchable_boxes
 from autoanchor.datasets import load_boxes
 from autoanchor.metrics import anchor_stats
 from autoanchor.parallel import LocalReducer
-from autoanchor.search import SearchResult, kmean_anchors, search_anchors
+from autoanchor.dropins import kmean_anchors
+from autoanchor.search import SearchResult, pool_sizes, search_anchors
 
 
 
@@ -52,7 +54,7 @@ def default_runs(coco_wh) -> dict[int, SearchResult]:
 
 
 def kept_boxes(wh: torch.Tensor) -> torch.Tensor:
-    return wh[(wh >= 2).any(1) & (wh > 0).all(1)]
+    return searchable_boxes(wh)
 
 
 # ---- coco128 with the defaults --------------------------------------------------------------------------------
@@ -393,3 +395,93 @@ def test_kmean_anchors_empty_dataset():
 
     with pytest.raises(ValueError, match="no boxes"):
         kmean_anchors(Empty(), verbose=False)
+
+
+# ---- pool_sizes against a plain loop ------------------------------------------------------------------------
+
+
+def loop_pools(wh: torch.Tensor, weights: torch.Tensor, cell: float) -> dict:
+    """Plain-Python pools: key -> (total weight, weighted mean log w, weighted mean log h)."""
+    pools: dict = {}
+    for (w, h), weight in zip(wh.tolist(), weights.tolist()):
+        key = (w, h) if cell == 0 else (math.floor(math.log(w) / cell), math.floor(math.log(h) / cell))
+        total, lw, lh = pools.get(key, (0.0, 0.0, 0.0))
+        pools[key] = (total + weight, lw + weight * math.log(w), lh + weight * math.log(h))
+    return {key: (t, lw / t, lh / t) for key, (t, lw, lh) in pools.items()}
+
+
+@pytest.mark.parametrize("cell", [0.0, 0.05, 0.3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_pool_sizes_matches_a_plain_loop(cell, weighted):
+    gen = torch.Generator().manual_seed(21)
+    # few distinct sizes, each repeated, so that cell 0 merges something too
+    distinct = (torch.rand(40, 2, generator=gen, dtype=torch.float64) * 5).exp().float() + 2  # [40,2]
+    wh = distinct[torch.randint(0, 40, (300,), generator=gen)]
+    weights = torch.rand(300, generator=gen, dtype=torch.float64) + 0.5 if weighted else None
+    points, pooled = pool_sizes(wh, weights, cell=cell)
+    expected = loop_pools(wh, torch.ones(300, dtype=torch.float64) if weights is None else weights, cell)
+    assert points.shape == (len(expected), 2) and pooled.shape == (len(expected),)
+    assert points.dtype == wh.dtype and pooled.dtype == torch.float64
+    assert float(pooled.sum()) == pytest.approx(300 if weights is None else float(weights.sum()), rel=1e-12)
+    got = {}
+    for (w, h), weight in zip(points.tolist(), pooled.tolist()):
+        if cell == 0:
+            key = (w, h)  # identical sizes are kept bit-exact
+        else:  # the pool's mean size lies in its own cell
+            key = (math.floor(math.log(w) / cell), math.floor(math.log(h) / cell))
+        got[key] = (weight, math.log(w), math.log(h))
+    assert got.keys() == expected.keys()
+    for key, (weight, lw, lh) in expected.items():
+        assert got[key][0] == pytest.approx(weight, rel=1e-12)
+        assert got[key][1:] == pytest.approx((lw, lh), abs=1e-6)  # float32 sizes
+
+
+def test_pool_sizes_empty_and_cell_order():
+    points, weights = pool_sizes(torch.zeros(0, 2))
+    assert points.shape == (0, 2) and weights.shape == (0,)
+    # cell 0.5: 10 and 11 px share a cell (log 2.30, 2.40 -> floor 4), 100 px does not (log 4.6 -> 9)
+    wh = torch.tensor([[100.0, 100.0], [10.0, 10.0], [11.0, 11.0]])
+    points, weights = pool_sizes(wh, cell=0.5)
+    assert weights.tolist() == [2.0, 1.0]
+    assert points[0].tolist() == pytest.approx([math.sqrt(110)] * 2, rel=1e-6)  # geometric mean of 10 and 11
+
+
+# ---- settings object and threads -------------------------------------------------------------------------------
+
+
+def test_settings_object_gives_the_same_search_as_keywords(coco_wh):
+    from autoanchor.settings import SearchSettings
+
+    options = dict(gen=30, seed=5, metric="iou", starts=2, hops=4)
+    by_keywords = quiet_search(coco_wh, 6, **options)
+    by_settings = quiet_search(coco_wh, 6, settings=SearchSettings(**options))
+    overridden = quiet_search(coco_wh, 6, settings=SearchSettings(**{**options, "seed": 9}), seed=5)
+    for other in (by_settings, overridden):
+        assert torch.equal(by_keywords.anchors, other.anchors) and by_keywords.stats == other.stats
+
+
+def test_threads_option(coco_wh, monkeypatch):
+    before = torch.get_num_threads()
+    calls = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
+    quiet_search(coco_wh, 3, gen=5, threads=None)
+    assert calls == []  # None leaves torch's thread count alone
+    quiet_search(coco_wh, 3, gen=5)
+    assert calls == [1, before]  # the default pins one thread and restores the count
+    assert torch.get_num_threads() == before
+
+
+def test_unknown_option_is_a_type_error_listing_the_options():
+    with pytest.raises(TypeError, match=r"\['generations'\].*'gen'"):
+        search_anchors(WH, 2, generations=10)
+
+
+def test_kmean_anchors_old_import_path_still_works_with_a_warning():
+    import autoanchor.search
+
+    with pytest.warns(DeprecationWarning, match="autoanchor.dropins"):
+        old = autoanchor.search.kmean_anchors
+    assert old is kmean_anchors
+    with pytest.raises(AttributeError, match="no_such_name"):
+        autoanchor.search.no_such_name

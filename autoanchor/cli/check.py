@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``autoanchor check`` with parsed options; returns 0 (fits), 1 (BPR not above the threshold)."""
     from ..metrics import anchor_stats
     from ..modelyaml import default_strides, read_model_anchors
-    from .common import MIN_BOX_PX, BoxCounts, _searched_boxes, device_of, emit, load
+    from ..boxes import searchable_boxes
+    from .common import MIN_BOX_PX, BoxCounts, device_of, emit, load
     from .darknetcfg import is_cfg, network_size, read_model_cfg
     from .formats import CheckOutput
     from .levels import per_level, scale_fields, training_wh
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     img = network.long_side if network is not None else args.img
     sizes, wh, name = load(args.data, img, device, progress=not args.quiet, cache=args.cache, network=network)
     wh = training_wh(sizes, wh, device, scale=args.scale, seed=args.seed)
-    kept = _searched_boxes(wh)
+    kept = searchable_boxes(wh)
     if kept.shape[0] == 0:
         raise CommandLineError(f"all {wh.shape[0]} boxes of {name} are under {MIN_BOX_PX:g} px; nothing to check")
     flat = anchors.reshape(-1, 2)

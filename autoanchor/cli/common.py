@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from .._atomic import write_atomic
+from ..boxes import MIN_BOX_PX
 from .options import CommandLineError
 
 __all__ = [
@@ -36,8 +37,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Same rule as the search: boxes with both sides under 2 px are left out, and so are zero-size boxes.
-MIN_BOX_PX = 2.0
 THREADS_ENV = "OMP_NUM_THREADS"
 # `fit` measures the anchors it prints and writes, not the unrounded ones the search returned.
 FIGURES_FOR_PRINTED = "figures for the anchors as printed, rounded to whole pixels"
@@ -94,17 +93,12 @@ def check_output_path(option: str, path: Path | None) -> None:
         raise CommandLineError(f"{option} {str(path)!r} is read-only (mode {mode}); not written")
 
 
-def _searched_boxes(wh: Tensor) -> Tensor:
-    """The boxes the search uses: either side at least 2 px, no zero side."""
-    return wh[(wh >= MIN_BOX_PX).any(1) & (wh > 0).all(1)]
-
-
 class BoxCounts:
     """How many boxes the figures are on, and how many were left out and why.
 
     Args:
         wh: Tensor[N, 2], every box's (width, height) in pixels.
-        kept: Tensor[M, 2], the boxes measured (:func:`_searched_boxes` of ``wh``).
+        kept: Tensor[M, 2], the boxes measured (:func:`autoanchor.boxes.searchable_boxes` of ``wh``).
     """
 
     def __init__(self, wh: Tensor, kept: Tensor) -> None:

@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics import anchor_stats
     from ..modelyaml import default_strides, read_model_anchors, round_anchors
     from ..search import search_anchors
-    from .common import FIGURES_FOR_PRINTED, BoxCounts, _searched_boxes, device_of, emit, load
+    from ..boxes import searchable_boxes
+    from .common import FIGURES_FOR_PRINTED, BoxCounts, device_of, emit, load
     from .darknetcfg import describe_unused, fitted_line, is_cfg, level_tensor, network_size, read_model_cfg
     from .formats import FitOutput, stats_line
     from .levels import per_level, scale_fields, training_wh
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         rows = round_anchors(result.anchors.reshape(n_levels, n // n_levels, 2))
         rounded = torch.tensor(rows, dtype=torch.float32, device=wh.device)
         strides = default_strides(n_levels)
-    kept = _searched_boxes(wh)
+    kept = searchable_boxes(wh)
     counts = BoxCounts(wh, kept)
     # The figures printed are those of the integer anchors that are printed and written.
     stats = anchor_stats(kept, rounded.reshape(-1, 2), thr=args.thr)
@@ -235,10 +236,12 @@ def _write(
 
 def _compare(path: Path, before: AnchorStats, stats: AnchorStats, metric: str) -> None:
     """Log the model's own anchors' figures, and warn when the fitted ones are worse on the metric searched."""
+    from ..objectives import objective_class
     from .formats import stats_line
 
     logger.info("anchors in %s before: %s", path, stats_line(before))
-    worse = stats.avg_iou < before.avg_iou if metric == "iou" else stats.fitness < before.fitness
+    figure = objective_class(metric).figure
+    worse = figure(stats) < figure(before)
     if worse:
         logger.warning("the fitted anchors fit worse than those in %s; writing them anyway", path)
 
