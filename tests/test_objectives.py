@@ -22,7 +22,7 @@ from autoanchor.objectives import (
 )
 from autoanchor.polish import polish
 from autoanchor.search import search_anchors
-from conftest import generator
+from helpers import generator
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
