@@ -11,9 +11,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autoanchor"
 
 CORE = [
     "_warn", "rng", "boxes", "parallel", "metrics", "objectives", "kmeans", "evolve", "differential", "polish",
-    "settings", "search",
+    "settings", "search", "levels", "jitter", "advise", "generators/grid", "generators/matching", "generators/fit",
 ]
-EDGE = {"datasets", "hook", "cli", "dropins", "distributed", "modelyaml", "plot", "configs", "__main__"}
+EDGE = {
+    "datasets", "hook", "heads", "report", "cli", "dropins", "distributed", "modelyaml", "plot", "configs", "darknet",
+    "torchvision_model", "__main__",
+}
 
 
 def imported_modules(tree: ast.AST) -> list[tuple[str, int, str]]:
