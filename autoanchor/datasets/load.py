@@ -27,6 +27,23 @@ logger = logging.getLogger("autoanchor.datasets")
 _MAX_NAMED_PROBLEMS = 5  # problems spelled out in the warning; all are in LoadSummary.messages
 
 
+def _count(count: int, singular: str, plural: str) -> str:
+    return f"{count} {singular if count == 1 else plural}"
+
+
+def _problem_counts(summary: LoadSummary) -> str:
+    """``skipped 2 images with bad data, clipped 1 box to its image``: only the counts that are not zero."""
+    skipped = [
+        _count(n, singular, plural)
+        for n, singular, plural in ((summary.skipped_images, "image", "images"), (summary.skipped_boxes, "box", "boxes"))
+        if n
+    ]
+    parts = [f"skipped {' and '.join(skipped)} with bad data"] if skipped else []
+    if summary.clipped_boxes:
+        parts.append(f"clipped {_count(summary.clipped_boxes, 'box to its image', 'boxes to their image')}")
+    return ", ".join(parts) or "problems found"
+
+
 def _finish(loaded: Loaded, *, format: str, request: Request) -> tuple[BoxSizes, LoadSummary]:
     source = request.name
     summary = LoadSummary(
@@ -40,13 +57,7 @@ def _finish(loaded: Loaded, *, format: str, request: Request) -> tuple[BoxSizes,
     if shown:
         more = len(summary.messages) - len(shown)
         tail = f"\n  ... and {more} more (LoadSummary.messages lists them all)" if more else ""
-        clipped = f" and clipped {summary.clipped_boxes} boxes to their image" if summary.clipped_boxes else ""
-        request.notices.insert(
-            0,
-            f"{source}: skipped {summary.skipped_images} images and {summary.skipped_boxes} boxes "
-            f"with bad data{clipped}:\n  "
-            + "\n  ".join(shown) + tail,
-        )
+        request.notices.insert(0, f"{source}: {_problem_counts(summary)}:\n  " + "\n  ".join(shown) + tail)
     if summary.n_images == 0:
         first = f"; first: {shown[0]}" if shown else ""
         raise ValueError(f"no readable images in {source} ({summary.skipped_images} skipped{first})")
