@@ -316,8 +316,10 @@ def _plan(
         # Every rank must take the same branch below (the search runs collectives).
         before = _measure_from_rank0(reducer, before)
     logger.log(
-        info, "current anchors (%s head at %s), on %d boxes (imgsz %s, thr %s): %s",
-        family.name, where, sizes.n_boxes, options.imgsz, thr, family.format_measure(before),
+        info, "current anchors (%s head at %s), on %d boxes (%s): %s",
+        family.name, where, sizes.n_boxes,
+        f"imgsz {options.imgsz}, thr {thr}" if family.yolo_options else "the model's resize and matcher",
+        family.format_measure(before),
     )
     searched = before.score <= threshold
     after, params = before, None
@@ -336,9 +338,9 @@ def _plan(
             after, params = candidate, found
             logger.log(
                 info,
-                "new anchors: %s; replacing (pixels, per level): %s "
-                "(optional: write them into the model yaml to reuse them)",
+                "new anchors: %s; replacing (pixels, per level): %s%s",
                 family.format_measure(candidate), family.describe_state(state, found),
+                " (optional: write them into the model yaml to reuse them)" if family.yolo_options else "",
             )
         else:
             logger.log(
