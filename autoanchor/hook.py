@@ -532,6 +532,14 @@ def check_anchors(
         scale: yolov5's training-time scale ``hyp['scale']`` in [0, 1) (0.5 in its
             default hyper-parameters): measure and fit on the boxes under that
             augmentation; ``None`` (default) keeps yolov5's U(0.9, 1.1) check jitter.
+        strides, resize, threshold: for torchvision anchor generators only (the
+            ``torchvision`` family, :mod:`autoanchor.heads.torchvision`): the strides
+            per level in pixels (required for a bare ``AnchorGenerator``), the input
+            resize (a :class:`~autoanchor.generators.ResizeRule`) and the foreground
+            IoU, instead of what is read from the model. For that family the score
+            compared with ``bpr_threshold`` is the share of boxes matched, and ``thr``
+            / ``imgsz`` do not apply (a warning names them when they differ from
+            their defaults). A ``ValueError`` for any other head.
 
     Returns:
         An :class:`AnchorReport`; ``str(report)`` is one line for a training log.
