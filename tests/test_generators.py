@@ -511,3 +511,18 @@ def test_best_without_one_size_or_ratio_against_a_loop(sizes_per_level):
 def test_fit_rejects_a_bad_coarse_factor():
     with pytest.raises(ValueError, match="coarse_factor must be an integer >= 1, got 0"):
         fit_grid_anchors(torch.ones(3, 2) * 10, None, RETINANET, threshold=0.5, coarse_factor=0)
+
+
+def test_position_iou_objective_scores_as_the_fit_does(one_cpu_thread):
+    from autoanchor.generators.objective import PositionIoUObjective
+
+    wh = coco_input_wh()
+    fit = fit_grid_anchors(wh, None, RETINANET, threshold=0.5, seed=0)
+    objective = PositionIoUObjective(wh, None, strides=RETINANET.strides, cell=RETINANET.cell, threshold=0.5)
+    scores = objective.score([RETINANET, fit.generator])
+    # The same pooling and formula as the fit: its own before/after fitness, to float32 rounding.
+    assert scores.tolist() == pytest.approx([fit.fitness_before, fit.fitness_after], abs=1e-5)
+    stats = objective.stats(fit.generator)
+    assert scores[1] == pytest.approx(stats.matched + 0.5 * stats.mean_iou, abs=1e-5)
+    with pytest.raises(ValueError, match="strides"):
+        objective.score([GridAnchors(((32,),), ((1.0,),), (8,))])
