@@ -302,7 +302,8 @@ def _plan(
     )
     if not family.yolo_options:
         ignored = [
-            f"{name}={value!r}" for name, value, default in (("thr", options.thr, DEFAULT_THR), ("imgsz", options.imgsz, DEFAULT_IMGSZ))
+            f"{name}={value!r}"
+            for name, value, default in (("thr", options.thr, DEFAULT_THR), ("imgsz", options.imgsz, DEFAULT_IMGSZ))
             if value != default
         ]
         if ignored and rank == 0:

@@ -61,7 +61,8 @@ def fasterrcnn_fit() -> dict[str, str]:
 def test_fit_formats_agree_and_mmdet_recomputes_the_anchors(fasterrcnn_fit):
     sizes, ratios = parse_python(fasterrcnn_fit["python"])
     assert parse_python(fasterrcnn_fit["text"]) == (sizes, ratios)  # the text output holds all three forms
-    assert "MODEL.ANCHOR_GENERATOR.SIZES" in fasterrcnn_fit["text"] and "anchor_generator=dict(" in fasterrcnn_fit["text"]
+    text = fasterrcnn_fit["text"]
+    assert "MODEL.ANCHOR_GENERATOR.SIZES" in text and "anchor_generator=dict(" in text
     assert (sizes, ratios) != (PRESETS["fasterrcnn"]["sizes"], PRESETS["fasterrcnn"]["ratios"])  # it fitted
     fitted = GridAnchors(sizes, ratios, PRESETS["fasterrcnn"]["strides"])
     fields = parse_mmdet(fasterrcnn_fit["mmdet"])

@@ -37,7 +37,9 @@ class PositionIoUObjective:
         generator: draws the position subsets of large pools (known positions only).
 
     Example:
-        >>> objective = PositionIoUObjective(wh, None, strides=start.strides, cell=start.cell, threshold=0.5)  # doctest: +SKIP
+        >>> objective = PositionIoUObjective(
+        ...     wh, None, strides=start.strides, cell=start.cell, threshold=0.5
+        ... )  # doctest: +SKIP
         >>> objective.score([start, fitted])  # doctest: +SKIP
         tensor([1.1950, 1.2838], dtype=torch.float64)
     """

@@ -250,7 +250,8 @@ class TorchvisionAnchors(HeadFamily):
     ) -> Measure:
         detector: DetectorAnchors = state.extra.detector
         stats = match_stats(data.samples, unpack(params, detector.generator), threshold=detector.threshold)
-        return Measure(stats.matched, {"matched": stats.matched, "mean IoU": stats.mean_iou, "positives": stats.positives})
+        figures = {"matched": stats.matched, "mean IoU": stats.mean_iou, "positives": stats.positives}
+        return Measure(stats.matched, figures)  # the score: the share matched
 
     def format_measure(self, measure: Measure) -> str:
         figures = measure.figures
@@ -321,4 +322,5 @@ def generator_line(generator: GridAnchors) -> str:
             inner.append("(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")")
         return "(" + ", ".join(inner) + ("," if len(inner) == 1 else "") + ")"
 
-    return f"AnchorGenerator(sizes={levels(generator.sizes, False)}, aspect_ratios={levels(generator.aspect_ratios, True)})"
+    sizes, ratios = levels(generator.sizes, False), levels(generator.aspect_ratios, True)
+    return f"AnchorGenerator(sizes={sizes}, aspect_ratios={ratios})"
