@@ -20,6 +20,7 @@ import math
 import sys
 import zlib
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -30,7 +31,7 @@ from ._warn import warn
 from .boxes import BoxSizes
 from .datasets import load_boxes
 from .distributed import DistributedReducer, is_distributed
-from .heads import HeadFamily, HeadState, Measure, Write, find_head
+from .heads import HeadFamily, HeadState, Measure, Write, find_head, get_family
 from .heads.base import SearchFn
 from .heads.yolov5 import SCALE_JITTER, YoloHead  # noqa: F401  (SCALE_JITTER: public since 0.1.0)
 from .jitter import DEFAULT_DRAWS, scale_range
@@ -41,6 +42,11 @@ from .search import search_anchors
 __all__ = ["AnchorReport", "CheckOptions", "check_anchors", "check_anchor_order", "find_detect", "run_check"]
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_THR = 4.0
+"""check_anchors' default ``thr`` (yolov5's ``hyp['anchor_t']``)."""
+DEFAULT_IMGSZ = 640
+"""check_anchors' default ``imgsz`` in pixels."""
 
 
 # ---------------------------------------------------------------------------------
@@ -121,8 +127,8 @@ class CheckOptions:
         ValueError: for a value out of range; the message names the option and value.
     """
 
-    thr: float = 4.0
-    imgsz: float = 640
+    thr: float = DEFAULT_THR
+    imgsz: float = DEFAULT_IMGSZ
     gen: int = 1000
     bpr_threshold: float = 0.98
     seed: int = 0
@@ -294,14 +300,27 @@ def _plan(
         state, sizes, imgsz=options.imgsz, seed=seed, device=options.device, rank=rank, world_size=world_size,
         **scale,
     )
+    if not family.yolo_options:
+        ignored = [
+            f"{name}={value!r}"
+            for name, value, default in (("thr", options.thr, DEFAULT_THR), ("imgsz", options.imgsz, DEFAULT_IMGSZ))
+            if value != default
+        ]
+        if ignored and rank == 0:
+            warn(
+                f"yolov5 arguments ({', '.join(ignored)}) do not apply to the {family.name} head at {where}: "
+                "it is measured at its own foreground IoU and input resize; they are ignored"
+            )
     thr, threshold = options.thr, options.bpr_threshold
     before = family.measure(state, state.params, data, thr=thr, reducer=reducer)
     if reducer is not None:
         # Every rank must take the same branch below (the search runs collectives).
         before = _measure_from_rank0(reducer, before)
     logger.log(
-        info, "current anchors (%s head at %s), on %d boxes (imgsz %s, thr %s): %s",
-        family.name, where, sizes.n_boxes, options.imgsz, thr, family.format_measure(before),
+        info, "current anchors (%s head at %s), on %d boxes (%s): %s",
+        family.name, where, sizes.n_boxes,
+        f"imgsz {options.imgsz}, thr {thr}" if family.yolo_options else "the model's resize and matcher",
+        family.format_measure(before),
     )
     searched = before.score <= threshold
     after, params = before, None
@@ -320,9 +339,9 @@ def _plan(
             after, params = candidate, found
             logger.log(
                 info,
-                "new anchors: %s; replacing (pixels, per level): %s "
-                "(optional: write them into the model yaml to reuse them)",
-                family.format_measure(candidate), family.describe(found),
+                "new anchors: %s; replacing (pixels, per level): %s%s",
+                family.format_measure(candidate), family.describe_state(state, found),
+                " (optional: write them into the model yaml to reuse them)" if family.yolo_options else "",
             )
         else:
             logger.log(
@@ -345,11 +364,12 @@ def _plan(
         levels=family.levels(state, final, data, thr=thr, reducer=reducer),  # collective: every rank
         below_stride=family.below_stride(state, final),
         scale=options.scale,
+        note=family.note(state, data),
     )
     if searched and after.score <= threshold < 1 and rank == 0:
         warn(
             f"the anchors still fit the data poorly ({after.score:.4f} <= bpr_threshold {threshold}); "
-            "check the labels and imgsz, or allow more anchors or a larger thr"
+            f"{family.poor_fit_advice()}"
         )
     return _Plan(report, family, state, write)
 
@@ -421,8 +441,8 @@ def run_check(
 def check_anchors(
     dataset: Any,
     model: Any,
-    thr: float = 4.0,
-    imgsz: float = 640,
+    thr: float = DEFAULT_THR,
+    imgsz: float = DEFAULT_IMGSZ,
     *,
     gen: int = 1000,
     bpr_threshold: float = 0.98,
@@ -433,6 +453,9 @@ def check_anchors(
     family: str | HeadFamily | None = None,
     distributed: bool | None = None,
     scale: float | None = None,
+    strides: Sequence[int] | None = None,
+    resize: Any = None,
+    threshold: float | None = None,
 ) -> AnchorReport:
     """Check the model's anchors against the data; replace them in place if a search finds better.
 
@@ -510,6 +533,14 @@ def check_anchors(
         scale: yolov5's training-time scale ``hyp['scale']`` in [0, 1) (0.5 in its
             default hyper-parameters): measure and fit on the boxes under that
             augmentation; ``None`` (default) keeps yolov5's U(0.9, 1.1) check jitter.
+        strides, resize, threshold: for torchvision anchor generators only (the
+            ``torchvision`` family, :mod:`autoanchor.heads.torchvision`): the strides
+            per level in pixels (required for a bare ``AnchorGenerator``), the input
+            resize (a :class:`~autoanchor.generators.ResizeRule`) and the foreground
+            IoU, instead of what is read from the model. For that family the score
+            compared with ``bpr_threshold`` is the share of boxes matched, and ``thr``
+            / ``imgsz`` do not apply (a warning names them when they differ from
+            their defaults). A ``ValueError`` for any other head.
 
     Returns:
         An :class:`AnchorReport`; ``str(report)`` is one line for a training log.
@@ -541,4 +572,31 @@ def check_anchors(
             thr=thr, imgsz=imgsz, gen=gen, bpr_threshold=bpr_threshold, seed=seed, device=device, verbose=verbose,
             scale=scale,
         )
+        overrides = {
+            name: value for name, value in (("strides", strides), ("resize", resize), ("threshold", threshold))
+            if value is not None
+        }
+        if overrides:
+            family = _grid_family(model, detect, family, overrides)
     return run_check(dataset, model, options, detect=detect, family=family, reducer=reducer)
+
+
+def _grid_family(model: Any, detect: Any, family: str | HeadFamily | None, overrides: dict[str, Any]) -> HeadFamily:
+    """The torchvision family constructed with ``strides=`` / ``resize=`` / ``threshold=``.
+
+    Raises:
+        ValueError: if the head is not a torchvision anchor generator, or ``family``
+            names another family or is an instance (which carries its own settings).
+    """
+    names = ", ".join(f"{name}=" for name in overrides)
+    if isinstance(family, HeadFamily):
+        raise ValueError(f"{names} configure the torchvision family; pass them to the family instance given as family=")
+    if family is not None and family != "torchvision":
+        raise ValueError(f"{names} apply only to torchvision anchor generators, not to the {family} family")
+    found, _head, where = find_head(model, detect, family=family)
+    if found.name != "torchvision":
+        raise ValueError(
+            f"{names} apply only to torchvision anchor generators; {where} is a {found.name} head, "
+            "which has its own strides and is measured with thr and imgsz"
+        )
+    return type(get_family("torchvision"))(**overrides)

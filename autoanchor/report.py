@@ -68,6 +68,8 @@ class AnchorReport:
             when none is (or the family has no levels).
         scale: the training scale (yolov5's ``hyp['scale']``) the figures were
             measured under, or ``None`` for yolov5's check jitter U(0.9, 1.1).
+        note: the family's remark on how the figures were measured (torchvision:
+            real box positions or a lattice), shown at the end of the line; may be empty.
     """
 
     replaced: bool
@@ -86,12 +88,13 @@ class AnchorReport:
     levels: tuple[LevelStats, ...] = ()
     below_stride: tuple[BelowStride, ...] = ()
     scale: float | None = None
+    note: str = ""
 
     @classmethod
     def from_measures(
         cls, *, family: str, before: Measure, after: Measure, anchors_before: Tensor, anchors_after: Tensor,
         replaced: bool, searched: bool, levels: tuple[LevelStats, ...] = (),
-        below_stride: tuple[BelowStride, ...] = (), scale: float | None = None,
+        below_stride: tuple[BelowStride, ...] = (), scale: float | None = None, note: str = "",
     ) -> AnchorReport:
         """A report from a family's measures; YOLO figures fill the named fields."""
 
@@ -117,6 +120,7 @@ class AnchorReport:
             levels=tuple(levels),
             below_stride=tuple(below_stride),
             scale=scale,
+            note=note,
         )
 
     def level_lines(self) -> list[str]:
@@ -142,7 +146,7 @@ class AnchorReport:
         return f"; {len(self.below_stride)} anchor(s) under one stride of their level ({', '.join(names)})"
 
     def __str__(self) -> str:
-        return self._summary() + self._below_stride_suffix()
+        return self._summary() + self._below_stride_suffix() + (f" ({self.note})" if self.note else "")
 
     def _summary(self) -> str:
         verdict = "no better anchors found, kept the current ones" if self.searched else "current anchors fit, kept"

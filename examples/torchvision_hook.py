@@ -3,16 +3,15 @@
 Builds ``fasterrcnn_mobilenet_v3_large_fpn`` (or ``retinanet_resnet50_fpn``) with
 ``weights=None, weights_backbone=None`` (nothing is downloaded) and a small input size,
 checks its anchor generator against the built-in coco128 box statistics with
-``check_grid_anchors`` (sizes, ratios, strides, resize rule and foreground threshold
-are read from the model), which rewrites the generator in place when more boxes get
-an anchor above the threshold, then runs a few training steps on the CPU. The images
+``autoanchor.check_anchors(dataset, model)``, the same call as for a YOLO model
+(sizes, ratios, strides, resize rule and foreground threshold are read from the
+model), which rewrites the generator in place when more boxes get an anchor above the
+threshold, then runs a few training steps on the CPU. The images
 are random noise with boxes of coco128's sizes placed at seeded random positions: the
 point is that the rewritten model trains, not what it learns.
 
 Needs torchvision (``pip install autoanchor[torchvision]``). Run:
     python examples/torchvision_hook.py [--model fasterrcnn|retinanet] [--steps 3]
-
-Phase 2 of the torchvision work routes this through ``autoanchor.check_anchors``.
 """
 
 from __future__ import annotations
@@ -22,8 +21,9 @@ import logging
 
 import torch
 
+import autoanchor
 from autoanchor.datasets import load_boxes
-from autoanchor.generators.torchvision_model import check_grid_anchors
+from autoanchor.generators.torchvision_model import find_anchor_generator
 
 
 def build(name: str, min_size: int, max_size: int) -> torch.nn.Module:
@@ -59,9 +59,11 @@ def main() -> None:
 
     boxes = load_boxes("coco128")
     model = build(args.model, args.min_size, args.max_size)
-    report = check_grid_anchors(boxes, model, seed=0)
-    print(report)
-    print(report.generator_after)
+    report = autoanchor.check_anchors(boxes, model, seed=0)  # before the first step, as in yolov5's train.py
+    before, after = report.figures_before["matched"], report.figures_after["matched"]
+    print(f"replaced: {report.replaced}; share of coco128 boxes matched {before:.3f} -> {after:.3f}")
+    _path, anchors = find_anchor_generator(model)
+    print(f"the model now has AnchorGenerator(sizes={anchors.sizes}, aspect_ratios={anchors.aspect_ratios})")
 
     generator = torch.Generator().manual_seed(0)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)

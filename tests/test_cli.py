@@ -406,7 +406,7 @@ def test_errors_are_one_line_exit_2(runs, name):
     [
         (["check", "--anchors", "10,13, 16,x"], "'x' is not a number"),
         (["check", "--anchors", "10,13, -16,30"], "positive numbers"),
-        (["check"], "one of the arguments --model --anchors is required"),
+        (["check"], "one of the arguments --model --anchors --generator is required"),
         (["fit", "--model", "nope.yaml"], "nope.yaml' does not exist"),
         (["fit", "--thr", "0.5"], "greater than 1"),
         (["fit", "--n", "0"], "positive integer"),
@@ -449,7 +449,7 @@ def test_plot_without_matplotlib_says_how_to_install(folder, capsys, monkeypatch
 def test_help_and_version_exit_0(capsys):
     assert main(["--version"]) == 0
     assert main(["fit", "--help"]) == 0
-    assert "--format {text,yaml,json,darknet,mmyolo}" in capsys.readouterr().out
+    assert "--format {text,yaml,json,darknet,mmyolo,python,detectron2,mmdet}" in capsys.readouterr().out
 
 
 # -- files written: the model yaml and --out ------------------------------------------------------
@@ -523,7 +523,7 @@ def test_write_keeps_permission_bits(tmp_path, capsys, monkeypatch):
 def test_a_registered_format_becomes_a_choice_and_unknown_names_list_the_known(monkeypatch, capsys):
     from autoanchor.cli import registry
 
-    known = "text, yaml, json, darknet, mmyolo"
+    known = "text, yaml, json, darknet, mmyolo, python, detectron2, mmdet"
     with pytest.raises(ValueError, match=rf"unknown output format 'xml' for 'fit'; known: {known}$"):
         registry.get_format("fit", "xml")
     with pytest.raises(ValueError, match="already registered"):

@@ -483,3 +483,46 @@ def test_boxes_to_input_follows_the_resize_per_image():
     assert got_wh.flatten().tolist() == pytest.approx([533.0, 400.0, 133.3, 133.2], abs=1e-9)
     assert got_xy.tolist() == [[533.0, 400.0], [1333.0, 666.0]]
     assert extent.tolist() == [[1088.0, 800.0], [1344.0, 672.0]]
+
+
+@pytest.mark.parametrize("sizes_per_level", [1, 3])
+def test_best_without_one_size_or_ratio_against_a_loop(sizes_per_level):
+    from autoanchor.generators.fit import _Best
+
+    g = generator(11)
+    table = [torch.rand(40, 3, sizes_per_level, generator=g) for _ in range(4)]  # [S, r, k] per level
+    best = _Best([t.clone() for t in table])
+    table[2] = torch.rand(40, 3, sizes_per_level, generator=g)
+    best.set(2, table[2].clone())
+    best.refresh()
+    for row in range(40):
+        everything = max(float(t[row].max()) for t in table)
+        assert float(best.best()[row]) == everything
+        for level in range(4):
+            for j in range(sizes_per_level):  # leave out size j of `level` (all its ratios)
+                rest = [float(t[row].max()) for l, t in enumerate(table) if l != level]
+                rest += [float(table[level][row, :, k].max()) for k in range(sizes_per_level) if k != j]
+                assert float(best.without([level], None, j)[row]) == max(rest, default=0.0)
+            for i in range(3):  # leave out ratio i of every level (shared ratios)
+                rest = [float(t[row, r].max()) for t in table for r in range(3) if r != i]
+                assert float(best.without([0, 1, 2, 3], i, None)[row]) == max(rest)
+
+
+def test_fit_rejects_a_bad_coarse_factor():
+    with pytest.raises(ValueError, match="coarse_factor must be an integer >= 1, got 0"):
+        fit_grid_anchors(torch.ones(3, 2) * 10, None, RETINANET, threshold=0.5, coarse_factor=0)
+
+
+def test_position_iou_objective_scores_as_the_fit_does(one_cpu_thread):
+    from autoanchor.generators.objective import PositionIoUObjective
+
+    wh = coco_input_wh()
+    fit = fit_grid_anchors(wh, None, RETINANET, threshold=0.5, seed=0)
+    objective = PositionIoUObjective(wh, None, strides=RETINANET.strides, cell=RETINANET.cell, threshold=0.5)
+    scores = objective.score([RETINANET, fit.generator])
+    # The same pooling and formula as the fit: its own before/after fitness, to float32 rounding.
+    assert scores.tolist() == pytest.approx([fit.fitness_before, fit.fitness_after], abs=1e-5)
+    stats = objective.stats(fit.generator)
+    assert scores[1] == pytest.approx(stats.matched + 0.5 * stats.mean_iou, abs=1e-5)
+    with pytest.raises(ValueError, match="strides"):
+        objective.score([GridAnchors(((32,),), ((1.0,),), (8,))])

@@ -7,6 +7,9 @@
                    [--device cpu|cuda] [--no-cache] [-q] [--model MODEL.yaml|MODEL.cfg [--write]]
     autoanchor check [DATA] (--model MODEL.yaml|MODEL.cfg | --anchors "10,13, 16,30, ..." | --anchors yolov5-p5)
                      [--img 640] [--thr 4.0] [--bpr-threshold 0.98] [--scale S [--seed 0]] [--format text|json]
+    autoanchor fit [DATA] --generator retinanet|fasterrcnn|fasterrcnn-mobilenet [--sizes ... --ratios ... --strides ...
+                   --min-size PX --max-size PX --iou IOU] [--format text|python|detectron2|mmdet] [--seed 0]
+    autoanchor check [DATA] --generator PRESET [--sizes ... ...] [--bpr-threshold 0.98]
     autoanchor advise [DATA] [--img 640] [--thr 4.0] [--margin 0.1] [--seed 0] [--scale S]
                       [--counts 3-15] [--sweep-gen 100] [--gen 1000] [--format text|json]
 

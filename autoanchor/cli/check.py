@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..configs import anchor_config_names, anchors_by_name, load_config, strides_by_name
+from .grid import PRESETS, add_grid_options, generator_help, grid_requested, run_grid
 from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, CommandLineError, add_scale_option, probability, seed
 from .registry import format_help, format_names, get_format, register_command
 
@@ -32,9 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="anchors as 'w1,h1, w2,h2, ...' in pixels, or the name of a shipped set: "
         + ", ".join(anchor_config_names()),
     )
+    source.add_argument("--generator", choices=tuple(PRESETS), help=generator_help())
     parser.add_argument(
         "--bpr-threshold", type=probability, default=defaults["bpr_threshold"], metavar="BPR",
-        help="the anchors fit when their best possible recall is above this (as check_anchors decides "
+        help="the anchors fit when their best possible recall (with --generator: the share of boxes matched) "
+        "is above this (as check_anchors decides "
         "whether to search new ones); default %(default)s",
     )
     add_scale_option(parser, "measure")
@@ -46,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", choices=format_names("check"), default="text",
         help=f"{format_help('check')}; default %(default)s",
     )
+    add_grid_options(parser, generator=False)
 
 
 def _parse_anchor_text(text: str) -> tuple[Tensor, str | None]:
@@ -91,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
     from .formats import CheckOutput
     from .levels import per_level, scale_fields, training_wh
 
+    if grid_requested(args):
+        if args.generator is None:
+            raise CommandLineError("--sizes, --ratios, --strides, --min-size, --max-size and --iou need --generator")
+        return run_grid(args, "check")
     writer = get_format("check", args.format)
     network = strides = None
     if is_cfg(args.model):

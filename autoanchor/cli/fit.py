@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..configs import load_config
+from .grid import add_grid_options, grid_requested, run_grid
 from .options import EXIT_OK, CommandLineError, add_scale_option, non_negative_int, positive_int, seed
 from .registry import format_help, format_names, get_format, register_command
 
@@ -70,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --model: rewrite the model yaml's anchor rows, or every anchors= line of the .cfg, in place "
         "(nothing else in the file changes; its permissions and owner are kept; a read-only file is refused)",
     )
+    add_grid_options(parser)
 
 
 def _levels_of(args: argparse.Namespace, model: ModelAnchors | DarknetConfig | None) -> tuple[int, int]:
@@ -132,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
     from .formats import FitOutput, stats_line
     from .levels import per_level, scale_fields, training_wh
 
+    if grid_requested(args):
+        from .common import check_output_path
+
+        check_output_path("--out", args.out)
+        return run_grid(args, "fit")
     writer = get_format("fit", args.format)
     _check_before_work(args)
     cfg = network = None

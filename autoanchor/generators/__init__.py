@@ -9,11 +9,13 @@ touches an ``nn.Module``; none of them imports torchvision.
 from .fit import FitResult, fit_grid_anchors, pool_samples
 from .grid import GridAnchors, ResizeRule, cell_anchors, grid_anchors, lattice_offsets
 from .matching import MatchStats, Samples, best_iou, make_samples, match_stats, offset_iou, positive_counts
+from .objective import PositionIoUObjective
 
 __all__ = [
     "FitResult",
     "GridAnchors",
     "MatchStats",
+    "PositionIoUObjective",
     "ResizeRule",
     "Samples",
     "best_iou",

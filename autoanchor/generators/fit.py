@@ -20,8 +20,12 @@ unknown, a fixed lattice of offsets in the coarsest cell. The cost is therefore
 bounded by the number of occupied size bins, not the number of boxes. From the better
 of two starts (the given anchors, and sizes at the quantiles of box scale spread over
 the levels in stride order), a coordinate climb moves one log size or one log ratio at
-a time over a ladder of shrinking steps, re-scoring only the anchors that move; a few
-seeded random kicks of all parameters are then climbed again and kept if better.
+a time over a ladder of shrinking steps, re-scoring only the anchors that move (the
+best IoU of every row without the moving anchors is read from the per-level top two,
+kept current); a few seeded random kicks of all parameters are then climbed again and
+kept if better. The climb and the kicks run on a coarser pool (half the bins per
+octave and half the positions, ``coarse_factor``); the best point is then climbed on
+the full pool at the finest step.
 Sizes are rounded to whole pixels and ratios to 3 decimals while scoring, so the
 score is that of the generator that gets written.
 """
@@ -46,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 _STEPS = (0.5, 0.25, 0.125, 0.0625)  # log2 units
 _MOVES = (-3.0, -2.0, -1.0, 1.0, 2.0, 3.0)
+_POLISH_STEPS = _STEPS[-1:]  # the climb on the full pool after the coarse search
 
 
 def pool_samples(
@@ -207,33 +212,71 @@ def _level_best(table: list[Tensor]) -> Tensor:
     return torch.stack([t.flatten(1).max(dim=1).values for t in table], dim=1)  # [S,L]
 
 
-def _best_without(
-    table: list[Tensor], level_best: Tensor, levels: list[int], ratio: int | None, size: int | None
-) -> Tensor:
-    """Best IoU per row over all anchors except one size or one ratio on ``levels``."""
-    keep = [level for level in range(len(table)) if level not in levels]
-    best = level_best[:, keep].max(dim=1).values if keep else torch.zeros_like(level_best[:, 0])
-    for level in levels:
-        rest = table[level]
-        if size is not None and rest.shape[2] > 1:
-            per_size = rest.max(dim=1).values  # [S,k]
-            best = torch.maximum(
-                best, torch.cat([per_size[:, :size], per_size[:, size + 1 :]], dim=1).max(dim=1).values
-            )
-        if ratio is not None and rest.shape[1] > 1:
-            per_ratio = rest.max(dim=2).values  # [S,r]
-            best = torch.maximum(
-                best, torch.cat([per_ratio[:, :ratio], per_ratio[:, ratio + 1 :]], dim=1).max(dim=1).values
-            )
-    return best
+def _top2(values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per row of ``[S, n]``: the largest value, the second largest (0 when n == 1) and
+    the index of the largest."""
+    if values.shape[1] == 1:
+        zeros = torch.zeros_like(values[:, 0])
+        return values[:, 0], zeros, torch.zeros_like(values[:, 0], dtype=torch.long)
+    top = values.topk(2, dim=1)
+    return top.values[:, 0], top.values[:, 1], top.indices[:, 0]
+
+
+def _drop(top: tuple[Tensor, Tensor, Tensor], index: int) -> Tensor:
+    """Per row, the largest value once column ``index`` is left out."""
+    first, second, where = top
+    return torch.where(where == index, second, first)
+
+
+class _Best:
+    """Per-row best IoUs of a climb's table, by level, size and ratio, kept current as
+    levels change: the best IoU without one size or one ratio of a level is then a
+    lookup in the top two values instead of a maximum over the level's table."""
+
+    def __init__(self, table: list[Tensor]):
+        self.table = table
+        self.size_top: list[tuple[Tensor, Tensor, Tensor]] = []
+        self.ratio_top: list[tuple[Tensor, Tensor, Tensor]] = []
+        for level, rows in enumerate(table):
+            self.size_top.append(_top2(rows.max(dim=1).values))  # over ratios -> [S,k]
+            self.ratio_top.append(_top2(rows.max(dim=2).values))  # over sizes -> [S,r]
+        self.level_best = torch.stack([top[0] for top in self.size_top], dim=1)  # [S,L]
+        self.level_top = _top2(self.level_best)
+
+    def best(self) -> Tensor:
+        """Best IoU per row over every anchor ``[S]``."""
+        return self.level_top[0]
+
+    def set(self, level: int, rows: Tensor) -> None:
+        """Replace level ``level``'s table ``[S, r, k]`` (call :meth:`refresh` after the last one)."""
+        self.table[level] = rows
+        self.size_top[level] = _top2(rows.max(dim=1).values)
+        self.ratio_top[level] = _top2(rows.max(dim=2).values)
+        self.level_best[:, level] = self.size_top[level][0]
+
+    def refresh(self) -> None:
+        self.level_top = _top2(self.level_best)
+
+    def without(self, levels: list[int], ratio: int | None, size: int | None) -> Tensor:
+        """Best IoU per row over all anchors except one size or one ratio on ``levels``."""
+        if len(levels) == 1:
+            best = _drop(self.level_top, levels[0])
+        else:
+            keep = [level for level in range(len(self.table)) if level not in levels]
+            best = self.level_best[:, keep].max(dim=1).values if keep else torch.zeros_like(self.level_best[:, 0])
+        for level in levels:
+            if size is not None and self.table[level].shape[2] > 1:
+                best = torch.maximum(best, _drop(self.size_top[level], size))
+            if ratio is not None and self.table[level].shape[1] > 1:
+                best = torch.maximum(best, _drop(self.ratio_top[level], ratio))
+        return best
 
 
 def _climb(
     scorer: _Scorer, log_sizes: list[Tensor], log_ratios: list[Tensor], shared: bool, steps
 ) -> tuple[list[Tensor], list[Tensor], float]:
-    table = scorer.table(log_sizes, log_ratios)
-    level_best = _level_best(table)
-    fitness = float(scorer.score(level_best.max(dim=1).values))
+    best = _Best(scorer.table(log_sizes, log_ratios))
+    fitness = float(scorer.score(best.best()))
     n_levels = len(log_sizes)
     moves = torch.tensor(_MOVES, dtype=torch.float64, device=scorer.wh.device)
     groups = [list(range(n_levels))] if shared else [[level] for level in range(n_levels)]
@@ -243,7 +286,7 @@ def _climb(
             # Sizes: one (level, size) at a time; its r anchors move together.
             for level in range(n_levels):
                 for j in range(log_sizes[level].shape[0]):
-                    other = _best_without(table, level_best, [level], None, j)
+                    other = best.without([level], None, j)
                     base = scorer.score(other)
                     trials = log_sizes[level][j] + step * moves  # [T]
                     trial_wh = scorer.anchor_wh(
@@ -262,13 +305,13 @@ def _climb(
                         fitness = float(scores[best_t])
                         log_sizes[level] = log_sizes[level].clone()
                         log_sizes[level][j] = trials[best_t]
-                        table[level] = scorer.level_iou(level, scorer.anchor_wh(log_sizes[level], log_ratios[level]))
-                        level_best[:, level] = table[level].flatten(1).max(dim=1).values
+                        best.set(level, scorer.level_iou(level, scorer.anchor_wh(log_sizes[level], log_ratios[level])))
+                        best.refresh()
                         improved = True
             # Ratios: one ratio index at a time, on every level when shared.
             for levels in groups:
                 for i in range(log_ratios[levels[0]].shape[0]):
-                    other = _best_without(table, level_best, levels, i, None)
+                    other = best.without(levels, i, None)
                     trials = log_ratios[levels[0]][i] + step * moves  # [T]
                     trial_best = torch.zeros(other.shape[0], len(trials), device=other.device)
                     for level in levels:
@@ -287,10 +330,10 @@ def _climb(
                         for level in levels:
                             log_ratios[level] = log_ratios[level].clone()
                             log_ratios[level][i] = trials[best_t]
-                            table[level] = scorer.level_iou(
-                                level, scorer.anchor_wh(log_sizes[level], log_ratios[level])
+                            best.set(
+                                level, scorer.level_iou(level, scorer.anchor_wh(log_sizes[level], log_ratios[level]))
                             )
-                        level_best[:, level] = table[level].flatten(1).max(dim=1).values
+                        best.refresh()  # every level of the group changed (shared ratios)
                         improved = True
             if not improved:
                 break
@@ -347,6 +390,7 @@ def fit_grid_anchors(
     positions_per_pool: int = 8,
     kicks: int = 2,
     kick_scale: float = 0.2,
+    coarse_factor: int = 2,
 ) -> FitResult:
     """Search sizes per level and aspect ratios that match the most boxes.
 
@@ -365,6 +409,10 @@ def fit_grid_anchors(
         positions_per_pool: positions scored per size bin.
         kicks: random restarts from the best point found.
         kick_scale: standard deviation of a kick, in log2 units.
+        coarse_factor: the climb and the kicks run on a coarser pool
+            (``bins_per_octave`` and ``positions_per_pool`` divided by this), then the
+            best point is polished on the full pool at the finest step; 1 searches on
+            the full pool throughout.
 
     Returns:
         FitResult; ``generator`` equals ``start`` (rounded) if nothing scored higher.
@@ -389,17 +437,21 @@ def fit_grid_anchors(
         raise ValueError(f"iou_weight must be finite and >= 0, got {iou_weight!r}")
     if kicks < 0:
         raise ValueError(f"kicks must be >= 0, got {kicks!r}")
+    if isinstance(coarse_factor, bool) or not isinstance(coarse_factor, int) or coarse_factor < 1:
+        raise ValueError(f"coarse_factor must be an integer >= 1, got {coarse_factor!r}")
     if generator is None:
         generator = torch.Generator().manual_seed(seed)
 
     with _one_cpu_thread(wh.device):
         return _fit(
-            wh, xy, start, threshold, generator, iou_weight, bins_per_octave, positions_per_pool, kicks, kick_scale
+            wh, xy, start, threshold, generator, iou_weight, bins_per_octave, positions_per_pool, kicks, kick_scale,
+            coarse_factor,
         )
 
 
 def _fit(
-    wh, xy, start, threshold, generator, iou_weight, bins_per_octave, positions_per_pool, kicks, kick_scale
+    wh, xy, start, threshold, generator, iou_weight, bins_per_octave, positions_per_pool, kicks, kick_scale,
+    coarse_factor,
 ) -> FitResult:
     samples = pool_samples(
         wh, xy, start.cell, bins_per_octave=bins_per_octave, positions_per_pool=positions_per_pool, generator=generator
@@ -415,8 +467,16 @@ def _fit(
     quantile_sizes = _quantile_start(samples, start)
     quantile_fitness = _pooled_stats(scorer, _to_generator(quantile_sizes, given_ratios, start.strides), total)[1]
     first = quantile_sizes if quantile_fitness > fitness_before else given_sizes
+    explore = scorer
+    if coarse_factor > 1:
+        coarse = pool_samples(
+            wh, xy, start.cell, bins_per_octave=max(1, bins_per_octave // coarse_factor),
+            positions_per_pool=max(1, positions_per_pool // coarse_factor), generator=generator,
+        )
+        if coarse.wh.shape[0] < samples.wh.shape[0]:
+            explore = _Scorer(coarse, start.strides, threshold, iou_weight)
     best_sizes, best_ratios, best_fitness = _climb(
-        scorer, [s.clone() for s in first], [r.clone() for r in given_ratios], shared, _STEPS
+        explore, [s.clone() for s in first], [r.clone() for r in given_ratios], shared, _STEPS
     )
     logger.debug("climb reached fitness %.5f", best_fitness)
     for kick in range(kicks):
@@ -430,10 +490,14 @@ def _fit(
         if shared:
             ratio_noise = [ratio_noise[0]] * len(ratio_noise)
         noise_ratios = [r + n for r, n in zip(best_ratios, ratio_noise)]
-        sizes, ratios, fitness = _climb(scorer, noise_sizes, noise_ratios, shared, _STEPS[1:])
+        sizes, ratios, fitness = _climb(explore, noise_sizes, noise_ratios, shared, _STEPS[1:])
         logger.debug("kick %d reached fitness %.5f (best %.5f)", kick, fitness, best_fitness)
         if fitness > best_fitness:
             best_sizes, best_ratios, best_fitness = sizes, ratios, fitness
+    if explore is not scorer:
+        # Polish on the fine pool: the finest steps only, from the best point of the coarse search.
+        best_sizes, best_ratios, best_fitness = _climb(scorer, best_sizes, best_ratios, shared, _POLISH_STEPS)
+        logger.debug("polish on %d rows reached fitness %.5f", samples.wh.shape[0], best_fitness)
 
     fitted = _to_generator(best_sizes, best_ratios, start.strides)
     after, fitness_after = _pooled_stats(scorer, fitted, total)

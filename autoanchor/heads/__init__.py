@@ -23,6 +23,7 @@ from .base import (
 # The families, in the order they are tried; each registers itself on import.
 from . import yolov5  # noqa: E402,F401  yolov5 v6+ Detect (lazy grid lists)
 from . import yolov7  # noqa: E402,F401  yolov7 IDetect / yolov5 v5.0 Detect (anchor_grid buffer)
+from . import torchvision  # noqa: E402,F401  torchvision AnchorGenerator (RetinaNet, Faster/Mask/Keypoint R-CNN)
 
 __all__ = [
     "HeadFamily",

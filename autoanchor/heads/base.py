@@ -18,7 +18,7 @@ head (:func:`find_head`) and then calls the family's methods in this order::
     family.levels(state, final, data, thr=..., reducer=...)   # per-level figures, () if none
     family.below_stride(state, final)                 # anchors under one stride, () if none
     family.write(state, write)                        # in place; must not fail
-    family.describe(write.params)                     # for the log
+    family.describe_state(state, write.params)        # for the log
 
 ``final`` is ``write.params`` after a replacement, else ``state.params``. ``scale=`` is
 passed to :meth:`HeadFamily.data` only when the user gave a training scale, and only
@@ -131,6 +131,10 @@ class HeadFamily(ABC):
     """Whether :meth:`data` takes ``scale=``, yolov5's training-time scale
     augmentation (``hyp['scale']``); the hook refuses ``scale`` for other families."""
 
+    yolo_options: ClassVar[bool] = True
+    """Whether yolov5's ``thr`` and ``imgsz`` mean anything to this family; when not,
+    the hook warns if they were given other values than their defaults."""
+
     @abstractmethod
     def locate(self, model: Any) -> tuple[Any, str]:
         """Where this family keeps its head in ``model``.
@@ -230,6 +234,21 @@ class HeadFamily(ABC):
     def describe(self, params: Tensor) -> str:
         """``params`` as text for a log line."""
         return str(params.tolist())
+
+    def describe_state(self, state: HeadState, params: Tensor) -> str:
+        """``params`` of the head read as ``state``, as text for a log line; by default
+        :meth:`describe` (families whose ``params`` need the head's structure to be
+        read override this)."""
+        return self.describe(params)
+
+    def note(self, state: HeadState, data: Any) -> str:
+        """A short remark on how the figures were measured, for the report line
+        (e.g. which box positions were used); by default none."""
+        return ""
+
+    def poor_fit_advice(self) -> str:
+        """What to try when the anchors still do not pass ``bpr_threshold`` after a search."""
+        return "check the labels and imgsz, or allow more anchors or a larger thr"
 
     def format_measure(self, measure: Measure) -> str:
         """A measure as text for a log line, e.g. ``"bpr 0.9935, aat 4.2500"``."""
