@@ -15,7 +15,7 @@ from autoanchor.heads import HeadFamily, HeadNotFound, HeadState, Measure, Write
 from autoanchor.heads import base as heads_base
 from autoanchor.hook import AnchorReport, check_anchor_order, check_anchors
 from autoanchor.metrics import anchor_stats
-from test_hook import P5, POOR, DetectV6, DetectV7, Model, check, fixed_search, head_of, make_model, no_search, snapshot
+from test_hook import P5, POOR, DetectV6, Model, check, fixed_search, head_of, make_model, no_search, snapshot
 
 # ---------------------------------------------------------------------------------
 # The registry

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from .grid import GridAnchors, lattice_offsets
-from .matching import MatchStats, Samples, _check_threshold, nearest_offset, offset_iou
+from .matching import MatchStats, Samples, _check_threshold, nearest_offset
 
 __all__ = ["FitResult", "fit_grid_anchors", "pool_samples"]
 

@@ -21,7 +21,6 @@ it never imports torchvision: models are recognised by their attributes.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
