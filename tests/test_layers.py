@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autoanchor"
 
 CORE = [
     "_warn", "rng", "boxes", "parallel", "metrics", "objectives", "kmeans", "evolve", "differential", "polish",
-    "settings", "search",
+    "settings", "search", "levels", "jitter",
 ]
 EDGE = {"datasets", "hook", "cli", "dropins", "distributed", "modelyaml", "plot", "configs", "__main__"}
 
