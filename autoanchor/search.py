@@ -180,6 +180,27 @@ def search_anchors(
        near its cell size. (With so many distinct sizes that the fine pooling
        needs cells as large as ``middle_cell``, the two are one.)
 
+    With ``min_stride_units`` or ``max_stride_units`` (and the levels'
+    ``strides``), every anchor of level ``l`` (anchors sorted by area, split
+    evenly over the levels, the smallest on the finest) keeps
+    ``min_stride_units * strides[l] <= sqrt(w * h) <= max_stride_units * strides[l]``,
+    enforced inside every stage rather than by clipping the result: the k-means
+    starts and every evolution candidate are projected onto the bounds
+    (:func:`~autoanchor.levels.clamp_to_strides`: an anchor scaled to its
+    bound, aspect ratio kept), and the climbs and hops never take a move that
+    leaves them (:func:`~autoanchor.levels.within_stride_bounds`). The start is
+    then the best projected k-means start. Without bounds every stage is as
+    before, bit for bit.
+
+    With ``scale`` (yolov5's ``hyp['scale']``) the search runs on
+    :data:`~autoanchor.jitter.DEFAULT_DRAWS` copies of the sizes, each box scaled
+    by its own factor from U(1 - scale, 1 + scale) per copy
+    (:func:`~autoanchor.jitter.jitter_wh`; ``wh`` carries no image index, so the
+    factors are per box, which gives the same distribution as per-image
+    factors), drawn with a generator seeded by ``seed``. The figures are then
+    those of the jittered sizes. (With a ``reducer`` each process draws for its
+    own share with that seed.)
+
     Every figure in the result is measured on all kept boxes, and the result is
     never less fit than the k-means start. Stages 3 to 6 run torch on
     ``threads`` CPU threads (default 1, see
@@ -205,7 +226,9 @@ def search_anchors(
             inputs and seed give the same anchors on the same device),
             ``population``, ``starts``, ``kmeans_iters``, ``evolve_cell``,
             ``coarse_cell``, ``middle_cell``, ``fine_points``, ``relocations``,
-            ``tries``, ``patience``, ``hops``, ``threads``. With the defaults the
+            ``tries``, ``patience``, ``hops``, ``threads``, ``strides``,
+            ``min_stride_units``, ``max_stride_units`` (in strides of each
+            anchor's level), ``scale``. With the defaults the
             search takes about a quarter of a second on two CPU cores.
 
     Returns:
@@ -213,7 +236,8 @@ def search_anchors(
 
     Raises:
         ValueError: for empty, non-finite or negative sizes, no box of at least
-            2 px, or an invalid option (the message names it).
+            2 px, an invalid option (the message names it), or ``n`` not a
+            multiple of the number of ``strides``.
         TypeError: if ``wh`` is not a floating-point tensor, or for an unknown option.
 
     Example:
