@@ -219,7 +219,7 @@ def test_check_anchors_bounds_the_search_by_the_head_strides():
 
     def search(wh, n=9, **options):
         calls.append(options)
-        return search_anchors(wh, n, **options)
+        return quiet_search(wh, n, **options)
 
     report = check(None, make_model(), search=search, gen=50, min_stride_units=1.5)
     assert calls[0]["strides"] == STRIDES and calls[0]["min_stride_units"] == 1.5
@@ -234,7 +234,7 @@ def test_check_anchors_without_bounds_passes_none():
 
     def search(wh, n=9, **options):
         calls.append(options)
-        return search_anchors(wh, n, **options)
+        return quiet_search(wh, n, **options)
 
     check(None, make_model(), search=search, gen=20)
     assert "strides" not in calls[0] and "min_stride_units" not in calls[0]
@@ -257,7 +257,9 @@ def test_check_anchors_refuses_bad_bounds(options, match):
 
 
 def test_advise_with_a_minimum_has_no_anchor_under_it():
-    advice = advise(load_boxes(None), counts=[3, 6], sweep_gen=20, gen=50, min_stride_units=1.0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*boxes have a side under", category=UserWarning)
+        advice = advise(load_boxes(None), counts=[3, 6], sweep_gen=20, gen=50, min_stride_units=1.0)
     assert all(row.below_stride == 0 for row in advice.rows)
     for row in advice.rows:
         for level in row.level_stats:
@@ -282,6 +284,23 @@ def test_cli_fit_min_stride_units_prints_anchors_at_least_that_size(capsys):
     for level in document["levels"]:
         for w, h in level["anchors"]:
             assert math.sqrt(w * h) >= 1.5 * level["stride"], (w, h, level["stride"])
+
+
+def test_cli_fit_bounds_use_the_model_yaml_levels(capsys, tmp_path):
+    # Four levels in the yaml: strides 8, 16, 32, 64, one anchor each; 2 strides is 16 px on P3, 128 on P6.
+    model = tmp_path / "p6.yaml"
+    model.write_text(
+        "nc: 80\nanchors:\n  - [10,13]  # P3/8\n  - [30,61]  # P4/16\n  - [116,90]  # P5/32\n"
+        "  - [373,326]  # P6/64\nhead:\n  [[[17, 20, 23, 26], 1, Detect, [nc, anchors]]]\n"
+    )
+    code, out, err = run(capsys, "fit", "--model", str(model), "--gen", "30", "--min-stride-units", "2",
+                         "--format", "json", "-q")
+    assert code == 0, err
+    levels = json.loads(out)["levels"]
+    assert [level["stride"] for level in levels] == [8, 16, 32, 64]
+    for level in levels:
+        (w, h), = level["anchors"]
+        assert math.sqrt(w * h) >= 2 * level["stride"], (w, h, level["stride"])
 
 
 @pytest.mark.parametrize(
