@@ -23,9 +23,12 @@ yolov5's heads). With the default counts 3 to 15, P3-P5 gets 3, 6, 9, 12 and 15
 anchors (1 to 5 per level) and the 4-level sets get 4, 8 and 12 (1 to 3 per
 level).
 
-Until the search can be bounded by strides, a count's anchors do not depend on
-the level set: each count is searched once and its anchors are split by area
-into the levels of every set that takes that count, as yolov5 assigns them.
+Unbounded (the default), a count's anchors do not depend on the level set: each
+count is searched once and its anchors are split by area into the levels of
+every set that takes that count, as yolov5 assigns them. With
+``min_stride_units`` (or ``max_stride_units``) the search keeps every anchor
+within those many strides of its level, so each (level set, count) is searched
+with that set's strides.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from .jitter import jitter_wh, scale_jittered_wh
 from .levels import LevelStats, anchors_below_stride, level_name, level_stats, split_levels
 from .metrics import check_thr, check_wh
 from .search import search_anchors
+from .settings import SearchSettings
 
 __all__ = ["LEVEL_SETS", "AdviceRow", "Advice", "advise", "format_advice"]
 
@@ -202,6 +206,8 @@ def advise(
     scale: float | None = None,
     sweep_gen: int = SWEEP_GEN,
     gen: int = 1000,
+    min_stride_units: float | None = None,
+    max_stride_units: float | None = None,
 ) -> Advice:
     """Compare anchor counts and level sets on a dataset and recommend one.
 
@@ -236,6 +242,9 @@ def advise(
             seeded draws of the training-time scale (see :mod:`autoanchor.jitter`).
         sweep_gen: generations per count in the sweep (see :data:`SWEEP_GEN`).
         gen: generations of the final search of the recommended configuration.
+        min_stride_units, max_stride_units: bounds on every anchor's size
+            ``sqrt(w * h)`` in strides of its level, kept by each search (see
+            :func:`~autoanchor.search.search_anchors`); ``None`` (default): unbounded.
 
     Returns:
         An :class:`Advice`; :func:`format_advice` renders it.
@@ -265,16 +274,31 @@ def advise(
             f"({', '.join(f'{name}: {len(s)}' for name, s in sets.items())})"
         )
 
+    bounded = min_stride_units is not None or max_stride_units is not None
+    if bounded:  # checked before any search: the ValueError names the bound
+        SearchSettings(strides=(1.0,), min_stride_units=min_stride_units, max_stride_units=max_stride_units)
+
+    def bounds(strides: tuple[float, ...]) -> dict:
+        if not bounded:
+            return {}
+        return {"strides": strides, "min_stride_units": min_stride_units, "max_stride_units": max_stride_units}
+
+    def key(strides: tuple[float, ...], n: int) -> tuple:
+        return (strides if bounded else None, n)  # unbounded, a count's search serves every level set
+
     searched = {}
-    for n in sorted({n for _, _, n in plan}):
-        result = search_anchors(wh, n, thr=thr, gen=sweep_gen, hops=SWEEP_HOPS, seed=seed)
-        searched[n] = result
+    for name, strides, n in plan:
+        if key(strides, n) in searched:
+            continue
+        result = search_anchors(wh, n, thr=thr, gen=sweep_gen, hops=SWEEP_HOPS, seed=seed, **bounds(strides))
+        searched[key(strides, n)] = result
         logger.info("advise: %d anchors, fitness %.4f, BPR %.4f", n, result.stats.fitness, result.stats.bpr)
     # level_stats counts every box (also those under 2 px, which the search leaves out), as yolov5's
     # check does; fitness and BPR are the search's, on the boxes it kept.
     rows = tuple(
-        _row(name, strides, searched[n].anchors, wh, thr, searched[n].stats.fitness, searched[n].stats.bpr)
+        _row(name, strides, found.anchors, wh, thr, found.stats.fitness, found.stats.bpr)
         for name, strides, n in plan
+        for found in (searched[key(strides, n)],)
     )
     best_fitness = max(row.fitness for row in rows)
     qualifying = [row for row in rows if row.fitness >= (1 - margin) * best_fitness]
@@ -282,7 +306,7 @@ def advise(
     choice = min(
         qualifying, key=lambda row: (row.below_stride, len(row.strides), row.n_anchors, order.index(row.levels))
     )
-    final = search_anchors(wh, choice.n_anchors, thr=thr, gen=gen, seed=seed)
+    final = search_anchors(wh, choice.n_anchors, thr=thr, gen=gen, seed=seed, **bounds(choice.strides))
     full = _row(choice.levels, choice.strides, final.anchors, wh, thr, final.stats.fitness, final.stats.bpr)
     if full.fitness >= choice.fitness and full.below_stride <= choice.below_stride:  # as chosen, or better
         choice = full

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .boxes import MIN_ANCHOR_PX, sort_by_area
-from .evolve import Progress
+from .evolve import Progress, Projection
 from .objectives import Objective
 from .rng import resolve_generator
 
@@ -25,6 +25,7 @@ def differential_evolution(
     init_spread: float = 0.2,
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
+    project: Projection | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Batched differential evolution (DE/current-to-best/1/bin) over log anchor sizes.
 
@@ -46,6 +47,8 @@ def differential_evolution(
         generator: source of randomness (on the objective's device); a fresh one
             seeded with :data:`~autoanchor.rng.DEFAULT_SEED` when omitted.
         progress: as for :func:`evolve`.
+        project: as for :func:`evolve`: the initial members and every trial are
+            projected before they are scored.
 
     Returns:
         ``(anchors [K, 2], fitness [])``, the best found.
@@ -59,7 +62,7 @@ def differential_evolution(
     start = anchors.to(device, torch.float32)
     noise = torch.randn((population - 1, *start.shape), generator=generator, device=device) * init_spread
     members = torch.cat([start[None], start[None] * noise.exp()]).clamp_(min=MIN_ANCHOR_PX).log()  # [P,K,2]
-    members = sort_by_area(members.exp()).log()
+    members = sort_by_area(members.exp() if project is None else project(members.exp())).log()
     fitness = objective(members.exp())
     floor = math.log(MIN_ANCHOR_PX)
     for generation in range(gen):
@@ -74,7 +77,8 @@ def differential_evolution(
         cross = torch.rand(members.shape, generator=generator, device=device) < crossover
         forced = torch.randint(0, members[0].numel(), (population,), generator=generator, device=device)
         cross.view(population, -1).scatter_(1, forced[:, None], True)  # at least one coordinate crosses
-        trial = sort_by_area(torch.where(cross, donor, members).clamp(min=floor).exp()).log()
+        trial = torch.where(cross, donor, members).clamp(min=floor).exp()
+        trial = sort_by_area(trial if project is None else project(trial)).log()
         trial_fitness = objective(trial.exp())
         better = trial_fitness > fitness
         members = torch.where(better[:, None, None], trial, members)

@@ -15,6 +15,7 @@ import torch
 
 from ._format import format_anchors
 from .datasets import load_boxes
+from .jitter import scale_jittered_wh
 from .objectives import Objective
 from .search import search_anchors
 
@@ -35,6 +36,7 @@ def kmean_anchors(
     device: torch.device | str | None = None,
     metric: str | type[Objective] = "ratio",
     method: str = "ga",
+    scale: float | None = None,
 ) -> np.ndarray:
     """Anchors evolved from a dataset's boxes: the drop-in for yolov5's ``kmean_anchors``.
 
@@ -53,6 +55,11 @@ def kmean_anchors(
         metric: ``"ratio"`` (yolov5's fitness) or ``"iou"`` (Avg IoU, YOLOv2), or any
             registered objective (see :mod:`autoanchor.objectives`).
         method: ``"ga"`` (yolov5's mutation, batched) or ``"de"`` (differential evolution).
+        scale: yolov5's ``hyp['scale']`` in [0, 1): fit the boxes as training sees
+            them under its random scale augmentation, every image scaled by
+            :data:`~autoanchor.jitter.DEFAULT_DRAWS` factors from
+            U(1 - scale, 1 + scale), drawn with ``seed``
+            (:func:`~autoanchor.jitter.scale_jittered_wh`); ``None``: the plain sizes.
 
     Returns:
         numpy.ndarray ``[n, 2]`` float32 of anchor (width, height) in pixels,
@@ -67,7 +74,10 @@ def kmean_anchors(
         (9, 2)
     """
     sizes = load_boxes(dataset, verbose=verbose)
-    wh = sizes.pixel_wh(img_size, device=device)
+    if scale is None:
+        wh = sizes.pixel_wh(img_size, device=device)
+    else:  # per image, as training draws it (search_anchors's own scale= has no images and draws per box)
+        wh = scale_jittered_wh(sizes, img_size, scale=scale, seed=seed, device=device)
     result = search_anchors(wh, n, thr=thr, gen=gen, metric=metric, method=method, seed=seed, progress=verbose)
     if verbose:
         stats, start = result.stats, result.start_stats

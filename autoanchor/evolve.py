@@ -25,10 +25,13 @@ from .boxes import MIN_ANCHOR_PX
 from .objectives import Objective
 from .rng import resolve_generator
 
-__all__ = ["Progress", "mutation_factors", "mutate", "evolve"]
+__all__ = ["Progress", "Projection", "mutation_factors", "mutate", "evolve"]
 
 Progress = Callable[[int, Tensor], None]
 """Called as ``progress(generation, best_fitness)``; the fitness stays a device tensor."""
+
+Projection = Callable[[Tensor], Tensor]
+"""Maps anchor sets ``[..., K, 2]`` in pixels onto feasible ones of the same shape."""
 
 def mutation_factors(
     shape: tuple[int, ...],
@@ -119,6 +122,7 @@ def evolve(
     sigma: float = 0.1,
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
+    project: Projection | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Mutate and keep if fitter, ``population`` mutants per generation.
 
@@ -140,6 +144,10 @@ def evolve(
         progress: called after every generation with the best fitness so far (a
             device tensor: reading it forces a sync, so a caller on a GPU should
             do so only now and then).
+        project: maps a population ``[P, K, 2]`` (pixels) onto the feasible
+            anchor sets, e.g. :func:`~autoanchor.levels.clamp_to_strides`; every
+            mutant is projected before it is scored, so with a feasible start
+            the result is feasible. ``None``: no constraint.
 
     Returns:
         ``(anchors [K, 2], fitness [])``, the best found, on the objective's device.
@@ -165,6 +173,8 @@ def evolve(
     best_sum = start_sum = objective.log_sums(log_best)  # [1]
     for generation in range(gen):
         log_mutants = (log_best + log_steps[generation]).clamp_(min=log_floor)  # [λ,K,2]
+        if project is not None:
+            log_mutants = project(log_mutants.exp()).log()
         sums = torch.cat([best_sum, objective.log_sums(log_mutants)])  # [1+λ]
         top = sums.argmax(0, keepdim=True)  # [1]
         best_sum, log_best = sums[top], torch.cat([log_best, log_mutants])[top]

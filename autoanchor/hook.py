@@ -137,9 +137,23 @@ class CheckOptions:
     scale: float | None = None
     """yolov5's ``hyp['scale']``, in [0, 1): measure and fit under that training-time
     scale augmentation; ``None`` keeps yolov5's check jitter U(0.9, 1.1)."""
+    min_stride_units: float | None = None
+    """A search keeps every anchor at least this many strides of its level (``sqrt(w * h)``)."""
+    max_stride_units: float | None = None
+    """A search keeps every anchor at most this many strides of its level."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "thr", check_thr(self.thr))
+        for name in ("min_stride_units", "max_stride_units"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a positive number of strides or None, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        low, high = self.min_stride_units, self.max_stride_units
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"min_stride_units ({low!r}) exceeds max_stride_units ({high!r})")
         if self.scale is not None:
             scale_range(self.scale)  # ValueError naming scale unless 0 <= scale < 1
             object.__setattr__(self, "scale", float(self.scale))
@@ -169,7 +183,10 @@ class CheckOptions:
 
     def settings_key(self) -> bytes:
         """What every rank of a distributed check must agree on, as bytes."""
-        return repr((self.thr, float(self.imgsz), self.gen, float(self.bpr_threshold), self.scale)).encode()
+        return repr(
+            (self.thr, float(self.imgsz), self.gen, float(self.bpr_threshold), self.scale,
+             self.min_stride_units, self.max_stride_units)
+        ).encode()
 
 
 def _crc32(*parts: bytes) -> int:
@@ -208,7 +225,7 @@ def _handshake(
             )
         if table[rank, 6] != table[0, 6]:
             raise ValueError(
-                f"check_anchors needs the same thr, imgsz, gen, bpr_threshold and scale on every rank; "
+                f"check_anchors needs the same thr, imgsz, gen, bpr_threshold, scale and stride bounds on every rank; "
                 f"rank {rank}'s differ from rank 0's"
             )
     return int(table[0, 0])
@@ -296,6 +313,14 @@ def _plan(
             low, high, DEFAULT_DRAWS,
         )
         scale = {"scale": options.scale}  # only when given: families written before scale= keep working
+    bounds = {}
+    if options.min_stride_units is not None or options.max_stride_units is not None:
+        if not family.supports_stride_bounds:
+            raise ValueError(
+                f"min_stride_units={options.min_stride_units}, max_stride_units={options.max_stride_units}: the "
+                f"{family.name} family ({where}) does not support stride bounds; leave them out for this head"
+            )
+        bounds = {"min_stride_units": options.min_stride_units, "max_stride_units": options.max_stride_units}
     data = family.data(
         state, sizes, imgsz=options.imgsz, seed=seed, device=options.device, rank=rank, world_size=world_size,
         **scale,
@@ -332,7 +357,8 @@ def _plan(
             before.score, threshold, state.params.numel() // 2,
         )
         found = family.fit(
-            state, data, thr=thr, gen=options.gen, seed=seed, search=search, reducer=reducer, progress=verbose
+            state, data, thr=thr, gen=options.gen, seed=seed, search=search, reducer=reducer, progress=verbose,
+            **bounds,
         )
         candidate = family.measure(state, found, data, thr=thr, reducer=reducer)
         if candidate.score > before.score:
@@ -456,6 +482,8 @@ def check_anchors(
     strides: Sequence[int] | None = None,
     resize: Any = None,
     threshold: float | None = None,
+    min_stride_units: float | None = None,
+    max_stride_units: float | None = None,
 ) -> AnchorReport:
     """Check the model's anchors against the data; replace them in place if a search finds better.
 
@@ -493,8 +521,9 @@ def check_anchors(
     stderr instead, once. The per-level table of the final anchors follows it the
     same way (:meth:`AnchorReport.level_lines`, each line prefixed ``autoanchor:``),
     ending with the anchors smaller than one stride of their level, if any; the
-    report line then says how many there are and on which levels. The anchors stay
-    unconstrained (as yolov5's): nothing is changed because of them. The root
+    report line then says how many there are and on which levels. Unless
+    ``min_stride_units`` is given, the search leaves them so (as yolov5's): nothing
+    is changed because of them. The root
     logger is never configured.
 
     Distributed: when a ``torch.distributed`` process group is initialised (and
@@ -541,6 +570,12 @@ def check_anchors(
             compared with ``bpr_threshold`` is the share of boxes matched, and ``thr``
             / ``imgsz`` do not apply (a warning names them when they differ from
             their defaults). A ``ValueError`` for any other head.
+        min_stride_units, max_stride_units: if a search runs, it keeps every anchor's
+            size ``sqrt(w * h)`` within these many strides of its level (the head's
+            strides; levels by area, smallest on the finest stride), enforced inside
+            the search (:func:`autoanchor.search.search_anchors`). ``None``
+            (default): unbounded, as yolov5. The stored values may differ from the
+            bound by the buffer's rounding (float16 included).
 
     Returns:
         An :class:`AnchorReport`; ``str(report)`` is one line for a training log.
@@ -549,7 +584,8 @@ def check_anchors(
         ValueError: invalid data (no boxes, non-finite or negative sizes, label
             arrays not ``[m, 5]``; the message names the image), options
             (``device="meta"`` included; a ``scale`` outside [0, 1), or given for a
-            head family that does not model it), anchors or strides (wrong shape,
+            head family that does not model it; stride bounds that are not positive,
+            with min above max, or given for a head family that does not take them), anchors or strides (wrong shape,
             non-finite or non-positive: the message names the level and index; on
             the meta device), or (distributed) ranks that disagree on them.
         TypeError: if the detection head cannot be found or lacks ``anchors`` /
@@ -570,7 +606,7 @@ def check_anchors(
     with reducer.guard() if reducer is not None else contextlib.nullcontext():
         options = CheckOptions(
             thr=thr, imgsz=imgsz, gen=gen, bpr_threshold=bpr_threshold, seed=seed, device=device, verbose=verbose,
-            scale=scale,
+            scale=scale, min_stride_units=min_stride_units, max_stride_units=max_stride_units,
         )
         overrides = {
             name: value for name, value in (("strides", strides), ("resize", resize), ("threshold", threshold))

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .boxes import MIN_ANCHOR_PX
+from .levels import within_stride_bounds
 from .objectives import Objective
 from .rng import resolve_generator
 
@@ -211,14 +212,39 @@ class _Scores:
         self._refresh()
 
 
-def _climb(scores: _Scores, *, step: float, min_step: float, max_rounds: int) -> Tensor:
+Bounds = tuple[Tensor, Tensor]
+"""``(low [K], high [K])``: bounds on ``sqrt(w * h)`` per area rank, from :func:`~autoanchor.levels.stride_bounds`."""
+
+
+def _feasible_moves(anchors: Tensor, positions: Tensor, bounds: Bounds) -> Tensor:
+    """Whether moving anchor ``k`` alone to ``positions[k, d]`` keeps the set within ``bounds``: ``[K, D]``."""
+    k = anchors.shape[0]
+    every = torch.arange(k, device=anchors.device)
+    sets = anchors.expand(k, positions.shape[1], k, 2).clone()  # [K,D,K,2]
+    sets[every, :, every] = positions
+    return within_stride_bounds(sets, *bounds)
+
+
+def _feasible_relocations(anchors: Tensor, targets: Tensor, bounds: Bounds) -> Tensor:
+    """Whether anchor ``k`` alone jumping to ``targets[t]`` keeps the set within ``bounds``: ``[T, K]``."""
+    k = anchors.shape[0]
+    every = torch.arange(k, device=anchors.device)
+    sets = anchors.expand(targets.shape[0], k, k, 2).clone()  # [T,K,K,2]
+    sets[:, every, every] = targets[:, None, :]
+    return within_stride_bounds(sets, *bounds)
+
+
+def _climb(
+    scores: _Scores, *, step: float, min_step: float, max_rounds: int, bounds: Bounds | None = None
+) -> Tensor:
     """Pattern search in place on ``scores``; returns the fitness reached.
 
     Each round scores every single-anchor move, then tries the best improving
     move of every anchor together; the joint step is kept only when it beats
     the best single move, which is taken otherwise. With few boxes the moves'
     scores on every box are kept from round to round, and only the moved
-    anchors' are scored again.
+    anchors' are scored again. With ``bounds``, a move (single or joint) that
+    would take the set out of them is never taken.
     """
     directions = _DIRECTIONS.to(scores.anchors.device)
     fitness = scores.fitness()
@@ -231,6 +257,8 @@ def _climb(scores: _Scores, *, step: float, min_step: float, max_rounds: int) ->
             moved = scores.score_moves(positions) if scores.dense(positions) else None
         rounds += 1
         totals = scores.try_near_moves(positions, step, moved)  # [K,D]
+        if bounds is not None:
+            totals = totals.masked_fill(~_feasible_moves(scores.anchors, positions, bounds), -math.inf)
         gain, choice = totals.max(1)  # best move of each anchor
         improving = gain > fitness + 1e-12
         count = int(improving.sum())
@@ -242,6 +270,7 @@ def _climb(scores: _Scores, *, step: float, min_step: float, max_rounds: int) ->
         if count > 1:
             joint = scores.anchors.clone()
             joint[improving] = positions[improving, choice[improving]]
+        if count > 1 and (bounds is None or bool(within_stride_bounds(joint, *bounds))):
             candidate = scores.at(joint)
             joint_fitness = candidate.fitness()
             if joint_fitness > gain[best] + 1e-12:
@@ -273,6 +302,7 @@ def polish(
     hops: int = 64,
     generator: torch.Generator | None = None,
     max_rounds: int = 2000,
+    bounds: Bounds | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Climb to a local optimum, then hop between optima by relocating anchors.
 
@@ -308,6 +338,10 @@ def polish(
         generator: source of randomness for the relocations; a fresh one seeded
             with :data:`~autoanchor.rng.DEFAULT_SEED` when omitted.
         max_rounds: an upper bound on the rounds of each climb.
+        bounds: ``(low [K], high [K])`` bounds on each anchor's ``sqrt(w * h)``
+            in pixels by area rank (:func:`~autoanchor.levels.stride_bounds`);
+            no climb move or relocation that leaves them is taken, so a start
+            within them gives a result within them. ``None``: unbounded.
 
     Returns:
         ``(anchors [K, 2], fitness [])``.
@@ -318,7 +352,7 @@ def polish(
     start = anchors.to(device, torch.float32)
     scores = _Scores(objective, start)
     k = scores.anchors.shape[0]
-    fitness = _climb(scores, step=step, min_step=min_step, max_rounds=max_rounds)
+    fitness = _climb(scores, step=step, min_step=min_step, max_rounds=max_rounds, bounds=bounds)
     failures, climbs = 0, 0
     while relocations > 0 and failures < patience and climbs < hops:
         # Each process draws from its own boxes; the gathered targets are the same everywhere.
@@ -334,17 +368,23 @@ def polish(
         )
         targets = objective.reducer.gather(objective.wh[picks])
         totals = scores.try_relocations(targets)  # [T,K]
+        if bounds is not None:
+            feasible = _feasible_relocations(scores.anchors, targets, bounds)
+            totals = totals.masked_fill(~feasible, -math.inf)
         failures += 1
-        for candidate in totals.flatten().argsort(descending=True)[: min(tries, hops - climbs)].tolist():
+        ranked = totals.flatten().argsort(descending=True)[: min(tries, hops - climbs)]
+        if bounds is not None:
+            ranked = ranked[feasible.flatten()[ranked]]
+        for candidate in ranked.tolist():
             climbs += 1
             trial = scores.copy()
             trial.move(candidate % k, targets[candidate // k])
-            reached = _climb(trial, step=step, min_step=hop_min_step, max_rounds=max_rounds)
+            reached = _climb(trial, step=step, min_step=hop_min_step, max_rounds=max_rounds, bounds=bounds)
             if reached > fitness + 1e-12:
                 scores, fitness, failures = trial, reached, 0
                 break
     if relocations > 0:  # hops climb coarsely; finish the last one
-        fitness = _climb(scores, step=hop_min_step, min_step=min_step, max_rounds=max_rounds)
+        fitness = _climb(scores, step=hop_min_step, min_step=min_step, max_rounds=max_rounds, bounds=bounds)
     reached, start_fitness = objective(scores.anchors), objective(start)
     logger.debug("polish: fitness %.6f (from %.6f)", float(reached), float(start_fitness))
     if reached < start_fitness:  # scores are float32, so a move's gain can be off by an ulp or so

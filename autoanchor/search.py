@@ -27,8 +27,10 @@ from torch import Tensor
 from ._warn import warn
 from .boxes import MIN_BOX_PX, searchable_mask
 from .differential import differential_evolution
-from .evolve import evolve
+from .evolve import Projection, evolve
+from .jitter import DEFAULT_DRAWS, jitter_wh
 from .kmeans import kmeans_starts
+from .levels import clamp_to_strides, stride_bounds
 from .metrics import AnchorStats, anchor_stats_batch, check_wh
 from .objectives import Objective, objective_class
 from .parallel import LocalReducer, Reducer
@@ -178,6 +180,27 @@ def search_anchors(
        near its cell size. (With so many distinct sizes that the fine pooling
        needs cells as large as ``middle_cell``, the two are one.)
 
+    With ``min_stride_units`` or ``max_stride_units`` (and the levels'
+    ``strides``), every anchor of level ``l`` (anchors sorted by area, split
+    evenly over the levels, the smallest on the finest) keeps
+    ``min_stride_units * strides[l] <= sqrt(w * h) <= max_stride_units * strides[l]``,
+    enforced inside every stage rather than by clipping the result: the k-means
+    starts and every evolution candidate are projected onto the bounds
+    (:func:`~autoanchor.levels.clamp_to_strides`: an anchor scaled to its
+    bound, aspect ratio kept), and the climbs and hops never take a move that
+    leaves them (:func:`~autoanchor.levels.within_stride_bounds`). The start is
+    then the best projected k-means start. Without bounds every stage is as
+    before, bit for bit.
+
+    With ``scale`` (yolov5's ``hyp['scale']``) the search runs on
+    :data:`~autoanchor.jitter.DEFAULT_DRAWS` copies of the sizes, each box scaled
+    by its own factor from U(1 - scale, 1 + scale) per copy
+    (:func:`~autoanchor.jitter.jitter_wh`; ``wh`` carries no image index, so the
+    factors are per box, which gives the same distribution as per-image
+    factors), drawn with a generator seeded by ``seed``. The figures are then
+    those of the jittered sizes. (With a ``reducer`` each process draws for its
+    own share with that seed.)
+
     Every figure in the result is measured on all kept boxes, and the result is
     never less fit than the k-means start. Stages 3 to 6 run torch on
     ``threads`` CPU threads (default 1, see
@@ -203,7 +226,9 @@ def search_anchors(
             inputs and seed give the same anchors on the same device),
             ``population``, ``starts``, ``kmeans_iters``, ``evolve_cell``,
             ``coarse_cell``, ``middle_cell``, ``fine_points``, ``relocations``,
-            ``tries``, ``patience``, ``hops``, ``threads``. With the defaults the
+            ``tries``, ``patience``, ``hops``, ``threads``, ``strides``,
+            ``min_stride_units``, ``max_stride_units`` (in strides of each
+            anchor's level), ``scale``. With the defaults the
             search takes about a quarter of a second on two CPU cores.
 
     Returns:
@@ -211,7 +236,8 @@ def search_anchors(
 
     Raises:
         ValueError: for empty, non-finite or negative sizes, no box of at least
-            2 px, or an invalid option (the message names it).
+            2 px, an invalid option (the message names it), or ``n`` not a
+            multiple of the number of ``strides``.
         TypeError: if ``wh`` is not a floating-point tensor, or for an unknown option.
 
     Example:
@@ -224,7 +250,11 @@ def search_anchors(
     check_wh(wh)
     n = _check_int("n", n, 1)
     settings = SearchSettings.from_options(settings, **options)
+    settings.check_levels(n)
     reducer = reducer if reducer is not None else LocalReducer()
+    if settings.scale is not None:
+        # Its own generator from the search's seed: the draws leave the search's stream untouched.
+        wh = jitter_wh(wh, scale=settings.scale, draws=DEFAULT_DRAWS, seed=settings.seed)
     kept, n_boxes, n_small = _searchable(wh, reducer)
     objective = settings.objective
     thr = settings.thr
@@ -250,22 +280,31 @@ def search_anchors(
     # Only the work that grows with the boxes (pooling them, measuring the result) is split.
     coarse, middle = (objective(*pools, thr=thr) for pools in (coarse_set, middle_set))
 
+    bounds, project = _stride_bounds(settings, n, device)
+
     with cpu_threads(settings.threads, device):
         candidates = kmeans_starts(
             coarse_set[0], n, weights=coarse_set[1], distance=objective.kmeans_distance,
             update=objective.kmeans_update, restarts=settings.starts, iters=settings.kmeans_iters,
             generator=generator,
         )  # [starts,n,2]
+        if project is not None:
+            candidates = project(candidates)
         start = candidates[middle(candidates).argmax()]
-        best = _evolve(objective(*evolve_set, thr=thr), start, settings, generator, progress)
+        best = _evolve(objective(*evolve_set, thr=thr), start, settings, generator, progress, project)
+        if project is not None:  # the evolution ends in log space: undo an ulp's drift past a bound
+            best = project(best)
         # Steps much finer than a pooling's cells only chase its rounding: each stage stops near them.
         best, _ = polish(
             coarse, best, relocations=settings.relocations, tries=settings.tries, patience=settings.patience,
             hops=settings.hops, min_step=HOP_MIN_STEP, hop_min_step=HOP_MIN_STEP, generator=generator,
+            bounds=bounds,
         )
-        best, _ = polish(middle, best, step=MIDDLE_CLIMB[0], min_step=MIDDLE_CLIMB[1])
+        best, _ = polish(middle, best, step=MIDDLE_CLIMB[0], min_step=MIDDLE_CLIMB[1], bounds=bounds)
         if not fine_is_middle:
-            best, _ = polish(objective(*fine_set, thr=thr), best, step=FINE_CLIMB[0], min_step=FINE_CLIMB[1])
+            best, _ = polish(
+                objective(*fine_set, thr=thr), best, step=FINE_CLIMB[0], min_step=FINE_CLIMB[1], bounds=bounds
+            )
 
     start_stats, stats = anchor_stats_batch(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
     if objective.figure(stats) < objective.figure(start_stats):  # pooling can mislead; never worse than the start
@@ -311,8 +350,26 @@ def _searchable(wh: Tensor, reducer: Reducer) -> tuple[Tensor, int, int]:
     return kept, n_boxes, n_small
 
 
+def _stride_bounds(
+    settings: SearchSettings, n: int, device: torch.device
+) -> tuple[tuple[Tensor, Tensor] | None, Projection | None]:
+    """The settings' bounds per area rank on the device, and the projection onto them; ``(None, None)`` if none."""
+    if not settings.bounded:
+        return None, None
+    low, high = stride_bounds(
+        settings.strides, n, min_units=settings.min_stride_units, max_units=settings.max_stride_units
+    )
+    low, high = low.to(device), high.to(device)
+    return (low, high), lambda anchors: clamp_to_strides(anchors, low, high)
+
+
 def _evolve(
-    objective: Objective, start: Tensor, settings: SearchSettings, generator: torch.Generator, progress: bool
+    objective: Objective,
+    start: Tensor,
+    settings: SearchSettings,
+    generator: torch.Generator,
+    progress: bool,
+    project: Projection | None = None,
 ) -> Tensor:
     """Stage 4: ``settings.gen`` generations of the settings' method from ``start [K, 2]``."""
     bar = _Bar(settings.gen, f"Evolving {start.shape[0]} anchors", progress, label=objective.label)
@@ -320,7 +377,7 @@ def _evolve(
         search = evolve if settings.method == "ga" else differential_evolution
         best, _ = search(
             objective, start, gen=settings.gen, population=settings.population_size, generator=generator,
-            progress=bar,
+            progress=bar, project=project,
         )
     finally:
         bar.close()

@@ -13,10 +13,12 @@ import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Tuple, Union
 
 import numpy as np
 import torch
+
+from torch import Tensor
 
 from .metrics import check_thr
 from .objectives import Objective, objective_class
@@ -56,11 +58,48 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def _check_positive(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
+        0 < value < math.inf
+    ):
+        raise ValueError(f"{name} must be a positive finite number or None, got {value!r}")
+    return float(value)
+
+
+def _check_strides(value: Any) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, Tensor):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"strides must be a sequence of positive numbers (pixels per grid cell), got {value!r}")
+    strides = tuple(value)
+    if not strides or not all(
+        not isinstance(s, bool) and isinstance(s, (int, float, np.integer, np.floating)) and 0 < s < math.inf
+        for s in strides
+    ):
+        raise ValueError(f"strides must be positive finite numbers (pixels per grid cell), got {value!r}")
+    strides = tuple(float(s) for s in strides)
+    if any(b <= a for a, b in zip(strides, strides[1:])):
+        raise ValueError(f"strides must be strictly increasing, got {strides}")
+    return strides
+
+
 def _check_cell(name: str, value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value < math.inf:
         raise ValueError(f"{name} must be a cell size of at least 0 (log units), got {value!r}")
+    return float(value)
+
+
+def _check_scale(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
+        0 <= value < 1
+    ):
+        raise ValueError(f"scale must be a number in [0, 1) (yolov5's hyp['scale']) or None, got {value!r}")
     return float(value)
 
 
@@ -121,6 +160,20 @@ class SearchSettings:
     threads: Union[int, None] = SEARCH_THREADS
     """Torch CPU threads while the search works on its pooled sizes (the previous count is
     restored afterwards); ``None`` leaves torch's setting alone. Ignored off the CPU."""
+    strides: Union[Tuple[float, ...], None] = None
+    """Pixels per grid cell of each output level, strictly increasing (yolov5's P5 heads: ``(8, 16, 32)``);
+    needed by the stride bounds, otherwise unused. The anchors sorted by area go onto the levels in
+    equal groups, the smallest onto the first level, so ``n`` must be a multiple of the levels."""
+    min_stride_units: Union[float, None] = None
+    """Every anchor of level ``l`` keeps ``sqrt(w * h) >= min_stride_units * strides[l]``; ``None``: no
+    lower bound (yolov5's search)."""
+    max_stride_units: Union[float, None] = None
+    """Every anchor of level ``l`` keeps ``sqrt(w * h) <= max_stride_units * strides[l]``; ``None``: no
+    upper bound."""
+    scale: Union[float, None] = None
+    """yolov5's ``hyp['scale']`` in [0, 1): the search fits the box sizes under that random scale
+    augmentation (:func:`~autoanchor.jitter.jitter_wh`, its draws seeded by :attr:`seed`); ``None``:
+    the sizes as given."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -143,6 +196,19 @@ class SearchSettings:
             set_(self, name, _check_cell(name, getattr(self, name)))
         if self.threads is not None:
             set_(self, "threads", _check_int("threads", self.threads, 1))
+        set_(self, "strides", _check_strides(self.strides))
+        for name in ("min_stride_units", "max_stride_units"):
+            set_(self, name, _check_positive(name, getattr(self, name)))
+            if getattr(self, name) is not None and self.strides is None:
+                raise ValueError(f"{name}={getattr(self, name)!r} needs the levels' strides; strides is None")
+        low, high = self.min_stride_units, self.max_stride_units
+        # Both bounds scale with the same stride, so a level is feasible exactly when low <= high.
+        if low is not None and high is not None and low > high:
+            raise ValueError(
+                f"min_stride_units ({low!r}) exceeds max_stride_units ({high!r}): no anchor size fits a level"
+            )
+        if self.scale is not None:
+            set_(self, "scale", _check_scale(self.scale))
 
     @classmethod
     def from_options(cls, settings: SearchSettings | None = None, **options: Any) -> SearchSettings:
@@ -156,6 +222,18 @@ class SearchSettings:
         if not isinstance(settings, SearchSettings):
             raise TypeError(f"settings must be a SearchSettings, got {type(settings).__name__}")
         return dataclasses.replace(settings, **options) if options else settings
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the anchors' sizes are bounded by the strides."""
+        return self.min_stride_units is not None or self.max_stride_units is not None
+
+    def check_levels(self, n: int) -> None:
+        """Raise a ValueError unless ``n`` anchors split evenly over :attr:`strides` (when given)."""
+        if self.strides is not None and n % len(self.strides):
+            raise ValueError(
+                f"n={n} anchors do not split evenly over the {len(self.strides)} levels of strides={self.strides}"
+            )
 
     @property
     def objective(self) -> type[Objective]:

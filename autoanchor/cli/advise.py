@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..configs import load_config
-from .options import EXIT_OK, add_scale_option, non_negative_int, seed
+from .options import EXIT_OK, add_scale_option, add_stride_bounds_options, check_stride_bounds, non_negative_int, seed
 from .registry import format_help, format_names, get_format, register_command, register_format
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seeds every search (and the --scale draws); default %(default)s",
     )
     add_scale_option(parser, "compare configurations on")
+    add_stride_bounds_options(parser, "each level set's")
     parser.add_argument(
         "--sweep-gen", type=non_negative_int, default=None, metavar="GEN",
         help="generations of evolution per count in the sweep; default 100",
@@ -87,7 +88,8 @@ class AdviseOutput:
     Attributes:
         advice: the :class:`~autoanchor.advise.Advice`.
         info: ``data``, ``img``, ``thr``, ``seed``, ``scale``, ``draws``, ``margin``,
-            ``counts``, ``sweep_gen``, ``gen``, ``n_images``.
+            ``counts``, ``sweep_gen``, ``gen``, ``n_images``, ``min_stride_units``,
+            ``max_stride_units``.
     """
 
     def __init__(self, advice: Advice, info: dict[str, Any]) -> None:
@@ -110,13 +112,15 @@ def run(args: argparse.Namespace) -> int:
     from .levels import scale_fields, training_wh
 
     writer = get_format("advise", args.format)
+    check_stride_bounds(args)
     device = device_of(args.device)
     sizes, wh, name = load(args.data, args.img, device, progress=not args.quiet, cache=args.cache)
     wh = training_wh(sizes, wh, device, scale=args.scale, seed=args.seed)
     sweep_gen = SWEEP_GEN if args.sweep_gen is None else args.sweep_gen
     result = advise(
         wh, img_size=args.img, counts=args.counts, thr=args.thr, seed=args.seed, margin=args.margin,
-        sweep_gen=sweep_gen, gen=args.gen,
+        sweep_gen=sweep_gen, gen=args.gen, min_stride_units=args.min_stride_units,
+        max_stride_units=args.max_stride_units,
     )
     info = {
         "data": name,
@@ -129,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         "counts": args.counts,
         "sweep_gen": sweep_gen,
         "gen": args.gen,
+        "min_stride_units": args.min_stride_units,
+        "max_stride_units": args.max_stride_units,
     }
     emit(writer.write(AdviseOutput(result, info)), None)
     return EXIT_OK
@@ -142,9 +148,13 @@ def advise_text(result: AdviseOutput) -> str:
     scale = (
         f", scale {info['scale']:g} ({info['draws']} draws per image)" if info["scale"] is not None else ""
     )
+    bounds = "".join(
+        f", {word} {info[key]:g} strides" for word, key in (("min", "min_stride_units"), ("max", "max_stride_units"))
+        if info.get(key) is not None
+    )
     header = (
         f"levels and anchors for {info['data']} ({result.advice.n_boxes} boxes; img {info['img']}, "
-        f"thr {info['thr']}{scale}, seed {info['seed']}, margin {info['margin']:.0%}):"
+        f"thr {info['thr']}{scale}{bounds}, seed {info['seed']}, margin {info['margin']:.0%}):"
     )
     return "\n".join([header, *format_advice(result.advice)]) + "\n"
 

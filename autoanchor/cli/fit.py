@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..configs import load_config
 from .grid import add_grid_options, grid_requested, run_grid
-from .options import EXIT_OK, CommandLineError, add_scale_option, non_negative_int, positive_int, seed
+from .options import (
+    EXIT_OK,
+    CommandLineError,
+    add_scale_option,
+    add_stride_bounds_options,
+    check_stride_bounds,
+    non_negative_int,
+    positive_int,
+    seed,
+)
 from .registry import format_help, format_names, get_format, register_command
 
 if TYPE_CHECKING:
@@ -50,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="what to maximise: ratio (yolov5 fitness) or iou (Avg IoU); default %(default)s",
     )
     add_scale_option(parser, "fit")
+    add_stride_bounds_options(parser, "8, 16, 32, ... for the --levels or the --model yaml's levels")
     parser.add_argument(
         "--format", choices=format_names("fit"), default="text",
         help=f"{format_help('fit')}; default %(default)s",
@@ -99,7 +110,14 @@ def _levels_of(args: argparse.Namespace, model: ModelAnchors | DarknetConfig | N
 def _check_before_work(args: argparse.Namespace) -> None:
     """Everything that can be refused without the data: refuse it before loading and searching."""
     from .common import check_output_path
+    from .darknetcfg import is_cfg
 
+    check_stride_bounds(args)
+    if (args.min_stride_units is not None or args.max_stride_units is not None) and is_cfg(args.model):
+        raise CommandLineError(
+            "--min-stride-units/--max-stride-units work with a yolov5 model yaml or --levels, not a darknet "
+            f".cfg ({args.model}), whose masks need not follow the anchors' areas"
+        )
     if args.write and args.model is None:
         raise CommandLineError("--write needs --model MODEL.yaml or --model MODEL.cfg (the file to rewrite)")
     check_output_path("--out", args.out)
@@ -158,8 +176,16 @@ def run(args: argparse.Namespace) -> int:
     wh = training_wh(sizes, wh, device, scale=args.scale, seed=args.seed)
     start = time.perf_counter()
     n_search = len(cfg.used) if cfg is not None else n  # yolov4-tiny's masks use 5 of its 6 anchors
+    bounds = {}
+    if args.min_stride_units is not None or args.max_stride_units is not None:  # never with a .cfg
+        bounds = {
+            "strides": tuple(default_strides(n_levels)),
+            "min_stride_units": args.min_stride_units,
+            "max_stride_units": args.max_stride_units,
+        }
     result = search_anchors(
-        wh, n_search, thr=args.thr, gen=args.gen, metric=args.metric, seed=args.seed, progress=not args.quiet
+        wh, n_search, thr=args.thr, gen=args.gen, metric=args.metric, seed=args.seed, progress=not args.quiet,
+        **bounds,
     )
     logger.info("k-means start: %s", stats_line(result.start_stats))
     logger.info("searched %d boxes in %.2f s", result.n_boxes, time.perf_counter() - start)
@@ -174,9 +200,11 @@ def run(args: argparse.Namespace) -> int:
         rows = rounded.long().tolist()
         strides = list(cfg.strides)
     else:
-        rows = round_anchors(result.anchors.reshape(n_levels, n // n_levels, 2))
-        rounded = torch.tensor(rows, dtype=torch.float32, device=wh.device)
         strides = default_strides(n_levels)
+        rows = round_anchors(result.anchors.reshape(n_levels, n // n_levels, 2))
+        if bounds:
+            rows = _round_within(result.anchors.reshape(n_levels, n // n_levels, 2), rows, strides, args)
+        rounded = torch.tensor(rows, dtype=torch.float32, device=wh.device)
     kept = searchable_boxes(wh)
     counts = BoxCounts(wh, kept)
     # The figures printed are those of the integer anchors that are printed and written.
@@ -194,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "n": n,
         **scale_fields(args.scale),
+        "min_stride_units": args.min_stride_units,
+        "max_stride_units": args.max_stride_units,
     }
     output = FitOutput(
         rows, result.anchors.cpu().tolist(), strides, stats, info, counts.text(), FIGURES_FOR_PRINTED,
@@ -219,6 +249,22 @@ def run(args: argparse.Namespace) -> int:
     elif args.write:
         _write(args.model, model, rows, kept, stats, thr=args.thr, metric=args.metric)  # type: ignore[arg-type]
     return EXIT_OK
+
+
+def _round_within(anchors: Tensor, rows: list, strides: list[int], args: argparse.Namespace) -> list:
+    """``rows`` (the nearest integers of ``anchors [nl, na, 2]`` px) with every anchor that rounding took
+    past its level's bound rounded the other way: both sides up under the minimum, down over the maximum."""
+    low, high = args.min_stride_units, args.max_stride_units
+    fixed = [[list(anchor) for anchor in level] for level in rows]
+    for level, stride in enumerate(strides):
+        for index, (width, height) in enumerate(fixed[level]):
+            exact_w, exact_h = anchors[level, index].tolist()
+            size = math.sqrt(width * height)
+            if low is not None and size < low * stride:
+                fixed[level][index] = [math.ceil(exact_w), math.ceil(exact_h)]
+            elif high is not None and size > high * stride:
+                fixed[level][index] = [max(1, math.floor(exact_w)), max(1, math.floor(exact_h))]
+    return fixed
 
 
 def _write(

@@ -16,12 +16,15 @@ __all__ = [
     "Parser",
     "add_common_options",
     "add_scale_option",
+    "add_stride_bounds_options",
+    "check_stride_bounds",
     "non_negative_int",
     "positive_int",
     "probability",
     "ratio",
     "scale_fraction",
     "seed",
+    "stride_units",
 ]
 
 EXIT_OK = 0
@@ -115,6 +118,37 @@ def add_scale_option(parser: argparse.ArgumentParser, what: str) -> None:
         "under 8 seeded draws per image of a factor from U(1 - S, 1 + S), pooled, as the detector trains on "
         "them; default: the plain sizes",
     )
+
+
+def stride_units(text: str) -> float:
+    """An argparse ``type`` for a size in strides: a finite number greater than 0 (``--min-stride-units``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number of strides (1 = one grid cell), got {text!r}")
+    return value
+
+
+def add_stride_bounds_options(parser: argparse.ArgumentParser, strides: str) -> None:
+    """``--min-stride-units M`` and ``--max-stride-units M``: bound the searched anchors by their level's stride."""
+    parser.add_argument(
+        "--min-stride-units", type=stride_units, default=None, metavar="M",
+        help=f"keep every searched anchor at least M strides of its level (sqrt(w*h) >= M * stride; strides: "
+        f"{strides}), enforced inside the search; default: unbounded, as yolov5",
+    )
+    parser.add_argument(
+        "--max-stride-units", type=stride_units, default=None, metavar="M",
+        help="keep every searched anchor at most M strides of its level; default: unbounded",
+    )
+
+
+def check_stride_bounds(args: argparse.Namespace) -> None:
+    """Refuse ``--min-stride-units`` above ``--max-stride-units`` before any work."""
+    low, high = args.min_stride_units, args.max_stride_units
+    if low is not None and high is not None and low > high:
+        raise CommandLineError(f"--min-stride-units {low:g} exceeds --max-stride-units {high:g}")
 
 
 def add_common_options(parser: argparse.ArgumentParser, defaults: dict) -> None:

@@ -130,6 +130,9 @@ class HeadFamily(ABC):
     supports_scale: ClassVar[bool] = False
     """Whether :meth:`data` takes ``scale=``, yolov5's training-time scale
     augmentation (``hyp['scale']``); the hook refuses ``scale`` for other families."""
+    supports_stride_bounds: ClassVar[bool] = False
+    """Whether :meth:`fit` takes ``min_stride_units=`` and ``max_stride_units=``, bounds
+    on each anchor's size in strides of its level; the hook refuses them for other families."""
 
     yolo_options: ClassVar[bool] = True
     """Whether yolov5's ``thr`` and ``imgsz`` mean anything to this family; when not,
@@ -203,6 +206,10 @@ class HeadFamily(ABC):
     ) -> Tensor:
         """New anchors shaped like ``state.params``, already rounded to what the
         model would store (so that :meth:`measure` sees what training will use).
+
+        ``min_stride_units`` and ``max_stride_units`` (keyword arguments, in strides of
+        each anchor's level) are passed only when the user gave them, and only if
+        :attr:`supports_stride_bounds`: the search then keeps every anchor within them.
 
         Raises:
             ValueError: if the search returned anchors that cannot be stored.

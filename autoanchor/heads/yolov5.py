@@ -165,6 +165,7 @@ class YoloHead(HeadFamily):
     # -- measuring and fitting -----------------------------------------------------
 
     supports_scale = True
+    supports_stride_bounds = True
 
     def data(
         self,
@@ -206,9 +207,21 @@ class YoloHead(HeadFamily):
         search: SearchFn,
         reducer: Reducer | None,
         progress: bool,
+        min_stride_units: float | None = None,
+        max_stride_units: float | None = None,
     ) -> Tensor:
         nl, na = state.params.shape[0], state.params.shape[1]
-        result = search(data.fit, nl * na, thr=thr, gen=gen, seed=seed, reducer=reducer, progress=progress)
+        bounds = {}
+        if min_stride_units is not None or max_stride_units is not None:
+            # Levels by area, smallest on the finest stride: what assign_levels does below.
+            bounds = {
+                "strides": tuple(sorted(state.extra.stride.tolist())),
+                "min_stride_units": min_stride_units,
+                "max_stride_units": max_stride_units,
+            }
+        result = search(
+            data.fit, nl * na, thr=thr, gen=gen, seed=seed, reducer=reducer, progress=progress, **bounds
+        )
         found = result.anchors.detach().to("cpu", torch.float64).reshape(-1, 2)
         if found.shape[0] != nl * na or not torch.isfinite(found).all() or not (found > 0).all():
             raise ValueError(
