@@ -121,3 +121,20 @@ def test_generator_help_imports_no_torch():
     )
     assert done.stderr.splitlines()[-1] == "torch imported: False exit 0", done.stderr
     assert "fasterrcnn_mobilenet_v3_large_fpn" in done.stdout and "torchvision is not needed" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--min-stride-units", "1"], "--min-stride-units applies"),
+        (["--scale", "0.5", "--n", "12"], "--scale, --n apply"),
+        (["--thr", "3"], "--thr applies"),
+        (["--img", "320"], "--img applies"),
+        (["--metric", "iou"], "--metric applies"),
+    ],
+)
+def test_yolo_options_are_refused_with_generator_not_ignored(capsys, options, named):
+    assert main(["fit", "--generator", "retinanet", *options, "-q"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"{named} to YOLO anchors, not to --generator" in captured.err

@@ -335,9 +335,37 @@ def _boxes(args: argparse.Namespace, settings: dict[str, Any]):
     return wh, xy, name, start, resize
 
 
+# Options of the YOLO path that grid anchors do not read, each with its value when not given.
+_YOLO_ONLY = (
+    ("model", None), ("anchors", None), ("write", False), ("plot", None), ("scale", None),
+    ("min_stride_units", None), ("max_stride_units", None), ("n", None), ("levels", None),
+)
+
+
+def refuse_yolo_options(args: argparse.Namespace) -> None:
+    """Refuse the YOLO options given with ``--generator``, rather than ignore them."""
+    from ..configs import load_config
+
+    defaults = load_config("search")
+    given = [f"--{name.replace('_', '-')}" for name, unset in _YOLO_ONLY if getattr(args, name, unset) != unset]
+    given += [
+        f"--{name}" for name, default in (("thr", defaults["anchor_t"]), ("metric", defaults["metric"]), ("gen", defaults["gen"]))
+        if getattr(args, name, default) != default
+    ]
+    if getattr(args, "img_given", False):
+        given.append("--img")
+    if given:
+        raise CommandLineError(
+            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to YOLO anchors, not to --generator (grid anchors are matched by IoU "
+            "at the model's resize; set --min-size/--max-size/--iou instead)"
+        )
+
+
 def run_grid(args: argparse.Namespace, command: str) -> int:
     """``fit`` or ``check`` with ``--generator``; returns the exit code."""
     import torch
+
+    refuse_yolo_options(args)
 
     from ..generators import fit_grid_anchors, match_stats, pool_samples
     from .common import emit
