@@ -16,26 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import sys
-import zlib
-from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
-from torch import Tensor
 
 from ._warn import warn
-from .boxes import BoxSizes
+from .agreement import decision_from_rank0, group_reducer, handshake, measure_from_rank0
+from .check_options import DEFAULT_IMGSZ, DEFAULT_THR, CheckOptions
 from .datasets import load_boxes
-from .distributed import DistributedReducer, is_distributed
-from .heads import HeadFamily, HeadState, Measure, Write, find_head, get_family
+from .distributed import DistributedReducer
+from .heads import HeadFamily, HeadState, Write, find_head, get_family
 from .heads.base import SearchFn
 from .heads.yolov5 import SCALE_JITTER, YoloHead  # noqa: F401  (SCALE_JITTER: public since 0.1.0)
 from .jitter import DEFAULT_DRAWS, scale_range
-from .metrics import check_thr
 from .report import AnchorReport
 from .search import search_anchors
 
@@ -43,10 +38,6 @@ __all__ = ["AnchorReport", "CheckOptions", "check_anchors", "check_anchor_order"
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_THR = 4.0
-"""check_anchors' default ``thr`` (yolov5's ``hyp['anchor_t']``)."""
-DEFAULT_IMGSZ = 640
-"""check_anchors' default ``imgsz`` in pixels."""
 
 
 # ---------------------------------------------------------------------------------
@@ -111,158 +102,6 @@ def check_anchor_order(m: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------
-# Options, distributed agreement
-# ---------------------------------------------------------------------------------
-
-
-def _is_int(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
-
-
-@dataclass(frozen=True)
-class CheckOptions:
-    """The settings of one check, validated on construction (see :func:`check_anchors`).
-
-    Raises:
-        ValueError: for a value out of range; the message names the option and value.
-    """
-
-    thr: float = DEFAULT_THR
-    imgsz: float = DEFAULT_IMGSZ
-    gen: int = 1000
-    bpr_threshold: float = 0.98
-    seed: int = 0
-    device: Any = None
-    verbose: bool = True
-    scale: float | None = None
-    """yolov5's ``hyp['scale']``, in [0, 1): measure and fit under that training-time
-    scale augmentation; ``None`` keeps yolov5's check jitter U(0.9, 1.1)."""
-    min_stride_units: float | None = None
-    """A search keeps every anchor at least this many strides of its level (``sqrt(w * h)``)."""
-    max_stride_units: float | None = None
-    """A search keeps every anchor at most this many strides of its level."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "thr", check_thr(self.thr))
-        for name in ("min_stride_units", "max_stride_units"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise ValueError(f"{name} must be a positive number of strides or None, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        low, high = self.min_stride_units, self.max_stride_units
-        if low is not None and high is not None and low > high:
-            raise ValueError(f"min_stride_units ({low!r}) exceeds max_stride_units ({high!r})")
-        if self.scale is not None:
-            scale_range(self.scale)  # ValueError naming scale unless 0 <= scale < 1
-            object.__setattr__(self, "scale", float(self.scale))
-        imgsz = self.imgsz
-        if isinstance(imgsz, bool) or not isinstance(imgsz, (int, float)) or not math.isfinite(imgsz) or imgsz <= 0:
-            raise ValueError(f"imgsz must be a positive number of pixels, got {imgsz!r}")
-        if not _is_int(self.gen) or self.gen < 0:
-            raise ValueError(f"gen must be a non-negative integer (generations), got {self.gen!r}")
-        threshold = self.bpr_threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-            raise ValueError(f"bpr_threshold must be a number in [0, 1], got {threshold!r}")
-        if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
-        object.__setattr__(self, "gen", int(self.gen))
-        object.__setattr__(self, "seed", int(self.seed))
-        if self.device is not None:
-            try:
-                device = torch.device(self.device)
-            except (RuntimeError, TypeError, ValueError) as error:
-                raise ValueError(f"device must name a torch device ('cpu', 'cuda:0', ...), got {self.device!r}") from error
-            if device.type == "meta":
-                raise ValueError(
-                    f"device={self.device!r}: the meta device holds no values (only shapes), so nothing can be "
-                    "measured or searched there; pass 'cpu' or 'cuda'"
-                )
-            object.__setattr__(self, "device", device)
-
-    def settings_key(self) -> bytes:
-        """What every rank of a distributed check must agree on, as bytes."""
-        return repr(
-            (self.thr, float(self.imgsz), self.gen, float(self.bpr_threshold), self.scale,
-             self.min_stride_units, self.max_stride_units)
-        ).encode()
-
-
-def _crc32(*parts: bytes) -> int:
-    """CRC-32 over ``parts`` in order: a cheap equality check between ranks (not a cache key)."""
-    value = 0
-    for part in parts:
-        value = zlib.crc32(part, value)
-    return value
-
-
-def _handshake(
-    reducer: DistributedReducer, options: CheckOptions, sizes: BoxSizes, family: HeadFamily, state: HeadState
-) -> int:
-    """Check that every rank has the same data, anchors and settings; return rank 0's seed."""
-    data = _crc32(sizes.shapes.tobytes(), sizes.wh.tobytes(), sizes.image_index.tobytes())
-    model = _crc32(family.name.encode(), family.identity(state))
-    row = torch.tensor(
-        [[options.seed, sizes.n_images, sizes.n_boxes, data, state.params.numel(), model,
-          _crc32(options.settings_key())]],
-        dtype=torch.int64,
-    )
-    table = reducer.gather(row)  # [W,7]
-    for rank in range(1, table.shape[0]):
-        if not torch.equal(table[rank, 1:4], table[0, 1:4]):
-            raise ValueError(
-                f"check_anchors needs the same dataset on every rank: rank {rank} has "
-                f"{int(table[rank, 1])} images and {int(table[rank, 2])} boxes, rank 0 has "
-                f"{int(table[0, 1])} images and {int(table[0, 2])} boxes"
-                + (" (same counts, different sizes)" if torch.equal(table[rank, 1:3], table[0, 1:3]) else "")
-            )
-        if not torch.equal(table[rank, 4:6], table[0, 4:6]):
-            raise ValueError(
-                f"check_anchors needs the same head, anchors and strides on every rank: rank {rank} has "
-                f"{int(table[rank, 4])} anchor values, rank 0 has {int(table[0, 4])}"
-                + (", with different values" if table[rank, 4] == table[0, 4] else "")
-            )
-        if table[rank, 6] != table[0, 6]:
-            raise ValueError(
-                f"check_anchors needs the same thr, imgsz, gen, bpr_threshold, scale and stride bounds on every rank; "
-                f"rank {rank}'s differ from rank 0's"
-            )
-    return int(table[0, 0])
-
-
-def _measure_from_rank0(reducer: DistributedReducer, measure: Measure) -> Measure:
-    values = reducer.broadcast(torch.tensor([measure.score, *measure.figures.values()], dtype=torch.float64), src=0)
-    return Measure(float(values[0]), dict(zip(measure.figures, values[1:].tolist())))
-
-
-def _decision_from_rank0(
-    reducer: DistributedReducer, after: Measure, params: Tensor | None, shape: torch.Size
-) -> tuple[Measure, Tensor | None]:
-    """Rank 0's decision, figures and anchors on every rank (the same payload length
-    everywhere, whatever each rank decided). float64 holds any float16/bfloat16/float32
-    anchor exactly, so every rank stores bit-identical values."""
-    flat = torch.zeros(shape.numel(), dtype=torch.float64) if params is None else params.flatten()
-    local = torch.cat([torch.tensor([float(params is not None), after.score, *after.figures.values()],
-                                    dtype=torch.float64), flat])
-    payload = reducer.broadcast(local, src=0)
-    k = len(after.figures)
-    decided = Measure(float(payload[1]), dict(zip(after.figures, payload[2 : 2 + k].tolist())))
-    return decided, (payload[2 + k :].reshape(shape) if payload[0] else None)
-
-
-def _group_reducer(distributed: bool | None) -> DistributedReducer | None:
-    if distributed is None:
-        distributed = is_distributed()
-    elif distributed and not is_distributed():
-        raise ValueError("distributed=True, but no torch.distributed process group is initialised")
-    if not distributed:
-        return None
-    reducer = DistributedReducer()
-    return reducer if reducer.world_size > 1 else None
-
-
-# ---------------------------------------------------------------------------------
 # The check
 # ---------------------------------------------------------------------------------
 
@@ -299,7 +138,7 @@ def _plan(
             "(pass distributed=False for a call made on one rank only)",
             world_size,
         )
-        seed = _handshake(reducer, options, sizes, family, state)
+        seed = handshake(reducer, options, sizes, family, state)
     scale = {}
     if options.scale is not None:
         if not family.supports_scale:
@@ -340,7 +179,7 @@ def _plan(
     before = family.measure(state, state.params, data, thr=thr, reducer=reducer)
     if reducer is not None:
         # Every rank must take the same branch below (the search runs collectives).
-        before = _measure_from_rank0(reducer, before)
+        before = measure_from_rank0(reducer, before)
     logger.log(
         info, "current anchors (%s head at %s), on %d boxes (%s): %s",
         family.name, where, sizes.n_boxes,
@@ -376,7 +215,7 @@ def _plan(
             )
     if reducer is not None:
         # Rank 0 decides for everyone: the same report and anchors on every rank.
-        after, params = _decision_from_rank0(reducer, after, params, state.params.shape)
+        after, params = decision_from_rank0(reducer, after, params, state.params.shape)
     write = family.prepare(state, params) if params is not None else None
     final = write.params if write is not None else state.params
     report = AnchorReport.from_measures(
@@ -601,7 +440,7 @@ def check_anchors(
         >>> print(report)  # doctest: +SKIP
         autoanchor: BPR 0.9935, anchors/target 4.25, fitness 0.6836: current anchors fit, kept
     """
-    reducer = _group_reducer(distributed)
+    reducer = group_reducer(distributed)
     # Options are checked under the guard too: a bad value on one rank stops every rank.
     with reducer.guard() if reducer is not None else contextlib.nullcontext():
         options = CheckOptions(

@@ -15,7 +15,7 @@ CORE = [
 ]
 EDGE = {
     "datasets", "hook", "heads", "report", "cli", "dropins", "distributed", "modelyaml", "plot", "configs", "darknet",
-    "torchvision_model", "__main__",
+    "torchvision_model", "agreement", "check_options", "__main__",
 }
 
 
