@@ -19,6 +19,8 @@ placed box.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -281,9 +283,11 @@ class MatchStats:
     boxes: float
 
     def __str__(self) -> str:
+        # positives is NaN when they were not counted (match_stats(..., positives=False)).
+        positives = "" if math.isnan(self.positives) else f", {self.positives:.2f} positive anchors/box"
         return (
-            f"matched {self.matched:.2%} at IoU>={self.threshold:g}, mean best IoU {self.mean_iou:.3f}, "
-            f"{self.positives:.2f} positive anchors/box ({self.boxes:g} boxes)"
+            f"matched {self.matched:.2%} at IoU>={self.threshold:g}, mean best IoU {self.mean_iou:.3f}"
+            f"{positives} ({self.boxes:g} boxes)"
         )
 
 
