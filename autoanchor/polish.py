@@ -298,7 +298,8 @@ def polish(
     hop_min_step: float = 4e-3,
     hops: int = 64,
     kicks: int = 0,
-    kick_size: float = 0.15,
+    kick_size: float = 0.3,
+    kick_patience: int = 6,
     generator: torch.Generator | None = None,
     max_rounds: int = 2000,
 ) -> tuple[Tensor, Tensor]:
@@ -325,8 +326,8 @@ def polish(
     their geometric mean, and the freed anchor splits another in two, ``±
     kick_size`` log units apart in a random direction; the anchor split is
     drawn in proportion to how badly its boxes are served. The kicked set is
-    climbed and kept if it ends fitter. The kicks end after ``patience`` in a
-    row bring nothing, or after ``kicks`` in all. They move optima that only a
+    climbed and kept if it ends fitter. The kicks end after ``kick_patience``
+    in a row bring nothing, or after ``kicks`` in all. They move optima that only a
     joint move of several anchors leaves (one anchor too many at small sizes,
     one too few at large ones), which single relocations cannot.
 
@@ -347,6 +348,7 @@ def polish(
         hops: the most relocations climbed from in all (a bound on the time).
         kicks: the most split-and-merge kicks climbed from (0: none; needs 3 or more anchors).
         kick_size: half the distance between the two halves of a split, in log units.
+        kick_patience: kicks in a row without improvement before the kicks end.
         generator: source of randomness for the relocations; a fresh one seeded
             with :data:`~autoanchor.rng.DEFAULT_SEED` when omitted.
         max_rounds: an upper bound on the rounds of each climb.
@@ -386,7 +388,7 @@ def polish(
                 scores, fitness, failures = trial, reached, 0
                 break
     failures, kicked = 0, 0
-    while k >= 3 and failures < patience and kicked < kicks:
+    while k >= 3 and failures < kick_patience and kicked < kicks:
         kicked += 1
         failures += 1
         trial_anchors = _split_merge(scores, kick_size, generator)

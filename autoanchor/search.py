@@ -33,7 +33,7 @@ from .metrics import AnchorStats, anchor_stats_batch, check_wh
 from .objectives import Objective, objective_class
 from .parallel import LocalReducer, Reducer
 from .polish import polish
-from .settings import FINE_CELL, FINE_CLIMB, HOP_MIN_STEP, KICK_SIZE, MIDDLE_CLIMB, SearchSettings, _check_int, cpu_threads
+from .settings import FINE_CELL, FINE_CLIMB, HOP_MIN_STEP, KICK_PATIENCE, KICK_SIZE, MIDDLE_CLIMB, SearchSettings, _check_int, cpu_threads
 
 __all__ = ["SearchResult", "search_anchors", "pool_sizes"]
 
@@ -261,7 +261,8 @@ def search_anchors(
         # Steps much finer than a pooling's cells only chase its rounding: each stage stops near them.
         best, _ = polish(
             coarse, best, relocations=settings.relocations, tries=settings.tries, patience=settings.patience,
-            hops=settings.hops, kicks=settings.kicks, kick_size=KICK_SIZE, min_step=HOP_MIN_STEP,
+            hops=settings.hops, kicks=settings.kicks, kick_size=KICK_SIZE, kick_patience=KICK_PATIENCE,
+            min_step=HOP_MIN_STEP,
             hop_min_step=HOP_MIN_STEP, generator=generator,
         )
         best, _ = polish(middle, best, step=MIDDLE_CLIMB[0], min_step=MIDDLE_CLIMB[1])

@@ -29,6 +29,7 @@ __all__ = [
     "MIDDLE_CLIMB",
     "FINE_CLIMB",
     "KICK_SIZE",
+    "KICK_PATIENCE",
     "MERGE_PAIRS",
     "SEARCH_THREADS",
     "cpu_threads",
@@ -45,8 +46,10 @@ MIDDLE_CLIMB = (0.02, 0.004)
 """``(step, min_step)`` in log units of the climb on the middle pooling."""
 FINE_CLIMB = (0.01, 0.002)
 """``(step, min_step)`` of the last climb, on the fine pooling: a quarter of a percent is enough."""
-KICK_SIZE = 0.15
-"""Half the distance between the two halves of an anchor split by a kick, in log units (about 15 %)."""
+KICK_SIZE = 0.3
+"""Half the distance between the two halves of an anchor split by a kick, in log units (about 35 %)."""
+KICK_PATIENCE = 6
+"""Kicks in a row without gain before the kicks end."""
 MERGE_PAIRS = 3
 """A kick merges one of this many nearest pairs of anchors (drawn at random)."""
 SEARCH_THREADS = 1
@@ -124,9 +127,9 @@ class SearchSettings:
     """Draws in a row without gain before the hops end."""
     hops: int = 48
     """The most relocations climbed from in all."""
-    kicks: int = 12
-    """The most split-and-merge kicks after the hops (0: none); they too end after ``patience``
-    in a row without gain."""
+    kicks: int = 24
+    """The most split-and-merge kicks after the hops (0: none); they end sooner after
+    :data:`KICK_PATIENCE` in a row without gain."""
     threads: Union[int, None] = SEARCH_THREADS
     """Torch CPU threads while the search works on its pooled sizes (the previous count is
     restored afterwards); ``None`` leaves torch's setting alone. Ignored off the CPU."""

@@ -432,7 +432,7 @@ def _long_runs(dataset, wh: np.ndarray, case: QualityCase, seeds, gen: int, metr
         t0 = time.perf_counter()
         result = search_anchors(
             pixel_wh, case.n, thr=THR, gen=gen, metric=metric, seed=seed,
-            hops=48 * factor, kicks=12 * factor, patience=3 * factor, starts=min(4 * factor, 40),
+            hops=48 * factor, kicks=24 * factor, patience=3 * factor, starts=min(4 * factor, 40),
         )
         seconds = time.perf_counter() - t0
         runs.append({"seed": seed, "scores": score(wh, result.anchors.numpy(), thr=THR), "seconds": seconds})
