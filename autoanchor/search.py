@@ -173,7 +173,9 @@ def search_anchors(
        good optimum; the stages after it work on finer poolings.
     5. :func:`~autoanchor.polish.polish` on the coarse pooling: a climb, then up
        to ``hops`` relocation hops (``relocations`` sizes drawn per hop, the best
-       ``tries`` climbed from, ending after ``patience`` draws without gain).
+       ``tries`` climbed from, ending after ``patience`` draws without gain), then
+       up to ``kicks`` split-and-merge kicks (ending after
+       :data:`~autoanchor.settings.KICK_PATIENCE` without gain).
     6. Climbs on the middle and then the fine pooling, each stopping at steps
        near its cell size. (With so many distinct sizes that the fine pooling
        needs cells as large as ``middle_cell``, the two are one.)
@@ -203,7 +205,7 @@ def search_anchors(
             inputs and seed give the same anchors on the same device),
             ``population``, ``starts``, ``kmeans_iters``, ``evolve_cell``,
             ``coarse_cell``, ``middle_cell``, ``fine_points``, ``relocations``,
-            ``tries``, ``patience``, ``hops``, ``threads``. With the defaults the
+            ``tries``, ``patience``, ``hops``, ``kicks``, ``threads``. With the defaults the
             search takes about a quarter of a second on two CPU cores.
 
     Returns:
