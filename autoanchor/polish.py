@@ -22,6 +22,7 @@ from .boxes import MIN_ANCHOR_PX
 from .levels import within_stride_bounds
 from .objectives import Objective
 from .rng import resolve_generator
+from .settings import MERGE_PAIRS
 
 __all__ = ["polish"]
 
@@ -289,6 +290,31 @@ def _climb(
     return fitness
 
 
+def _split_merge(scores: _Scores, kick_size: float, generator: torch.Generator) -> Tensor | None:
+    """A split-and-merge kick of ``scores.anchors [K, 2]`` (K >= 3); ``None`` if no anchor has a deficit."""
+    anchors, device = scores.anchors, scores.anchors.device
+    k = anchors.shape[0]
+    log_anchors = anchors.log()
+    distance = (log_anchors[:, None] - log_anchors[None]).abs().amax(-1)  # [K,K], L-inf in log units
+    distance.fill_diagonal_(math.inf)  # an anchor is no pair with itself
+    nearest = distance.flatten().argsort()[: 2 * min(MERGE_PAIRS, k * (k - 1) // 2) : 2]  # each pair is there twice
+    pair = int(nearest[int(torch.randint(len(nearest), (1,), generator=generator, device=device))])
+    kept, freed = pair // k, pair % k
+    deficit = (1 - scores.first).clamp(min=0) * scores.objective.weights
+    owned = torch.zeros(k, dtype=torch.float64, device=device).index_add_(0, scores.owner, deficit.double())  # [K]
+    owned[[kept, freed]] = 0
+    if float(owned.sum()) <= 0:
+        return None
+    split = int(torch.multinomial(owned, 1, generator=generator))
+    direction = torch.randn(2, generator=generator, device=device, dtype=anchors.dtype)
+    offset = direction / direction.norm().clamp(min=1e-12) * kick_size  # [2]
+    kicked = anchors.clone()
+    kicked[kept] = (log_anchors[kept] + log_anchors[freed]).div(2).exp()
+    kicked[freed] = anchors[split] * offset.exp()
+    kicked[split] = anchors[split] * (-offset).exp()
+    return kicked.clamp_(min=MIN_ANCHOR_PX)
+
+
 def polish(
     objective: Objective,
     anchors: Tensor,
@@ -300,6 +326,9 @@ def polish(
     patience: int = 2,
     hop_min_step: float = 4e-3,
     hops: int = 64,
+    kicks: int = 0,
+    kick_size: float = 0.3,
+    kick_patience: int = 6,
     generator: torch.Generator | None = None,
     max_rounds: int = 2000,
     bounds: Bounds | None = None,
@@ -313,12 +342,24 @@ def polish(
 
     With ``relocations > 0`` the converged anchors then take part in an
     iterated local search: ``relocations`` box sizes are drawn (with
-    ``generator``) in proportion to how badly the current anchors serve them;
+    ``generator``) in proportion to how badly the current anchors serve them
+    (each size once, whatever its weight, so that rare sizes get drawn too);
     the ``tries`` most promising moves of one anchor onto one of them are each
     followed by a new climb, and the first that ends fitter than before is
     kept. The search stops after ``patience`` draws in a row bring nothing.
     This escapes optima where two anchors share a cluster while another goes
     without, which no small step can fix.
+
+    With ``kicks > 0`` the search then kicks the best anchors found by a
+    split and a merge: one of the :data:`~autoanchor.settings.MERGE_PAIRS`
+    nearest pairs of anchors (drawn with ``generator``) becomes one anchor at
+    their geometric mean, and the freed anchor splits another in two, ``±
+    kick_size`` log units apart in a random direction; the anchor split is
+    drawn in proportion to how badly its boxes are served. The kicked set is
+    climbed and kept if it ends fitter. The kicks end after ``kick_patience``
+    in a row bring nothing, or after ``kicks`` in all. They move optima that only a
+    joint move of several anchors leaves (one anchor too many at small sizes,
+    one too few at large ones), which single relocations cannot.
 
     Moving a single anchor only changes the boxes it wins or loses, so moves are
     scored from each box's best and second-best score (see :class:`_Scores`).
@@ -335,6 +376,9 @@ def polish(
         patience: draws in a row without improvement before the search ends.
         hop_min_step: where the climbs after a relocation stop.
         hops: the most relocations climbed from in all (a bound on the time).
+        kicks: the most split-and-merge kicks climbed from (0: none; needs 3 or more anchors).
+        kick_size: half the distance between the two halves of a split, in log units.
+        kick_patience: kicks in a row without improvement before the kicks end.
         generator: source of randomness for the relocations; a fresh one seeded
             with :data:`~autoanchor.rng.DEFAULT_SEED` when omitted.
         max_rounds: an upper bound on the rounds of each climb.
@@ -347,7 +391,7 @@ def polish(
         ``(anchors [K, 2], fitness [])``.
     """
     device = objective.device
-    if relocations > 0:
+    if relocations > 0 or kicks > 0:
         generator = resolve_generator(generator, device)
     start = anchors.to(device, torch.float32)
     scores = _Scores(objective, start)
@@ -356,7 +400,7 @@ def polish(
     failures, climbs = 0, 0
     while relocations > 0 and failures < patience and climbs < hops:
         # Each process draws from its own boxes; the gathered targets are the same everywhere.
-        deficit = (1 - scores.first).clamp(min=0) * objective.weights
+        deficit = (1 - scores.first).clamp(min=0)  # [M], per pooled size, not per box
         positive = int((deficit > 0).sum())
         if int(objective.reducer.sum(torch.tensor([positive], device=device))[0]) == 0:
             break
@@ -383,7 +427,20 @@ def polish(
             if reached > fitness + 1e-12:
                 scores, fitness, failures = trial, reached, 0
                 break
-    if relocations > 0:  # hops climb coarsely; finish the last one
+    failures, kicked = 0, 0
+    while k >= 3 and failures < kick_patience and kicked < kicks:
+        kicked += 1
+        failures += 1
+        trial_anchors = _split_merge(scores, kick_size, generator)
+        if trial_anchors is None:  # every box served perfectly: nothing to split
+            break
+        if bounds is not None and not bool(within_stride_bounds(trial_anchors, *bounds)):
+            continue  # a kick that leaves the bounds is not taken (a failed kick)
+        trial = scores.at(trial_anchors)
+        reached = _climb(trial, step=step, min_step=hop_min_step, max_rounds=max_rounds, bounds=bounds)
+        if reached > fitness + 1e-12:
+            scores, fitness, failures = trial, reached, 0
+    if relocations > 0 or kicks > 0:  # hops and kicks climb coarsely; finish the last one
         fitness = _climb(scores, step=hop_min_step, min_step=min_step, max_rounds=max_rounds, bounds=bounds)
     reached, start_fitness = objective(scores.anchors), objective(start)
     logger.debug("polish: fitness %.6f (from %.6f)", float(reached), float(start_fitness))

@@ -35,7 +35,7 @@ from .metrics import AnchorStats, anchor_stats_batch, check_wh
 from .objectives import Objective, objective_class
 from .parallel import LocalReducer, Reducer
 from .polish import polish
-from .settings import FINE_CELL, FINE_CLIMB, HOP_MIN_STEP, MIDDLE_CLIMB, SearchSettings, _check_int, cpu_threads
+from .settings import FINE_CELL, FINE_CLIMB, HOP_MIN_STEP, KICK_PATIENCE, KICK_SIZE, MIDDLE_CLIMB, SearchSettings, _check_int, cpu_threads
 
 __all__ = ["SearchResult", "search_anchors", "pool_sizes"]
 
@@ -175,7 +175,9 @@ def search_anchors(
        good optimum; the stages after it work on finer poolings.
     5. :func:`~autoanchor.polish.polish` on the coarse pooling: a climb, then up
        to ``hops`` relocation hops (``relocations`` sizes drawn per hop, the best
-       ``tries`` climbed from, ending after ``patience`` draws without gain).
+       ``tries`` climbed from, ending after ``patience`` draws without gain), then
+       up to ``kicks`` split-and-merge kicks (ending after
+       :data:`~autoanchor.settings.KICK_PATIENCE` without gain).
     6. Climbs on the middle and then the fine pooling, each stopping at steps
        near its cell size. (With so many distinct sizes that the fine pooling
        needs cells as large as ``middle_cell``, the two are one.)
@@ -226,7 +228,7 @@ def search_anchors(
             inputs and seed give the same anchors on the same device),
             ``population``, ``starts``, ``kmeans_iters``, ``evolve_cell``,
             ``coarse_cell``, ``middle_cell``, ``fine_points``, ``relocations``,
-            ``tries``, ``patience``, ``hops``, ``threads``, ``strides``,
+            ``tries``, ``patience``, ``hops``, ``kicks``, ``threads``, ``strides``,
             ``min_stride_units``, ``max_stride_units`` (in strides of each
             anchor's level), ``scale``. With the defaults the
             search takes about a quarter of a second on two CPU cores.
@@ -297,8 +299,8 @@ def search_anchors(
         # Steps much finer than a pooling's cells only chase its rounding: each stage stops near them.
         best, _ = polish(
             coarse, best, relocations=settings.relocations, tries=settings.tries, patience=settings.patience,
-            hops=settings.hops, min_step=HOP_MIN_STEP, hop_min_step=HOP_MIN_STEP, generator=generator,
-            bounds=bounds,
+            hops=settings.hops, kicks=settings.kicks, kick_size=KICK_SIZE, kick_patience=KICK_PATIENCE,
+            min_step=HOP_MIN_STEP, hop_min_step=HOP_MIN_STEP, generator=generator, bounds=bounds,
         )
         best, _ = polish(middle, best, step=MIDDLE_CLIMB[0], min_step=MIDDLE_CLIMB[1], bounds=bounds)
         if not fine_is_middle:

@@ -30,6 +30,9 @@ __all__ = [
     "HOP_MIN_STEP",
     "MIDDLE_CLIMB",
     "FINE_CLIMB",
+    "KICK_SIZE",
+    "KICK_PATIENCE",
+    "MERGE_PAIRS",
     "SEARCH_THREADS",
     "cpu_threads",
 ]
@@ -45,6 +48,12 @@ MIDDLE_CLIMB = (0.02, 0.004)
 """``(step, min_step)`` in log units of the climb on the middle pooling."""
 FINE_CLIMB = (0.01, 0.002)
 """``(step, min_step)`` of the last climb, on the fine pooling: a quarter of a percent is enough."""
+KICK_SIZE = 0.3
+"""Half the distance between the two halves of an anchor split by a kick, in log units (about 35 %)."""
+KICK_PATIENCE = 6
+"""Kicks in a row without gain before the kicks end."""
+MERGE_PAIRS = 3
+"""A kick merges one of this many nearest pairs of anchors (drawn at random)."""
 SEARCH_THREADS = 1
 """Torch CPU threads during a search's small-tensor stages, unless ``threads`` says otherwise."""
 
@@ -157,6 +166,9 @@ class SearchSettings:
     """Draws in a row without gain before the hops end."""
     hops: int = 48
     """The most relocations climbed from in all."""
+    kicks: int = 24
+    """The most split-and-merge kicks after the hops (0: none); they end sooner after
+    :data:`KICK_PATIENCE` in a row without gain."""
     threads: Union[int, None] = SEARCH_THREADS
     """Torch CPU threads while the search works on its pooled sizes (the previous count is
     restored afterwards); ``None`` leaves torch's setting alone. Ignored off the CPU."""
@@ -190,7 +202,7 @@ class SearchSettings:
             set_(self, "population", _check_int("population", self.population, _MIN_POPULATION[self.method]))
         for name in ("starts", "kmeans_iters", "fine_points", "tries", "patience"):
             set_(self, name, _check_int(name, getattr(self, name), 1))
-        for name in ("relocations", "hops"):
+        for name in ("relocations", "hops", "kicks"):
             set_(self, name, _check_int(name, getattr(self, name), 0))
         for name in ("evolve_cell", "coarse_cell", "middle_cell"):
             set_(self, name, _check_cell(name, getattr(self, name)))

@@ -420,7 +420,7 @@ def _autoanchor_runs(dataset, wh: np.ndarray, case: QualityCase, seeds, gen: int
 def _long_runs(dataset, wh: np.ndarray, case: QualityCase, seeds, gen: int, metric: str) -> list[dict]:
     """The long search: every budget of autoanchor's search scaled by ``gen / GEN``.
 
-    The generations, the relocation hops (and the patience for them) and the k-means starts all
+    The generations, the relocation hops and kicks (and the patience for them) and the k-means starts all
     grow by the same factor, so "20x longer" means 20x the search effort, not only more generations.
     """
     from autoanchor.search import search_anchors
@@ -432,7 +432,7 @@ def _long_runs(dataset, wh: np.ndarray, case: QualityCase, seeds, gen: int, metr
         t0 = time.perf_counter()
         result = search_anchors(
             pixel_wh, case.n, thr=THR, gen=gen, metric=metric, seed=seed,
-            hops=48 * factor, patience=3 * factor, starts=min(4 * factor, 40),
+            hops=48 * factor, kicks=24 * factor, patience=3 * factor, starts=min(4 * factor, 40),
         )
         seconds = time.perf_counter() - t0
         runs.append({"seed": seed, "scores": score(wh, result.anchors.numpy(), thr=THR), "seconds": seconds})
@@ -589,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-sizes", type=parse_sizes, help="e.g. 160k,2M (default 160k,2M; quick: 160k)")
     parser.add_argument("--memory-sizes", type=parse_sizes,
                         help="e.g. 100k,1M,2M,10M (default; quick: 100k,1M)")
-    parser.add_argument("--seeds", type=int, help="autoanchor seeds 0..S-1 (default 5; quick 2)")
+    parser.add_argument("--seeds", type=int, help="autoanchor seeds 0..S-1 (default 10; quick 2)")
     parser.add_argument("--long-gen", type=int, help="generations of the long search (default 20000; quick 5000)")
     parser.add_argument("--long-seeds", type=int, help="seeds of the long search (default 3; quick 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -619,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         speed_sizes=args.speed_sizes or ([160_000] if quick else [160_000, 2_000_000]),
         memory_sizes=args.memory_sizes or ([100_000, 1_000_000] if quick else [100_000, 1_000_000, 2_000_000,
                                                                                 10_000_000]),
-        seeds=args.seeds or (2 if quick else 5),
+        seeds=args.seeds or (2 if quick else 10),
         ref_seeds=3,
         long_gen=args.long_gen or (5000 if quick else 20000),
         long_seeds=args.long_seeds or (1 if quick else 3),
