@@ -223,17 +223,21 @@ def anchor_rows_tensor(rows: object, *, source: str = "<string>") -> Tensor:
     return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), -1, 2)
 
 
-def _read_text(path: Path) -> str:
+def read_text_file(path: Path, what: str) -> str:
+    """The UTF-8 text of a config file; a ``ValueError`` naming ``what`` and the path otherwise.
+
+    Shared by the model-yaml and darknet-cfg readers (``what``: ``"model yaml"``, ``"darknet cfg"``).
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ValueError(f"model yaml {str(path)!r} does not exist") from None
+        raise ValueError(f"{what} {str(path)!r} does not exist") from None
     except IsADirectoryError:
-        raise ValueError(f"model yaml {str(path)!r} is a directory, not a file") from None
+        raise ValueError(f"{what} {str(path)!r} is a directory, not a file") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"model yaml {str(path)!r} is not UTF-8 text: {error}") from error
+        raise ValueError(f"{what} {str(path)!r} is not UTF-8 text: {error}") from error
 
 
 def read_model_anchors(path: str | os.PathLike) -> ModelAnchors:
@@ -251,7 +255,7 @@ def read_model_anchors(path: str | os.PathLike) -> ModelAnchors:
             or its anchors are malformed; the message names the file.
     """
     path = Path(path)
-    return parse_model_anchors(_read_text(path), source=str(path))
+    return parse_model_anchors(read_text_file(path, "model yaml"), source=str(path))
 
 
 # -- rewriting --------------------------------------------------------------------------------------
@@ -366,7 +370,7 @@ def write_model_anchors(path: str | os.PathLike, anchors: Tensor | Sequence) -> 
         OSError: if the file cannot be written; the message names the file.
     """
     path = Path(os.path.realpath(path))
-    text = _read_text(path)
+    text = read_text_file(path, "model yaml")
     new_text, expanded = rewrite_anchors(text, anchors, source=str(path))
     write_atomic(path, new_text.encode("utf-8"))
     logger.debug("%s the anchors of %s", "expanded" if expanded else "rewrote", path)

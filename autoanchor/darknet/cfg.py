@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..modelyaml import read_text_file
+
 __all__ = ["DarknetConfig", "YoloSection", "parse_cfg", "read_cfg"]
 
 YOLO_SECTIONS = ("yolo", "Gaussian_yolo")
@@ -402,19 +404,6 @@ def _integral(stride: float | None) -> int | None:
     return int(stride)
 
 
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"darknet cfg {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise ValueError(f"darknet cfg {str(path)!r} is a directory, not a file") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"darknet cfg {str(path)!r} is not UTF-8 text: {error}") from error
-
-
 def read_cfg(path: str | os.PathLike) -> DarknetConfig:
     """Read the input size and the ``[yolo]`` anchors of a darknet cfg.
 
@@ -431,4 +420,4 @@ def read_cfg(path: str | os.PathLike) -> DarknetConfig:
             message names the file and the line.
     """
     path = Path(path)
-    return parse_cfg(_read_text(path), source=str(path))
+    return parse_cfg(read_text_file(path, "darknet cfg"), source=str(path))

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from .._atomic import write_atomic
-from ..modelyaml import level_label, round_anchors
-from .cfg import YOLO_SECTIONS, DarknetConfig, _read_text, _sections, parse_cfg
+from ..modelyaml import level_label, read_text_file, round_anchors
+from .cfg import YOLO_SECTIONS, DarknetConfig, _sections, parse_cfg
 
 __all__ = ["darknet_lines", "rewrite_cfg_anchors", "write_cfg_anchors"]
 
@@ -95,7 +95,7 @@ def write_cfg_anchors(path: str | os.PathLike, anchors: Tensor | Sequence) -> Da
         OSError: if the file cannot be written.
     """
     path = Path(os.path.realpath(path))
-    new_text = rewrite_cfg_anchors(_read_text(path), anchors, source=str(path))
+    new_text = rewrite_cfg_anchors(read_text_file(path, "darknet cfg"), anchors, source=str(path))
     write_atomic(path, new_text.encode("utf-8"))
     logger.debug("rewrote the anchors of %s", path)
     return parse_cfg(new_text, source=str(path))
