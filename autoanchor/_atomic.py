@@ -13,9 +13,14 @@ import secrets
 import stat
 from pathlib import Path
 
-__all__ = ["ReadOnlyFileError", "write_atomic"]
+__all__ = ["ReadOnlyFileError", "is_read_only", "write_atomic"]
 
 _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+
+
+def is_read_only(mode: int) -> bool:
+    """Whether a file of this ``st_mode`` has no write permission bit (refused, as editors do)."""
+    return not mode & _WRITE_BITS
 
 
 class ReadOnlyFileError(PermissionError):
@@ -58,7 +63,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, encoding: s
     if existing is not None:
         if not stat.S_ISREG(existing.st_mode):
             raise IsADirectoryError(f"{path} is not a regular file")
-        if not existing.st_mode & _WRITE_BITS:
+        if is_read_only(existing.st_mode):
             raise ReadOnlyFileError(f"{path} is read-only (mode {stat.filemode(existing.st_mode)}); not written")
         mode = stat.S_IMODE(existing.st_mode)
     else:

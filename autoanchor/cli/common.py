@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._atomic import write_atomic
+from .._atomic import is_read_only, write_atomic
 from ..boxes import MIN_BOX_PX
 from .options import CommandLineError
 
@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 THREADS_ENV = "OMP_NUM_THREADS"
 # `fit` measures the anchors it prints and writes, not the unrounded ones the search returned.
 FIGURES_FOR_PRINTED = "figures for the anchors as printed, rounded to whole pixels"
-_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 # torch's thread count before device_of() changed it, for restore_threads().
 _threads_before: list[int] = []
 
@@ -88,7 +87,7 @@ def check_output_path(option: str, path: Path | None) -> None:
         raise CommandLineError(f"{option} {str(path)!r} is a directory; give a file name")
     if not folder.is_dir():
         raise CommandLineError(f"{option} {str(path)!r}: the folder {str(folder)!r} does not exist")
-    if path.is_file() and not path.stat().st_mode & _WRITE_BITS:
+    if path.is_file() and is_read_only(path.stat().st_mode):
         mode = stat.filemode(path.stat().st_mode)
         raise CommandLineError(f"{option} {str(path)!r} is read-only (mode {mode}); not written")
 
