@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .boxes import BoxSizes
 from .metrics import check_wh
+from .rng import resolve_generator
 
 __all__ = ["DEFAULT_DRAWS", "YOLOV5_SCALE", "scale_range", "scale_jittered_wh", "jitter_wh"]
 
@@ -64,16 +65,6 @@ def _check_draws(draws: Any) -> int:
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         raise ValueError(f"draws must be an integer of at least 1, got {draws!r}")
     return draws
-
-
-def _generator(generator: torch.Generator | None, seed: int, device: torch.device) -> torch.Generator:
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        return generator
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 def scale_jittered_wh(
@@ -170,7 +161,7 @@ def jitter_wh(
     check_wh(wh)
     low, high = scale_range(scale)
     draws = _check_draws(draws)
-    generator = _generator(generator, seed, wh.device)
+    generator = resolve_generator(generator, wh.device, seed=seed)
     if image_index is None:
         index = torch.arange(wh.shape[0], device=wh.device)
         n_factors = wh.shape[0]

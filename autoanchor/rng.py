@@ -18,13 +18,14 @@ DEFAULT_SEED = 0
 
 
 def resolve_generator(
-    generator: torch.Generator | None, device: torch.device | str | None = None
+    generator: torch.Generator | None, device: torch.device | str | None = None, *, seed: int = DEFAULT_SEED
 ) -> torch.Generator:
-    """``generator`` itself, or a fresh one on ``device`` seeded with :data:`DEFAULT_SEED`.
+    """``generator`` itself, or a fresh one on ``device`` seeded with ``seed`` (:data:`DEFAULT_SEED`).
 
     Args:
         generator: the caller's generator, returned unchanged (not re-seeded).
         device: where a new generator draws (the CPU when omitted).
+        seed: the seed of a new generator, a non-negative integer.
 
     Returns:
         A ``torch.Generator``.
@@ -39,4 +40,6 @@ def resolve_generator(
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         return generator
-    return torch.Generator(device=torch.device(device) if device is not None else "cpu").manual_seed(DEFAULT_SEED)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return torch.Generator(device=torch.device(device) if device is not None else "cpu").manual_seed(seed)
