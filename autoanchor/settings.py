@@ -33,6 +33,7 @@ __all__ = [
     "KICK_SIZE",
     "KICK_PATIENCE",
     "MERGE_PAIRS",
+    "FEW_BOX_CHAINS",
     "SEARCH_THREADS",
     "cpu_threads",
 ]
@@ -54,6 +55,8 @@ KICK_PATIENCE = 6
 """Kicks in a row without gain before the kicks end."""
 MERGE_PAIRS = 3
 """A kick merges one of this many nearest pairs of anchors (drawn at random)."""
+FEW_BOX_CHAINS = 2
+"""Chains the search runs by default when it has at most ``fine_points`` boxes (see :attr:`SearchSettings.chains`)."""
 SEARCH_THREADS = 1
 """Torch CPU threads during a search's small-tensor stages, unless ``threads`` says otherwise."""
 
@@ -169,6 +172,15 @@ class SearchSettings:
     kicks: int = 24
     """The most split-and-merge kicks after the hops (0: none); they end sooner after
     :data:`KICK_PATIENCE` in a row without gain."""
+    chains: Union[int, None] = None
+    """Independent runs of the k-means starts, evolution, hops and kicks, whose results are then
+    crossed (:func:`~autoanchor.polish.crossover`) before the last climbs. With few boxes each box
+    weighs much in the fitness, which then has many local optima a few boxes apart, and one run can
+    end in any of them; a second run and the crossing of the two rarely both miss. ``None``:
+    :data:`FEW_BOX_CHAINS` when there are at most :attr:`fine_points` boxes (where the runs are
+    cheap), else 1 (:meth:`chains_for`). The first chain draws from the seed's generator exactly
+    as a one-chain search does, so its result is never fitter than the crossed one on the pooling
+    they are compared on."""
     threads: Union[int, None] = SEARCH_THREADS
     """Torch CPU threads while the search works on its pooled sizes (the previous count is
     restored afterwards); ``None`` leaves torch's setting alone. Ignored off the CPU."""
@@ -206,6 +218,8 @@ class SearchSettings:
             set_(self, name, _check_int(name, getattr(self, name), 0))
         for name in ("evolve_cell", "coarse_cell", "middle_cell"):
             set_(self, name, _check_cell(name, getattr(self, name)))
+        if self.chains is not None:
+            set_(self, "chains", _check_int("chains", self.chains, 1))
         if self.threads is not None:
             set_(self, "threads", _check_int("threads", self.threads, 1))
         set_(self, "strides", _check_strides(self.strides))
@@ -256,6 +270,12 @@ class SearchSettings:
     def population_size(self) -> int:
         """:attr:`population`, or the method's default."""
         return self.population if self.population is not None else _DEFAULT_POPULATION[self.method]
+
+    def chains_for(self, n_boxes: int) -> int:
+        """:attr:`chains`, or its default for a search of ``n_boxes`` boxes."""
+        if self.chains is not None:
+            return self.chains
+        return FEW_BOX_CHAINS if n_boxes <= self.fine_points else 1
 
     def cells_for(self) -> tuple[float, float, float]:
         """``(evolve, coarse, middle)`` pooling cells in log units, defaults filled in from the objective."""
