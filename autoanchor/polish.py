@@ -1,9 +1,11 @@
-"""Polishing anchors: a deterministic pattern search in log space, with relocation hops.
+"""Polishing anchors: a deterministic pattern search in log space, with relocation hops, kicks and crossing.
 
 :func:`polish` climbs to the nearest local optimum of an
 :class:`~autoanchor.objectives.Objective` and, optionally, hops between optima by
-relocating single anchors onto badly served box sizes. It never lowers the
-fitness. Moving one anchor only changes the boxes it wins or loses, so moves are
+relocating single anchors onto badly served box sizes, then kicks the set by
+splits and merges. :func:`crossover` combines two optima (their union thinned back
+to ``K`` anchors by :func:`thin`, then climbed). None of them lowers the fitness.
+Moving one anchor only changes the boxes it wins or loses, so moves are
 scored from each box's best and second-best score (:class:`_Scores`); an
 objective that can tell which boxes a small move may affect
 (:meth:`~autoanchor.objectives.Objective.reachable`) makes the climb's moves
