@@ -39,7 +39,6 @@ from .settings import (
     FINE_CELL,
     FINE_CLIMB,
     HOP_MIN_STEP,
-    KICK_PATIENCE,
     KICK_SIZE,
     MIDDLE_CLIMB,
     SearchSettings,
@@ -186,8 +185,8 @@ def search_anchors(
     5. :func:`~autoanchor.polish.polish` on the coarse pooling: a climb, then up
        to ``hops`` relocation hops (``relocations`` sizes drawn per hop, the best
        ``tries`` climbed from, ending after ``patience`` draws without gain), then
-       up to ``kicks`` split-and-merge kicks (ending after
-       :data:`~autoanchor.settings.KICK_PATIENCE` without gain).
+       up to ``kicks`` split-and-merge kicks (ending after ``kick_patience``
+       in a row without gain: 6 with at most ``fine_points`` boxes, else 3).
     6. With ``chains`` above 1 (by default 2 when there are at most
        ``fine_points`` boxes), stages 3 to 5 run that many times, one after
        the other from the same generator (the first chain is exactly a
@@ -247,8 +246,8 @@ def search_anchors(
             inputs and seed give the same anchors on the same device),
             ``population``, ``starts``, ``kmeans_iters``, ``evolve_cell``,
             ``coarse_cell``, ``middle_cell``, ``fine_points``, ``relocations``,
-            ``tries``, ``patience``, ``hops``, ``kicks``, ``chains``, ``threads``, ``strides``,
-            ``min_stride_units``, ``max_stride_units`` (in strides of each
+            ``tries``, ``patience``, ``hops``, ``kicks``, ``kick_patience``, ``chains``, ``threads``,
+            ``strides``, ``min_stride_units``, ``max_stride_units`` (in strides of each
             anchor's level), ``scale``. With the defaults the
             search takes about a quarter of a second on two CPU cores.
 
@@ -304,14 +303,15 @@ def search_anchors(
     bounds, project = _stride_bounds(settings, n, device)
 
     chains = settings.chains_for(n_boxes)
+    kick_patience = settings.kick_patience_for(n_boxes)
     with cpu_threads(settings.threads, device):
         # Stages 3-5 once per chain, drawing one after another from the same generator: the first
         # chain is exactly a one-chain search. Then the fittest chain is crossed with each other one.
         runs = []
         for chain in range(chains):
             run_start, run_best, run_fitness = _chain(
-                objective, coarse_set, evolve_set, coarse, middle, n, settings, generator, progress, project,
-                bounds, label=f" (chain {chain + 1} of {chains})" if chains > 1 else "",
+                objective, coarse_set, evolve_set, coarse, middle, n, settings, kick_patience, generator,
+                progress, project, bounds, label=f" (chain {chain + 1} of {chains})" if chains > 1 else "",
             )
             runs.append((run_fitness, chain, run_best))
             if chain == 0:
@@ -348,6 +348,7 @@ def _chain(
     middle: Objective,
     n: int,
     settings: SearchSettings,
+    kick_patience: int,
     generator: torch.Generator,
     progress: bool,
     project: Projection | None,
@@ -369,7 +370,7 @@ def _chain(
     # Steps much finer than a pooling's cells only chase its rounding: each stage stops near them.
     best, fitness = polish(
         coarse, best, relocations=settings.relocations, tries=settings.tries, patience=settings.patience,
-        hops=settings.hops, kicks=settings.kicks, kick_size=KICK_SIZE, kick_patience=KICK_PATIENCE,
+        hops=settings.hops, kicks=settings.kicks, kick_size=KICK_SIZE, kick_patience=kick_patience,
         min_step=HOP_MIN_STEP, hop_min_step=HOP_MIN_STEP, generator=generator, bounds=bounds,
     )
     return start, best, fitness

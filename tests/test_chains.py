@@ -15,7 +15,7 @@ from autoanchor.levels import stride_bounds, within_stride_bounds
 from autoanchor.objectives import make_objective
 from autoanchor.polish import crossover, polish, thin
 from autoanchor.search import search_anchors
-from autoanchor.settings import FEW_BOX_CHAINS, SearchSettings
+from autoanchor.settings import FEW_BOX_CHAINS, KICK_PATIENCE, MANY_BOX_KICK_PATIENCE, SearchSettings
 
 # The best Avg IoU any search found for 9 anchors on coco128 letterboxed to 640 (long searches and
 # hundreds of seeds, 2026-11-30); a search ending within 0.1 % of it is in the best basin.
@@ -115,6 +115,36 @@ def test_default_chains_follow_the_box_count():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match=f"chains must be an integer of at least 1, got {bad!r}"):
             SearchSettings(chains=bad)
+
+
+def test_default_kick_patience_follows_the_box_count():
+    settings = SearchSettings()
+    assert settings.kick_patience_for(settings.fine_points) == KICK_PATIENCE == 6
+    assert settings.kick_patience_for(settings.fine_points + 1) == MANY_BOX_KICK_PATIENCE == 3
+    assert SearchSettings(kick_patience=9).kick_patience_for(10**6) == 9
+    for bad in (0, 2.0, False):
+        with pytest.raises(ValueError, match=f"kick_patience must be an integer of at least 1, got {bad!r}"):
+            SearchSettings(kick_patience=bad)
+
+
+def test_kick_patience_reaches_the_kicks(monkeypatch):
+    # The search hands its kick patience to the polish of every chain.
+    import autoanchor.search as search_module
+
+    seen = []
+    real_polish = search_module.polish
+
+    def recording_polish(*args, **kwargs):
+        if kwargs.get("kicks"):
+            seen.append(kwargs["kick_patience"])
+        return real_polish(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "polish", recording_polish)
+    wh = torch.rand(200, 2, generator=torch.Generator().manual_seed(0)) * 100 + 4
+    search_anchors(wh, 6, gen=20, seed=0)
+    search_anchors(wh, 6, gen=20, seed=0, kick_patience=2, chains=1)
+    search_anchors(wh, 6, gen=20, seed=0, fine_points=100, chains=1)
+    assert seen == [KICK_PATIENCE, KICK_PATIENCE, 2, MANY_BOX_KICK_PATIENCE]
 
 
 @pytest.fixture(scope="module")
