@@ -248,8 +248,9 @@ def search_anchors(
             ``coarse_cell``, ``middle_cell``, ``fine_points``, ``relocations``,
             ``tries``, ``patience``, ``hops``, ``kicks``, ``kick_patience``, ``chains``, ``threads``,
             ``strides``, ``min_stride_units``, ``max_stride_units`` (in strides of each
-            anchor's level), ``scale``. With the defaults the
-            search takes about a quarter of a second on two CPU cores.
+            anchor's level), ``scale``. With the defaults a search takes
+            about a second of CPU time or less (160k VOC boxes: 0.7 s; coco128's 929
+            boxes, two chains: 1.2 s).
 
     Returns:
         A :class:`SearchResult` with the anchors sorted by area.
