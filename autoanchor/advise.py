@@ -72,6 +72,11 @@ SWEEP_HOPS = 12
 """Relocation hops per count in the sweep (48 in a full search): on coco128 this halves a
 sweep search's time and lowered no fitness by more than 0.002 (of about 0.7)."""
 
+SWEEP_CHAINS = 1
+"""Chains per count in the sweep (a full search on at most ``fine_points`` boxes runs two, see
+:attr:`~autoanchor.settings.SearchSettings.chains`): the second chain narrows the spread between
+seeds to well under the margins the sweep compares, at twice the time."""
+
 Data = Union[Tensor, BoxSizes]
 
 
@@ -290,7 +295,9 @@ def advise(
     for name, strides, n in plan:
         if key(strides, n) in searched:
             continue
-        result = search_anchors(wh, n, thr=thr, gen=sweep_gen, hops=SWEEP_HOPS, seed=seed, **bounds(strides))
+        result = search_anchors(
+            wh, n, thr=thr, gen=sweep_gen, hops=SWEEP_HOPS, chains=SWEEP_CHAINS, seed=seed, **bounds(strides)
+        )
         searched[key(strides, n)] = result
         logger.info("advise: %d anchors, fitness %.4f, BPR %.4f", n, result.stats.fitness, result.stats.bpr)
     # level_stats counts every box (also those under 2 px, which the search leaves out), as yolov5's

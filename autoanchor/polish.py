@@ -1,9 +1,11 @@
-"""Polishing anchors: a deterministic pattern search in log space, with relocation hops.
+"""Polishing anchors: a deterministic pattern search in log space, with relocation hops, kicks and crossing.
 
 :func:`polish` climbs to the nearest local optimum of an
 :class:`~autoanchor.objectives.Objective` and, optionally, hops between optima by
-relocating single anchors onto badly served box sizes. It never lowers the
-fitness. Moving one anchor only changes the boxes it wins or loses, so moves are
+relocating single anchors onto badly served box sizes, then kicks the set by
+splits and merges. :func:`crossover` combines two optima (their union thinned back
+to ``K`` anchors by :func:`thin`, then climbed). None of them lowers the fitness.
+Moving one anchor only changes the boxes it wins or loses, so moves are
 scored from each box's best and second-best score (:class:`_Scores`); an
 objective that can tell which boxes a small move may affect
 (:meth:`~autoanchor.objectives.Objective.reachable`) makes the climb's moves
@@ -24,7 +26,7 @@ from .objectives import Objective
 from .rng import resolve_generator
 from .settings import MERGE_PAIRS
 
-__all__ = ["polish"]
+__all__ = ["crossover", "polish", "thin"]
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +191,7 @@ class _Scores:
         best, plus two ``[T, M]`` gain terms: ``O(T M)`` work for ``T K`` moves.
         """
         objective = self.objective
-        owned = torch.zeros_like(self.table, dtype=torch.float64).scatter_(0, self.owner[None], 1.0)
-        owned *= objective.weights_double  # [K,M]: weight of each box under its best anchor
+        owned = self._owned()  # [K,M]
         loss = owned @ (self.first - self.second).double()  # [K]
         gain_kept = torch.zeros(len(targets), dtype=torch.float64, device=targets.device)
         gain_swap = torch.zeros(len(targets), len(loss), dtype=torch.float64, device=targets.device)
@@ -203,6 +204,27 @@ class _Scores:
             gain_swap += (over_second - over_first) @ owned[:, rows].T
         totals = self.local_sum() - loss[None] + gain_kept[:, None] + gain_swap  # [T,K]
         return objective.reducer.sum(totals) / objective.total_weight
+
+    def _owned(self) -> Tensor:
+        """Each box's weight under its best anchor, zero under the others: ``[K, M]`` float64."""
+        owned = torch.zeros_like(self.table, dtype=torch.float64).scatter_(0, self.owner[None], 1.0)
+        return owned.mul_(self.objective.weights_double)
+
+    def removal_losses(self) -> Tensor:
+        """What the total score would lose without anchor ``k``, the others kept: ``[K]`` (this process's boxes).
+
+        Only the boxes whose best it is lose anything: their best falls to their second best.
+        """
+        return self._owned() @ (self.first - self.second).double()
+
+    def drop(self, anchor: int) -> None:
+        """Remove anchor ``anchor`` (the others keep their order)."""
+        keep = torch.ones(self.anchors.shape[0], dtype=torch.bool, device=self.anchors.device)
+        keep[anchor] = False
+        same = self.raw is self.table
+        self.anchors, self.raw = self.anchors[keep], self.raw[keep]
+        self.table = self.raw if same else self.table[keep]
+        self._refresh()
 
     def move(self, anchor: int, position: Tensor) -> None:
         self.anchors[anchor] = position
@@ -447,3 +469,95 @@ def polish(
     if reached < start_fitness:  # scores are float32, so a move's gain can be off by an ulp or so
         return start, start_fitness
     return scores.anchors, reached
+
+
+def _thinned(objective: Objective, anchors: Tensor, k: int) -> _Scores:
+    """:func:`thin`, returning the scores of the kept anchors."""
+    scores = _Scores(objective, anchors.to(objective.device, torch.float32))
+    while scores.anchors.shape[0] > k:
+        losses = objective.reducer.sum(scores.removal_losses())
+        scores.drop(int(losses.argmin()))  # the first of equal losses
+    return scores
+
+
+def thin(objective: Objective, anchors: Tensor, k: int) -> Tensor:
+    """Remove anchors one at a time, each time the one whose loss lowers the fitness least, until ``k`` are left.
+
+    A removed anchor's boxes fall back to their second-best anchor, so its
+    loss is known from each box's best and second-best score without scoring
+    the set again: ``O(K M)`` per removal.
+
+    Args:
+        objective: scores anchor sets.
+        anchors (Tensor[K, 2]): anchors in pixels, ``K >= k``.
+        k: how many to keep, at least 1.
+
+    Returns:
+        The ``k`` kept anchors ``[k, 2]``, in their order in ``anchors``.
+
+    Raises:
+        ValueError: if ``k`` is not between 1 and the number of anchors.
+
+    Example:
+        >>> from autoanchor.objectives import make_objective
+        >>> objective = make_objective("ratio", torch.tensor([[10.0, 10.0], [100.0, 100.0]]))
+        >>> thin(objective, torch.tensor([[10.0, 10.0], [11.0, 11.0], [100.0, 100.0]]), 2).tolist()
+        [[10.0, 10.0], [100.0, 100.0]]
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= anchors.shape[0]:
+        raise ValueError(f"k must be an integer from 1 to the {anchors.shape[0]} anchors, got {k!r}")
+    return _thinned(objective, anchors, k).anchors
+
+
+def crossover(
+    objective: Objective,
+    anchors: Tensor,
+    other: Tensor,
+    *,
+    step: float = 0.05,
+    min_step: float = 1e-3,
+    max_rounds: int = 2000,
+    bounds: Bounds | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Cross two anchor sets: their union, thinned greedily back to ``K`` anchors, then climbed.
+
+    Each thinning step removes the anchor whose loss costs the fitness least
+    (its boxes fall back to their second-best anchor); so where the two sets
+    serve some sizes equally well one of each such pair goes, and where one
+    set serves a range of sizes better its anchors stay. Two local optima
+    that went wrong in different places thus give one that went wrong in
+    neither, which no move of single anchors reaches from either. The
+    result is kept only when it ends fitter than ``anchors``, so it is never
+    less fit.
+
+    Args:
+        objective: scores anchor sets.
+        anchors (Tensor[K, 2]): the first set, in pixels; what is returned if crossing gains nothing.
+        other (Tensor[K2, 2]): the second set.
+        step, min_step, max_rounds: the climb after the thinning (see :func:`polish`).
+        bounds: ``(low [K], high [K])`` stride bounds by area rank; a thinned set outside them
+            is not climbed (``anchors`` is returned).
+
+    Returns:
+        ``(anchors [K, 2], fitness [])``.
+
+    Example:
+        >>> from autoanchor.objectives import make_objective
+        >>> wh = torch.tensor([[10.0, 10.0], [12.0, 9.0], [100.0, 100.0], [90.0, 110.0]])
+        >>> objective = make_objective("iou", wh)
+        >>> small_right = torch.tensor([[11.0, 9.5], [30.0, 30.0]])
+        >>> large_right = torch.tensor([[30.0, 30.0], [95.0, 105.0]])
+        >>> crossed, fitness = crossover(objective, small_right, large_right)
+        >>> crossed.round().tolist(), bool(fitness > objective(small_right))
+        ([[12.0, 9.0], [100.0, 100.0]], True)
+    """
+    device = objective.device
+    first = anchors.to(device, torch.float32)
+    start_fitness = objective(first)
+    scores = _thinned(objective, torch.cat([first, other.to(device, torch.float32)]), first.shape[0])
+    if bounds is not None and not bool(within_stride_bounds(scores.anchors, *bounds)):
+        return first, start_fitness
+    fitness = _climb(scores, step=step, min_step=min_step, max_rounds=max_rounds, bounds=bounds)
+    if fitness > start_fitness + 1e-12:
+        return scores.anchors, fitness
+    return first, start_fitness
