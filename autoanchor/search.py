@@ -285,7 +285,7 @@ def search_anchors(
     generator = torch.Generator(device=device).manual_seed(settings.seed)
 
     # Pool finely, then ever coarser; every process ends up with the same pools.
-    fine_cell = 0.0 if n_boxes <= settings.fine_points else FINE_CELL
+    fine_cell = 0.0 if settings.few_boxes(n_boxes) else FINE_CELL
     fine_set = _gather_pools(*pool_sizes(kept, cell=fine_cell), reducer)
     cell = FINE_CELL
     while fine_set[0].shape[0] > settings.fine_points:

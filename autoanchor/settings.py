@@ -282,17 +282,25 @@ class SearchSettings:
         """:attr:`population`, or the method's default."""
         return self.population if self.population is not None else _DEFAULT_POPULATION[self.method]
 
+    def few_boxes(self, n_boxes: int) -> bool:
+        """Whether a search of ``n_boxes`` boxes counts as one of few boxes: at most :attr:`fine_points`.
+
+        Its fine pooling then keeps every distinct size, each box weighs much in the fitness, and
+        the defaults of :attr:`chains` and :attr:`kick_patience` spend more on leaving optima.
+        """
+        return n_boxes <= self.fine_points
+
     def chains_for(self, n_boxes: int) -> int:
         """:attr:`chains`, or its default for a search of ``n_boxes`` boxes."""
         if self.chains is not None:
             return self.chains
-        return FEW_BOX_CHAINS if n_boxes <= self.fine_points else 1
+        return FEW_BOX_CHAINS if self.few_boxes(n_boxes) else 1
 
     def kick_patience_for(self, n_boxes: int) -> int:
         """:attr:`kick_patience`, or its default for a search of ``n_boxes`` boxes."""
         if self.kick_patience is not None:
             return self.kick_patience
-        return KICK_PATIENCE if n_boxes <= self.fine_points else MANY_BOX_KICK_PATIENCE
+        return KICK_PATIENCE if self.few_boxes(n_boxes) else MANY_BOX_KICK_PATIENCE
 
     def cells_for(self) -> tuple[float, float, float]:
         """``(evolve, coarse, middle)`` pooling cells in log units, defaults filled in from the objective."""
