@@ -308,18 +308,17 @@ def search_anchors(
     with cpu_threads(settings.threads, device):
         # Stages 3-5 once per chain, drawing one after another from the same generator: the first
         # chain is exactly a one-chain search. Then the fittest chain is crossed with each other one.
-        runs = []
-        for chain in range(chains):
-            run_start, run_best, run_fitness = _chain(
+        runs = [  # (k-means start, polished anchors, coarse fitness) per chain
+            _chain(
                 objective, coarse_set, evolve_set, coarse, middle, n, settings, kick_patience, generator,
                 progress, project, bounds, label=f" (chain {chain + 1} of {chains})" if chains > 1 else "",
             )
-            runs.append((run_fitness, chain, run_best))
-            if chain == 0:
-                start = run_start
-        runs.sort(key=lambda run: (-float(run[0]), run[1]))  # fittest first; ties in chain order
-        best = runs[0][2]
-        for _, _, other in runs[1:]:
+            for chain in range(chains)
+        ]
+        start = runs[0][0]
+        runs.sort(key=lambda run: -float(run[2]))  # fittest first; a stable sort keeps ties in chain order
+        best = runs[0][1]
+        for _, other, _ in runs[1:]:
             best, _ = crossover(coarse, best, other, min_step=HOP_MIN_STEP, bounds=bounds)
         best, _ = polish(middle, best, step=MIDDLE_CLIMB[0], min_step=MIDDLE_CLIMB[1], bounds=bounds)
         if not fine_is_middle:
