@@ -160,3 +160,18 @@ def write_voc(folder: Path) -> Path:
     for name, (width, height, objects) in VOC_FILES.items():
         (folder / name).write_text(voc_xml(width, height, objects))
     return folder
+
+
+def fail_after_prepare(monkeypatch, family_name: str = "torchvision") -> None:
+    """Make a head family raise ``RuntimeError("injected after prepare")`` right after it has
+    prepared new anchors, i.e. in the middle of writing them (undone by ``monkeypatch``)."""
+    from autoanchor.heads import get_family
+
+    family = type(get_family(family_name))
+    original = family.prepare
+
+    def failing(self, state, params):
+        original(self, state, params)
+        raise RuntimeError("injected after prepare")
+
+    monkeypatch.setattr(family, "prepare", failing)

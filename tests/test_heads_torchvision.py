@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import fail_after_prepare
 from test_generators import ToyAnchorGenerator, ToyFasterRCNN, ToyRetinaNet, Wrapper, coco128, snapshot
 from torch import nn
 
@@ -88,24 +89,14 @@ def test_kept_bit_identical_when_good_enough_or_not_better(one_cpu_thread):
     assert report.figures_after == report.figures_before
 
 
-def test_an_injected_error_leaves_the_model_bit_identical(one_cpu_thread):
+def test_an_injected_error_leaves_the_model_bit_identical(one_cpu_thread, monkeypatch):
     model = ToyFasterRCNN()
     module = model.rpn.anchor_generator
     before = snapshot(module)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    family = type(get_family("torchvision"))
-    original = family.prepare
-
-    def failing(self, state, params):
-        original(self, state, params)
-        raise RuntimeError("injected after prepare")
-
-    try:
-        family.prepare = failing
-        with pytest.raises(RuntimeError, match="injected"):
-            check_anchors(coco128(), model, verbose=False)
-    finally:
-        family.prepare = original
+    fail_after_prepare(monkeypatch)
+    with pytest.raises(RuntimeError, match="injected"):
+        check_anchors(coco128(), model, verbose=False)
     assert same(before, module)
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
 

@@ -15,7 +15,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator  # noqa: E
 
 from autoanchor import check_anchors  # noqa: E402
 from autoanchor.datasets import load_boxes  # noqa: E402
-from autoanchor.heads import get_family  # noqa: E402
+from helpers import fail_after_prepare  # noqa: E402
 
 
 def build(name: str) -> torch.nn.Module:
@@ -66,22 +66,12 @@ def test_replaced_when_more_boxes_match_and_a_training_step_runs(name, one_cpu_t
     assert torch.isfinite(loss.detach())
 
 
-def test_an_injected_error_leaves_the_real_model_bit_identical(one_cpu_thread):
+def test_an_injected_error_leaves_the_real_model_bit_identical(one_cpu_thread, monkeypatch):
     model = build("retinanet")
     before = state_of(model)
-    family = type(get_family("torchvision"))
-    original = family.prepare
-
-    def failing(self, state, params):
-        original(self, state, params)
-        raise RuntimeError("injected after prepare")
-
-    try:
-        family.prepare = failing
-        with pytest.raises(RuntimeError, match="injected"):
-            check_anchors(load_boxes(None), model, verbose=False)
-    finally:
-        family.prepare = original
+    fail_after_prepare(monkeypatch)
+    with pytest.raises(RuntimeError, match="injected"):
+        check_anchors(load_boxes(None), model, verbose=False)
     assert unchanged(model, before)
 
 
