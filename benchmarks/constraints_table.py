@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 
-from autoanchor.configs import anchors_by_name, strides_by_name
-from autoanchor.datasets import load_boxes
-from autoanchor.levels import anchors_below_stride, clamp_to_strides, format_level_table, level_stats, stride_bounds
-from autoanchor.levels import split_levels
-from autoanchor.metrics import anchor_stats
-from autoanchor.search import search_anchors
+from autoanchor.io.configs import anchors_by_name, strides_by_name
+from autoanchor.io.datasets import load_boxes
+from autoanchor.core.levels import anchors_below_stride, clamp_to_strides, format_level_table, level_stats, stride_bounds
+from autoanchor.core.levels import split_levels
+from autoanchor.core.metrics import anchor_stats
+from autoanchor.core.search import search_anchors
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "widerface_val.npz"
 

@@ -150,7 +150,7 @@ def tile(base: Boxes, n_boxes: int, *, variant: str = "jitter", seed: int = 0) -
 
 def to_autoanchor(boxes: Boxes):
     """The same statistics as an ``autoanchor.BoxSizes`` (imports autoanchor lazily)."""
-    from autoanchor.boxes import BoxSizes
+    from autoanchor.core.boxes import BoxSizes
 
     return BoxSizes(boxes.shapes, boxes.wh, boxes.image_index, source=boxes.name)
 

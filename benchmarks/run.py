@@ -41,12 +41,12 @@ THR = 4.0
 
 
 def import_kmean_anchors():
-    """autoanchor's ``kmean_anchors`` (from the package, else from ``autoanchor.search``) or None."""
+    """autoanchor's ``kmean_anchors`` (from the package, else from ``autoanchor.core.search``) or None."""
     try:
         from autoanchor import kmean_anchors
     except ImportError:
         try:
-            from autoanchor.search import kmean_anchors
+            from autoanchor.core.search import kmean_anchors
         except ImportError:
             return None
     return kmean_anchors
@@ -55,7 +55,7 @@ def import_kmean_anchors():
 def autoanchor_available() -> str | None:
     """None if autoanchor's ``kmean_anchors`` can be imported, else the reason."""
     if import_kmean_anchors() is None:
-        return "neither autoanchor.kmean_anchors nor autoanchor.search.kmean_anchors can be imported"
+        return "neither autoanchor.kmean_anchors nor autoanchor.core.search.kmean_anchors can be imported"
     return None
 
 
@@ -423,7 +423,7 @@ def _long_runs(dataset, wh: np.ndarray, case: QualityCase, seeds, gen: int, metr
     The generations, the relocation hops and kicks (and the patience for them) and the k-means starts all
     grow by the same factor, so "20x longer" means 20x the search effort, not only more generations.
     """
-    from autoanchor.search import search_anchors
+    from autoanchor.core.search import search_anchors
 
     factor = max(1, gen // GEN)
     pixel_wh = dataset.pixel_wh(case.img_size)

@@ -29,7 +29,7 @@ if str(HERE) not in sys.path:
 
 import datasets as bench_data  # noqa: E402  (benchmarks/datasets.py)
 
-from autoanchor.search import search_anchors  # noqa: E402
+from autoanchor.core.search import search_anchors  # noqa: E402
 
 # (dataset, image size, anchors) -> best fitness known per metric.
 BEST_KNOWN = {

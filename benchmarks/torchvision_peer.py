@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import differential_evolution
 
-from autoanchor.generators import GridAnchors
+from autoanchor.grid import GridAnchors
 
 __all__ = ["PeerResult", "peer_generator", "peer_objective"]
 

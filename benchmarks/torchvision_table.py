@@ -1,7 +1,7 @@
 """Table for torchvision detectors: defaults, the DE peer and autoanchor, one evaluator.
 
 For each dataset and model the three generators are measured by the same
-position-aware evaluator (:func:`autoanchor.generators.match_stats`): the boxes are
+position-aware evaluator (:func:`autoanchor.grid.match_stats`): the boxes are
 resized by the model's transform (evaluation mode), and, since these statistics carry
 no box positions, each box is counted at 32 lattice offsets spread over a cell of the
 coarsest stride. Columns: share of boxes matched (an anchor at IoU >= the model's
@@ -34,8 +34,8 @@ import torch  # noqa: E402
 from datasets import load_shared, tile  # noqa: E402
 from torchvision_peer import peer_generator  # noqa: E402
 
-from autoanchor.generators import GridAnchors, ResizeRule, fit_grid_anchors, make_samples, match_stats  # noqa: E402
-from autoanchor.generators.torchvision_model import DetectorAnchors, boxes_to_input, read_detector  # noqa: E402
+from autoanchor.grid import GridAnchors, ResizeRule, fit_grid_anchors, make_samples, match_stats  # noqa: E402
+from autoanchor.training.heads.torchvision_model import DetectorAnchors, boxes_to_input, read_detector  # noqa: E402
 
 LATTICE = 32
 

@@ -22,8 +22,8 @@ import logging
 import torch
 
 import autoanchor
-from autoanchor.datasets import load_boxes
-from autoanchor.generators.torchvision_model import find_anchor_generator
+from autoanchor.io.datasets import load_boxes
+from autoanchor.training.heads.torchvision_model import find_anchor_generator
 
 
 def build(name: str, min_size: int, max_size: int) -> torch.nn.Module:

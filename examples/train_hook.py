@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autoanchor import check_anchors
-from autoanchor.configs import anchors_by_name, strides_by_name
-from autoanchor.datasets import load_boxes
-from autoanchor.metrics import ratio_metric
+from autoanchor.io.configs import anchors_by_name, strides_by_name
+from autoanchor.io.datasets import load_boxes
+from autoanchor.core.metrics import ratio_metric
 
 # yolov5's default P5 anchors in pixels, [3 levels, 3 anchors, 2], for strides 8, 16, 32.
 P5_ANCHORS = anchors_by_name("yolov5-p5")

@@ -11,8 +11,8 @@ from typing import Callable
 import pytest
 import torch
 
-from autoanchor.boxes import BoxSizes
-from autoanchor.datasets import load_boxes
+from autoanchor.core.boxes import BoxSizes
+from autoanchor.io.datasets import load_boxes
 from helpers import DEVICES, reference_npz, write_image, write_yolo
 
 

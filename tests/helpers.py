@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from autoanchor.boxes import BoxSizes
+from autoanchor.core.boxes import BoxSizes
 
 # The real box statistics (coco128, VOC 2012) live beside the repository in shared/data.
 SHARED_DATA = Path(os.environ.get("AUTOANCHOR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -165,7 +165,7 @@ def write_voc(folder: Path) -> Path:
 def fail_after_prepare(monkeypatch, family_name: str = "torchvision") -> None:
     """Make a head family raise ``RuntimeError("injected after prepare")`` right after it has
     prepared new anchors, i.e. in the middle of writing them (undone by ``monkeypatch``)."""
-    from autoanchor.heads import get_family
+    from autoanchor.training.heads import get_family
 
     family = type(get_family(family_name))
     original = family.prepare

@@ -1,64 +1,74 @@
-"""Layers point one way: the search core never imports the dataset, hook or command-line layers."""
+"""The layers of the package, checked by tools rather than lists: import-linter and grimp.
+
+The contract itself lives in ``setup.cfg`` (``[importlinter:contract:*]``) and CI runs
+``lint-imports``; these tests run the same check inside ``pytest -q`` and add what a
+layers contract does not see: import cycles within a layer, and module length.
+"""
 
 from __future__ import annotations
 
-import ast
+import configparser
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "autoanchor"
+grimp = pytest.importorskip("grimp")
 
-CORE = [
-    "_warn", "rng", "boxes", "parallel", "metrics", "objectives", "kmeans", "evolve", "differential", "polish",
-    "settings", "search", "levels", "jitter", "advise", "generators/grid", "generators/matching", "generators/fit",
-]
-EDGE = {
-    "datasets", "hook", "heads", "report", "cli", "dropins", "distributed", "modelyaml", "plot", "configs", "darknet",
-    "torchvision_model", "agreement", "check_options", "__main__",
-}
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = ["autoanchor.cli", "autoanchor.training", "autoanchor.io", "autoanchor.grid", "autoanchor.core"]
+MAX_LINES = 500
 
 
-def imported_modules(tree: ast.AST) -> list[tuple[str, int, str]]:
-    """``(module, line, enclosing function)`` of every import, module-level or not, resolved within the package."""
-    found = []
-
-    def visit(node: ast.AST, function: str) -> None:
-        for child in ast.iter_child_nodes(node):
-            inner = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
-            if isinstance(child, ast.ImportFrom):
-                if child.level > 0 and child.module:  # from .x import y
-                    found.append((child.module.split(".")[0], child.lineno, function))
-                elif child.level > 0:  # from . import x, y
-                    found.extend((alias.name, child.lineno, function) for alias in child.names)
-                elif child.module and child.module.startswith("autoanchor."):
-                    found.append((child.module.split(".")[1], child.lineno, function))
-            elif isinstance(child, ast.Import):
-                found.extend(
-                    (alias.name.split(".")[1], child.lineno, function)
-                    for alias in child.names
-                    if alias.name.startswith("autoanchor.")
-                )
-            visit(child, inner)
-
-    visit(tree, "")
-    return found
+@pytest.fixture(scope="module")
+def graph():
+    return grimp.build_graph("autoanchor")
 
 
-@pytest.mark.parametrize("module", CORE)
-def test_core_never_imports_the_edges(module):
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
-    bad = [
-        (name, line)
-        for name, line, function in imported_modules(tree)
-        # the one exception: the deprecated alias autoanchor.search.kmean_anchors, resolved on first use
-        if name in EDGE and not (module == "search" and function == "__getattr__" and name == "dropins")
-    ]
-    assert bad == [], f"autoanchor/{module}.py imports {bad}"
+def test_setup_cfg_declares_the_layers_in_order():
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    declared = parser["importlinter:contract:layers"]["layers"].split()
+    assert declared == LAYERS
 
 
-def test_the_check_sees_imports():
-    # the walker finds relative, absolute and function-level imports (so the test above can fail)
-    tree = ast.parse("from .datasets import x\nimport autoanchor.hook\ndef f():\n    from . import cli\n")
-    assert imported_modules(tree) == [("datasets", 1, ""), ("hook", 2, ""), ("cli", 4, "f")]
+def test_lint_imports_keeps_every_contract():
+    run = subprocess.run(
+        [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "2 kept, 0 broken" in run.stdout
 
+
+def test_no_lower_layer_reaches_a_higher_one(graph):
+    # the same rule as the contract, through grimp's own query (so the contract's text cannot drift)
+    illegal = graph.find_illegal_dependencies_for_layers(layers=LAYERS, containers=set())
+    assert not illegal, sorted((d.importer, d.imported) for d in illegal)
+
+
+def test_the_layer_check_can_fail():
+    # a core module importing the training layer is caught (on a graph of its own: the fixture stays clean)
+    graph = grimp.build_graph("autoanchor")
+    graph.add_import(importer="autoanchor.core.metrics", imported="autoanchor.training.hook", line_number=1,
+                     line_contents="from ..training import hook")
+    illegal = graph.find_illegal_dependencies_for_layers(layers=LAYERS, containers=set())
+    assert {(d.importer, d.imported) for d in illegal} == {("autoanchor.core", "autoanchor.training")}
+
+
+def test_no_import_cycle(graph):
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if graph.chain_exists(importer=imported, imported=module):
+                cycles.append((module, imported))
+    # a package's __init__ importing its own submodules, which import siblings, is not a cycle:
+    # grimp records "from . import x" in x's parent, so only pairs of modules count here
+    real = [(a, b) for a, b in cycles if not (b.startswith(a + ".") or a.startswith(b + "."))]
+    assert real == []
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "autoanchor").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_modules_stay_short(path):
+    assert len(path.read_text().splitlines()) <= MAX_LINES

@@ -1,24 +1,27 @@
-"""setup.cfg lists every package of the source tree, so an installed wheel has all of them."""
+"""An installed wheel holds every module, the shipped configs and the built-in data."""
 
 from __future__ import annotations
 
-import configparser
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _listed_packages() -> set[str]:
-    parser = configparser.ConfigParser()
-    parser.read(ROOT / "setup.cfg")
-    return {name.strip() for name in parser["options"]["packages"].replace(",", "\n").split() if name.strip()}
-
-
-def test_every_package_folder_is_listed_in_setup_cfg() -> None:
-    found = {"autoanchor"} | {
-        "autoanchor." + ".".join(init.parent.relative_to(ROOT / "autoanchor").parts)
-        for init in (ROOT / "autoanchor").rglob("__init__.py")
-        if init.parent != ROOT / "autoanchor"
-    }
-    found.add("autoanchor.configs")  # mapped from configs/ by package_dir
-    assert found == _listed_packages()
+@pytest.mark.slow
+def test_the_wheel_holds_every_module_and_data_file(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    (wheel,) = tmp_path.glob("autoanchor-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "autoanchor").rglob("*") if p.is_file()}
+    wanted = {s for s in sources if s.endswith((".py", ".yaml", ".npz", ".md", "py.typed"))}
+    assert wanted - names == set()
+    assert "autoanchor/io/configs/yolov5-p5.yaml" in names

@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Sequence
 
 from .. import __version__
-from ..configs import load_config
+from ..io.configs import load_config
 from .options import EXIT_ERROR, EXIT_INTERRUPTED, CommandLineError, Parser, add_common_options
 from .registry import commands, get_command, register_command, register_format
 

@@ -1,7 +1,7 @@
 """``autoanchor advise``: how many levels and anchors a dataset needs, with a recommendation.
 
 Sweeps anchor counts over level sets (P3-P5, P2-P5, P3-P6) with
-:func:`autoanchor.advise.advise` and prints :func:`~autoanchor.advise.format_advice`'s
+:func:`autoanchor.core.advise.advise` and prints :func:`~autoanchor.core.advise.format_advice`'s
 table, the recommended configuration and its anchors, and notes (e.g. a level to add
 for many small boxes).
 """
@@ -12,12 +12,12 @@ import argparse
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..configs import load_config
+from ..io.configs import load_config
 from .options import EXIT_OK, add_scale_option, add_stride_bounds_options, check_stride_bounds, non_negative_int, seed
 from .registry import format_help, format_names, get_format, register_command, register_format
 
 if TYPE_CHECKING:
-    from ..advise import Advice, AdviceRow
+    from ..core.advise import Advice, AdviceRow
 
 __all__ = ["AdviseOutput", "add_arguments", "counts", "margin", "run"]
 
@@ -86,7 +86,7 @@ class AdviseOutput:
     """What ``advise`` found, for its writers.
 
     Attributes:
-        advice: the :class:`~autoanchor.advise.Advice`.
+        advice: the :class:`~autoanchor.core.advise.Advice`.
         info: ``data``, ``img``, ``thr``, ``seed``, ``scale``, ``draws``, ``margin``,
             ``counts``, ``sweep_gen``, ``gen``, ``n_images``, ``min_stride_units``,
             ``max_stride_units``.
@@ -107,7 +107,7 @@ class AdviseOutput:
 )
 def run(args: argparse.Namespace) -> int:
     """Run ``autoanchor advise`` with parsed options; returns the exit code."""
-    from ..advise import SWEEP_GEN, advise
+    from ..core.advise import SWEEP_GEN, advise
     from .common import device_of, emit, load
     from .levels import scale_fields, training_wh
 
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
 @register_format("text", command="advise", help="readable")
 def advise_text(result: AdviseOutput) -> str:
-    from ..advise import format_advice
+    from ..core.advise import format_advice
 
     info = result.info
     scale = (

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..configs import anchor_config_names, anchors_by_name, load_config, strides_by_name
+from ..io.configs import anchor_config_names, anchors_by_name, load_config, strides_by_name
 from .grid import PRESETS, add_grid_options, generator_help, grid_requested, run_grid
 from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, CommandLineError, add_scale_option, probability, seed
 from .registry import format_help, format_names, get_format, register_command
@@ -87,9 +87,9 @@ def _parse_anchor_text(text: str) -> tuple[Tensor, str | None]:
 )
 def run(args: argparse.Namespace) -> int:
     """Run ``autoanchor check`` with parsed options; returns 0 (fits), 1 (BPR not above the threshold)."""
-    from ..metrics import anchor_stats
-    from ..modelyaml import default_strides, read_model_anchors
-    from ..boxes import searchable_boxes
+    from ..core.metrics import anchor_stats
+    from ..io.modelyaml import default_strides, read_model_anchors
+    from ..core.boxes import searchable_boxes
     from .common import MIN_BOX_PX, BoxCounts, device_of, emit, load
     from .darknetcfg import is_cfg, network_size, read_model_cfg
     from .formats import CheckOutput

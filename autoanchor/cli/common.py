@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._atomic import is_read_only, write_atomic
-from ..boxes import MIN_BOX_PX
+from ..io._atomic import is_read_only, write_atomic
+from ..core.boxes import MIN_BOX_PX
 from .options import CommandLineError
 
 __all__ = [
@@ -97,7 +97,7 @@ class BoxCounts:
 
     Args:
         wh: Tensor[N, 2], every box's (width, height) in pixels.
-        kept: Tensor[M, 2], the boxes measured (:func:`autoanchor.boxes.searchable_boxes` of ``wh``).
+        kept: Tensor[M, 2], the boxes measured (:func:`autoanchor.core.boxes.searchable_boxes` of ``wh``).
     """
 
     def __init__(self, wh: Tensor, kept: Tensor) -> None:
@@ -136,7 +136,7 @@ def load(
     With ``network`` (a :class:`~autoanchor.cli.darknetcfg.NetworkSize`) the boxes are
     resized as darknet does, to ``network.width x network.height``, and ``img`` is unused.
     """
-    from ..datasets import load_boxes
+    from ..io.datasets import load_boxes
 
     start = time.perf_counter()
     sizes = load_boxes(data, progress=progress, cache=cache)
@@ -148,7 +148,7 @@ def load(
     if network is None:
         wh = sizes.pixel_wh(img, device=device)
     else:
-        from ..darknet import darknet_pixel_wh
+        from ..io.darknet import darknet_pixel_wh
 
         wh = darknet_pixel_wh(sizes, network.width, network.height, letter_box=network.letter_box, device=device)
     return sizes, wh, name

@@ -1,7 +1,7 @@
 """``--model x.cfg``: what ``fit`` and ``check`` do differently for a darknet cfg.
 
 The network input size and resize come from ``[net]``; levels, strides and masks from
-the ``[yolo]`` sections (:func:`autoanchor.darknet.read_cfg`). ``fit`` searches as many
+the ``[yolo]`` sections (:func:`autoanchor.io.darknet.read_cfg`). ``fit`` searches as many
 anchors as the masks use (all of them in yolov3 and yolov4, five of yolov4-tiny's six)
 and puts them on an ``anchors =`` line in the masks' order (:func:`fitted_line`).
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .._warn import warn
-from ..darknet import DarknetConfig, read_cfg
+from ..core._warn import warn
+from ..io.darknet import DarknetConfig, read_cfg
 
 __all__ = [
     "NetworkSize", "describe_unused", "fitted_line", "is_cfg", "level_tensor", "network_size", "read_model_cfg"
@@ -95,7 +95,7 @@ def fitted_line(cfg: DarknetConfig, anchors: Tensor) -> list[list[int]]:
     (:attr:`DarknetConfig.used`), in ascending order. An index no mask uses (yolov4-tiny's
     anchor 0) keeps the cfg's anchor when that keeps the line sorted by area, else it
     repeats its used neighbour; either way darknet never reads it. The line is sorted
-    by area, so :func:`autoanchor.darknet.write_cfg_anchors` writes it as it is.
+    by area, so :func:`autoanchor.io.darknet.write_cfg_anchors` writes it as it is.
 
     Args:
         cfg: the cfg.

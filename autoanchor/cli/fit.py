@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..configs import load_config
+from ..io.configs import load_config
 from .grid import add_grid_options, grid_requested, run_grid
 from .options import (
     EXIT_OK,
@@ -26,9 +26,9 @@ from .registry import format_help, format_names, get_format, register_command
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from ..darknet import DarknetConfig
-    from ..metrics import AnchorStats
-    from ..modelyaml import ModelAnchors
+    from ..io.darknet import DarknetConfig
+    from ..core.metrics import AnchorStats
+    from ..io.modelyaml import ModelAnchors
 
 __all__ = ["add_arguments", "run"]
 
@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _levels_of(args: argparse.Namespace, model: ModelAnchors | DarknetConfig | None) -> tuple[int, int]:
     """``(n, levels)`` from the options, the model, and the shipped defaults; checked."""
     if model is not None:
-        from ..modelyaml import ModelAnchors
+        from ..io.modelyaml import ModelAnchors
 
         # A cfg's n is its `num`, the anchors on its anchors = line.
         n_model = model.n_anchors if isinstance(model, ModelAnchors) else model.num
@@ -125,7 +125,7 @@ def _check_before_work(args: argparse.Namespace) -> None:
     if args.write:
         check_output_path("--write", args.model)
     if args.plot is not None:
-        from ..plot import check_plot_path
+        from ..io.plot import check_plot_path
 
         try:
             check_plot_path(args.plot)
@@ -143,10 +143,10 @@ def run(args: argparse.Namespace) -> int:
     """Run ``autoanchor fit`` with parsed options; returns the exit code."""
     import torch
 
-    from ..metrics import anchor_stats
-    from ..modelyaml import default_strides, read_model_anchors, round_anchors
-    from ..search import search_anchors
-    from ..boxes import searchable_boxes
+    from ..core.metrics import anchor_stats
+    from ..io.modelyaml import default_strides, read_model_anchors, round_anchors
+    from ..core.search import search_anchors
+    from ..core.boxes import searchable_boxes
     from .common import FIGURES_FOR_PRINTED, BoxCounts, device_of, emit, load
     from .darknetcfg import describe_unused, fitted_line, is_cfg, level_tensor, network_size, read_model_cfg
     from .formats import FitOutput, stats_line
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
     emit(writer.write(output), args.out)
 
     if args.plot is not None:
-        from ..plot import plot_anchors
+        from ..io.plot import plot_anchors
 
         size = f"img {img}" if network is None else f"{network.width}x{network.height}"
         plot_anchors(
@@ -272,8 +272,8 @@ def _write(
     metric: str,
 ) -> None:
     """``fit --write``: put the fitted anchors into the model yaml, saying how they compare."""
-    from ..metrics import anchor_stats
-    from ..modelyaml import write_model_anchors
+    from ..core.metrics import anchor_stats
+    from ..io.modelyaml import write_model_anchors
 
     if model.anchors is not None:
         before = anchor_stats(kept, model.anchors.to(kept.device).reshape(-1, 2), thr=thr)
@@ -289,7 +289,7 @@ def _write(
 
 def _compare(path: Path, before: AnchorStats, stats: AnchorStats, metric: str) -> None:
     """Log the model's own anchors' figures, and warn when the fitted ones are worse on the metric searched."""
-    from ..objectives import objective_class
+    from ..core.objectives import objective_class
     from .formats import stats_line
 
     logger.info("anchors in %s before: %s", path, stats_line(before))
@@ -304,8 +304,8 @@ def _write_cfg(
     metric: str,
 ) -> None:
     """``fit --write`` on a cfg: the same new anchors = line in every [yolo] section, nothing else changed."""
-    from ..darknet import write_cfg_anchors
-    from ..metrics import anchor_stats
+    from ..io.darknet import write_cfg_anchors
+    from ..core.metrics import anchor_stats
 
     # The cfg's anchors as darknet uses them (each section's own line, through its mask), on the same boxes.
     before = anchor_stats(kept, cfg.level_anchors().to(kept.device).reshape(-1, 2), thr=thr)

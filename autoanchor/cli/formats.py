@@ -105,7 +105,7 @@ def _scale_note(info: dict[str, Any]) -> str:
 
 
 def _level_lines(levels: Sequence[Any], below_stride: Sequence[Any]) -> list[str]:
-    from ..levels import format_below_stride, format_level_table
+    from ..core.levels import format_below_stride, format_level_table
 
     return [*format_level_table(levels), *format_below_stride(below_stride)] if levels else []
 
@@ -129,7 +129,7 @@ def stats_line(stats: Any) -> str:
 
 @register_format("text", command="fit", help="readable")
 def fit_text(result: FitOutput) -> str:
-    from ..modelyaml import level_label
+    from ..io.modelyaml import level_label
 
     info = result.info
     lines = [
@@ -148,7 +148,7 @@ def fit_text(result: FitOutput) -> str:
 
 @register_format("yaml", command="fit", help="a model-yaml anchors: block")
 def fit_yaml(result: FitOutput) -> str:
-    from ..modelyaml import anchors_yaml_block
+    from ..io.modelyaml import anchors_yaml_block
 
     info, stats = result.info, result.stats
     header = (
@@ -189,7 +189,7 @@ def fit_json(result: FitOutput) -> str:
 
 @register_format("darknet", command="fit", help="the anchors= line and each level's mask= line of a darknet .cfg")
 def fit_darknet(result: FitOutput) -> str:
-    from ..darknet import darknet_lines
+    from ..io.darknet import darknet_lines
 
     if result.line is not None:
         return darknet_lines(result.line, result.masks, strides=result.strides)
@@ -198,7 +198,7 @@ def fit_darknet(result: FitOutput) -> str:
 
 @register_format("mmyolo", command="fit", help="a prior_generator=dict(...) for an mmyolo config")
 def fit_mmyolo(result: FitOutput) -> str:
-    from ..mmyolo import mmyolo_snippet
+    from ..io.mmyolo import mmyolo_snippet
 
     return mmyolo_snippet(result.rows, result.strides)
 
@@ -219,7 +219,7 @@ def check_text(result: CheckOutput) -> str:
     if result.strides is None:
         lines = [f"{head}: " + ",  ".join(f"{w:g},{h:g}" for w, h in result.anchors)]
     else:
-        from ..modelyaml import level_label
+        from ..io.modelyaml import level_label
 
         per_level = len(result.anchors) // len(result.strides)
         width = max(len(level_label(s)) for s in result.strides)

@@ -200,7 +200,7 @@ def _header(info: dict[str, Any]) -> str:
 
 def python_text(generator: Any) -> str:
     """``AnchorGenerator(sizes=..., aspect_ratios=...)`` (torchvision)."""
-    from ..heads.torchvision import generator_line
+    from ..training.heads.torchvision import generator_line
 
     return generator_line(generator)
 
@@ -316,9 +316,9 @@ def grid_fit_text(result: GridFitOutput) -> str:
 
 def _boxes(args: argparse.Namespace, settings: dict[str, Any]):
     """``(wh, xy or None, name, start GridAnchors, resize)`` in the model's input pixels."""
-    from ..datasets import load_boxes
-    from ..generators import GridAnchors, ResizeRule
-    from ..generators.torchvision_model import boxes_to_input
+    from ..io.datasets import load_boxes
+    from ..grid import GridAnchors, ResizeRule
+    from ..training.heads.torchvision_model import boxes_to_input
 
     sizes = load_boxes(args.data, progress=not args.quiet, cache=args.cache)
     resize = ResizeRule(settings["min_size"], settings["max_size"]) if "min_size" in settings else None
@@ -344,7 +344,7 @@ _YOLO_ONLY = (
 
 def refuse_yolo_options(args: argparse.Namespace) -> None:
     """Refuse the YOLO options given with ``--generator``, rather than ignore them."""
-    from ..configs import load_config
+    from ..io.configs import load_config
 
     defaults = load_config("search")
     given = [f"--{name.replace('_', '-')}" for name, unset in _YOLO_ONLY if getattr(args, name, unset) != unset]
@@ -367,7 +367,7 @@ def run_grid(args: argparse.Namespace, command: str) -> int:
 
     refuse_yolo_options(args)
 
-    from ..generators import fit_grid_anchors, match_stats, pool_samples
+    from ..grid import fit_grid_anchors, match_stats, pool_samples
     from .common import emit
 
     if args.format not in GRID_FORMATS and not (command == "check" and args.format == "text"):

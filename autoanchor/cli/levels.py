@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..boxes import BoxSizes
-from ..jitter import DEFAULT_DRAWS, jitter_wh
-from ..levels import BelowStride, LevelStats, anchors_below_stride, level_stats
+from ..core.boxes import BoxSizes
+from ..core.jitter import DEFAULT_DRAWS, jitter_wh
+from ..core.levels import BelowStride, LevelStats, anchors_below_stride, level_stats
 
 __all__ = ["below_stride_dict", "per_level", "scale_fields", "scale_text", "training_wh"]
 

@@ -1,0 +1,442 @@
+"""The anchor search: k-means start, evolution, polish, on any device, reproducibly.
+
+:func:`search_anchors` works on box sizes in pixels; its options are one
+:class:`~autoanchor.core.settings.SearchSettings`. (The drop-in that takes a dataset,
+:func:`~autoanchor.training.dropins.kmean_anchors`, sits in :mod:`autoanchor.training.dropins`: the
+search core never reads files.)
+
+How the search stays fast on millions of boxes: box sizes are pooled into cells
+of a grid in log space (few boxes are merged only where identical), each pool
+standing for its boxes by their weighted mean log size and count. The evolution
+runs on the coarsest pooling (a few hundred sizes), k-means and the relocation
+hops on a coarse one (about a thousand), the last climbs on finer ones, and the
+figures reported are computed on every box. The search's cost therefore hardly
+depends on the number of boxes; only letterboxing, pooling and the final figures
+grow with it, linearly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._warn import warn
+from .boxes import MIN_BOX_PX, searchable_mask
+from .differential import differential_evolution
+from .evolve import Projection, evolve
+from .jitter import DEFAULT_DRAWS, jitter_wh
+from .kmeans import kmeans_starts
+from .levels import clamp_to_strides, stride_bounds
+from .metrics import AnchorStats, anchor_stats_batch, check_wh
+from .objectives import Objective, objective_class
+from .parallel import LocalReducer, Reducer
+from .crossover import crossover
+from .polish import polish
+from .settings import (
+    FINE_CELL,
+    FINE_CLIMB,
+    HOP_MIN_STEP,
+    KICK_SIZE,
+    MIDDLE_CLIMB,
+    SearchSettings,
+    _check_int,
+    cpu_threads,
+)
+
+__all__ = ["SearchResult", "search_anchors", "pool_sizes"]
+
+logger = logging.getLogger(__name__)
+
+# Boxes with a side under this many pixels are counted in a warning.
+SMALL_BOX_PX = 3.0
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What :func:`search_anchors` found.
+
+    All figures are measured on every searched box (not on the pooled points).
+    """
+
+    anchors: Tensor
+    """Tensor[n, 2] float32 anchor (width, height) in pixels, sorted by area."""
+    stats: AnchorStats
+    """Fitness, BPR, anchors/target and Avg IoU of :attr:`anchors`."""
+    start_stats: AnchorStats
+    """The same figures for the k-means start."""
+    metric: str
+    """What was maximised: the objective's name, ``"ratio"`` (yolov5 fitness) or ``"iou"`` (Avg IoU)."""
+    n_boxes: int
+    """Boxes searched: all boxes but those with both sides under 2 px."""
+    n_small: int
+    """Boxes with a side under 3 px."""
+
+    @property
+    def objective(self) -> float:
+        """The maximised figure, e.g. :attr:`stats` ``.fitness`` or ``.avg_iou``."""
+        return objective_class(self.metric).figure(self.stats)
+
+
+def pool_sizes(wh: Tensor, weights: Tensor | None = None, *, cell: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Pool box sizes: identical sizes, or sizes within one cell of a log-space grid.
+
+    Args:
+        wh (Tensor[N, 2]): box (width, height) in pixels, all positive.
+        weights (Tensor[N], optional): how many boxes each row stands for.
+        cell: grid cell in log units; 0 merges only identical sizes.
+
+    Returns:
+        ``(points [M, 2], weights [M])``: each pool's weighted geometric-mean size
+        and its total weight, ``M <= N``, ordered by cell.
+    """
+    if weights is None:
+        weights = torch.ones(wh.shape[0], dtype=torch.float64, device=wh.device)
+    weights = weights.double()
+    if wh.shape[0] == 0:  # a process may hold no boxes of its own
+        return wh, weights
+    log_wh = wh.double().log()
+    if cell > 0:
+        key_wh = torch.floor(log_wh / cell).long()  # integer cell coordinates
+    else:
+        key_wh = wh.float().view(torch.int32).long()  # the exact float bits
+    key_wh = key_wh - key_wh.amin(0)
+    key = key_wh[:, 0] * (int(key_wh[:, 1].max()) + 1) + key_wh[:, 1]
+    # Group equal keys with one sort (torch.unique's inverse is several times slower on the CPU).
+    sorted_key, order = key.sort()
+    starts = torch.ones_like(sorted_key, dtype=torch.bool)
+    starts[1:] = sorted_key[1:] != sorted_key[:-1]
+    groups = int(starts.sum())
+    inverse = torch.empty_like(order).index_put_((order,), starts.cumsum(0) - 1)
+    pooled_weight = torch.zeros(groups, dtype=torch.float64, device=wh.device).index_add_(0, inverse, weights)
+    if cell == 0:  # identical sizes: keep them bit-exact rather than round-tripped through log/exp
+        return wh[order[starts]], pooled_weight
+    pooled_log = torch.zeros(groups, 2, dtype=torch.float64, device=wh.device).index_add_(
+        0, inverse, log_wh * weights[:, None]
+    )
+    return (pooled_log / pooled_weight[:, None]).exp().to(wh.dtype), pooled_weight
+
+
+def _gather_pools(points: Tensor, weights: Tensor, reducer: Reducer) -> tuple[Tensor, Tensor]:
+    """Every process's pools, merged, identical on every process."""
+    if reducer.world_size == 1:
+        return points, weights
+    gathered = reducer.gather(torch.cat([points.double(), weights[:, None]], 1))
+    return pool_sizes(gathered[:, :2].to(points.dtype), gathered[:, 2])
+
+
+class _Bar:
+    """A tqdm bar over generations that reads the fitness back only now and then."""
+
+    def __init__(self, total: int, desc: str, enabled: bool, label: str = "fitness", every: int = 25) -> None:
+        self.every, self.label = every, label
+        self.bar = None
+        if enabled and total > 0:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, leave=False)
+
+    def __call__(self, generation: int, fitness: Tensor) -> None:
+        if self.bar is None:
+            return
+        if generation % self.every == 0 or generation + 1 == self.bar.total:
+            self.bar.set_postfix_str(f"{self.label}={float(fitness):.4f}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def search_anchors(
+    wh: Tensor,
+    n: int = 9,
+    *,
+    settings: SearchSettings | None = None,
+    reducer: Reducer | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> SearchResult:
+    """Find ``n`` anchors that fit the box sizes ``wh``.
+
+    The stages (the option names are fields of
+    :class:`~autoanchor.core.settings.SearchSettings`):
+
+    1. Boxes with both sides under 2 px are left out (yolov5's rule,
+       :func:`~autoanchor.core.boxes.searchable_mask`); those with a side under 3 px are
+       counted in a warning.
+    2. The sizes are pooled (:func:`pool_sizes`) four times: a fine pooling of
+       at most ``fine_points`` sizes (identical sizes only, when there are few
+       boxes), then ever coarser ones with cells of ``middle_cell``,
+       ``coarse_cell`` and ``evolve_cell`` (log units; by default the
+       objective's :attr:`~autoanchor.core.objectives.Objective.cells`: 0.04, 0.12 and
+       0.24 for the ratio metric; 0.02, 0.06 and 0.12 for IoU, whose optima lie
+       closer together).
+    3. k-means on the coarse pooling from ``starts`` k-means++ seeds, with the
+       objective's distance and update (whitened Euclidean and means for
+       ``metric="ratio"``, as yolov5; ``1 - IoU`` and medians for ``"iou"``); the
+       start with the best objective is kept.
+    4. ``gen`` generations of evolution on the coarsest pooling: yolov5's
+       mutation with ``population`` mutants per generation (``method="ga"``), or
+       differential evolution (``"de"``). It only has to bring the start near a
+       good optimum; the stages after it work on finer poolings.
+    5. :func:`~autoanchor.core.polish.polish` on the coarse pooling: a climb, then up
+       to ``hops`` relocation hops (``relocations`` sizes drawn per hop, the best
+       ``tries`` climbed from, ending after ``patience`` draws without gain), then
+       up to ``kicks`` split-and-merge kicks (ending after ``kick_patience``
+       in a row without gain: 6 with at most ``fine_points`` boxes, else 3).
+    6. With ``chains`` above 1 (by default 2 when there are at most
+       ``fine_points`` boxes), stages 3 to 5 run that many times, one after
+       the other from the same generator (the first chain is exactly a
+       one-chain search), and the fittest result is crossed with each other
+       one (:func:`~autoanchor.core.crossover.crossover`: the union thinned greedily
+       back to ``n`` anchors, then climbed, kept only if fitter). With few
+       boxes the fitness has many optima a few boxes apart; two chains rarely
+       both end in a poor one, and crossing them mends one that went wrong
+       only in part of the sizes.
+    7. Climbs on the middle and then the fine pooling, each stopping at steps
+       near its cell size. (With so many distinct sizes that the fine pooling
+       needs cells as large as ``middle_cell``, the two are one.)
+
+    With ``min_stride_units`` or ``max_stride_units`` (and the levels'
+    ``strides``), every anchor of level ``l`` (anchors sorted by area, split
+    evenly over the levels, the smallest on the finest) keeps
+    ``min_stride_units * strides[l] <= sqrt(w * h) <= max_stride_units * strides[l]``,
+    enforced inside every stage rather than by clipping the result: the k-means
+    starts and every evolution candidate are projected onto the bounds
+    (:func:`~autoanchor.core.levels.clamp_to_strides`: an anchor scaled to its
+    bound, aspect ratio kept), and the climbs and hops never take a move that
+    leaves them (:func:`~autoanchor.core.levels.within_stride_bounds`). The start is
+    then the best projected k-means start. Without bounds every stage is as
+    before, bit for bit.
+
+    With ``scale`` (yolov5's ``hyp['scale']``) the search runs on
+    :data:`~autoanchor.core.jitter.DEFAULT_DRAWS` copies of the sizes, each box scaled
+    by its own factor from U(1 - scale, 1 + scale) per copy
+    (:func:`~autoanchor.core.jitter.jitter_wh`; ``wh`` carries no image index, so the
+    factors are per box, which gives the same distribution as per-image
+    factors), drawn with a generator seeded by ``seed``. The figures are then
+    those of the jittered sizes. (With a ``reducer`` each process draws for its
+    own share with that seed.)
+
+    Every figure in the result is measured on all kept boxes, and the result is
+    never less fit than the (first chain's) k-means start. Stages 3 to 7 run torch on
+    ``threads`` CPU threads (default 1, see
+    :data:`~autoanchor.core.settings.SEARCH_THREADS`: their tensors are too small to
+    gain from more, and thread barriers stall when another process holds a
+    core); the previous count is restored afterwards, and ``threads=None``
+    leaves it alone.
+
+    Args:
+        wh (Tensor[N, 2]): box (width, height) in pixels of the letterboxed
+            training image. With a ``reducer``, this process's share of the boxes.
+        n: number of anchors.
+        settings: the search's options as one object; the keyword ``options``
+            replace its fields (or the defaults' when it is omitted).
+        reducer: combines the work of several processes (see
+            :mod:`autoanchor.core.parallel`); every process must pass the same options
+            and seed, and gets the same result.
+        progress: show a progress bar over the generations.
+        **options: any field of :class:`~autoanchor.core.settings.SearchSettings`:
+            ``thr`` (yolov5's ``anchor_t``), ``gen``, ``metric`` (``"ratio"``
+            maximises yolov5's fitness, ``"iou"`` the Avg IoU; or any registered
+            objective), ``method`` (``"ga"`` or ``"de"``), ``seed`` (the same
+            inputs and seed give the same anchors on the same device),
+            ``population``, ``starts``, ``kmeans_iters``, ``evolve_cell``,
+            ``coarse_cell``, ``middle_cell``, ``fine_points``, ``relocations``,
+            ``tries``, ``patience``, ``hops``, ``kicks``, ``kick_patience``, ``chains``, ``threads``,
+            ``strides``, ``min_stride_units``, ``max_stride_units`` (in strides of each
+            anchor's level), ``scale``. With the defaults a search takes
+            about a second of CPU time or less (160k VOC boxes: 0.7 s; coco128's 929
+            boxes, two chains: 1.2 s).
+
+    Returns:
+        A :class:`SearchResult` with the anchors sorted by area.
+
+    Raises:
+        ValueError: for empty, non-finite or negative sizes, no box of at least
+            2 px, an invalid option (the message names it), or ``n`` not a
+            multiple of the number of ``strides``.
+        TypeError: if ``wh`` is not a floating-point tensor, or for an unknown option.
+
+    Example:
+        >>> from autoanchor import load_boxes
+        >>> wh = load_boxes(None).pixel_wh(640)
+        >>> result = search_anchors(wh, 9, seed=0)
+        >>> result.anchors.shape, round(result.stats.bpr, 3)  # doctest: +SKIP
+        (torch.Size([9, 2]), 0.996)
+    """
+    check_wh(wh)
+    n = _check_int("n", n, 1)
+    settings = SearchSettings.from_options(settings, **options)
+    settings.check_levels(n)
+    reducer = reducer if reducer is not None else LocalReducer()
+    if settings.scale is not None:
+        # Its own generator from the search's seed: the draws leave the search's stream untouched.
+        wh = jitter_wh(wh, scale=settings.scale, draws=DEFAULT_DRAWS, seed=settings.seed)
+    kept, n_boxes, n_small = _searchable(wh, reducer)
+    objective = settings.objective
+    thr = settings.thr
+    evolve_cell, coarse_cell, middle_cell = settings.cells_for()
+
+    device = wh.device
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+
+    # Pool finely, then ever coarser; every process ends up with the same pools.
+    fine_cell = 0.0 if settings.few_boxes(n_boxes) else FINE_CELL
+    fine_set = _gather_pools(*pool_sizes(kept, cell=fine_cell), reducer)
+    cell = FINE_CELL
+    while fine_set[0].shape[0] > settings.fine_points:
+        fine_set = pool_sizes(*fine_set, cell=cell)
+        fine_cell, cell = cell, cell * 2
+    # Many distinct sizes can leave the fine pooling as coarse as the middle one: then it is the middle one.
+    fine_is_middle = fine_cell >= middle_cell
+    middle_set = fine_set if fine_is_middle else pool_sizes(*fine_set, cell=middle_cell)
+    coarse_set = pool_sizes(*middle_set, cell=coarse_cell)
+    evolve_set = pool_sizes(*coarse_set, cell=evolve_cell)
+    # The pools are small and the same on every process, so every process searches them in full:
+    # the same seed gives the same anchors everywhere, with no collective per generation or step.
+    # Only the work that grows with the boxes (pooling them, measuring the result) is split.
+    coarse, middle = (objective(*pools, thr=thr) for pools in (coarse_set, middle_set))
+
+    bounds, project = _stride_bounds(settings, n, device)
+
+    chains = settings.chains_for(n_boxes)
+    kick_patience = settings.kick_patience_for(n_boxes)
+    with cpu_threads(settings.threads, device):
+        # Stages 3-5 once per chain, drawing one after another from the same generator: the first
+        # chain is exactly a one-chain search. Then the fittest chain is crossed with each other one.
+        runs = [  # (k-means start, polished anchors, coarse fitness) per chain
+            _chain(
+                objective, coarse_set, evolve_set, coarse, middle, n, settings, kick_patience, generator,
+                progress, project, bounds, label=f" (chain {chain + 1} of {chains})" if chains > 1 else "",
+            )
+            for chain in range(chains)
+        ]
+        start = runs[0][0]
+        runs.sort(key=lambda run: -float(run[2]))  # fittest first; a stable sort keeps ties in chain order
+        best = runs[0][1]
+        for _, other, _ in runs[1:]:
+            best, _ = crossover(coarse, best, other, min_step=HOP_MIN_STEP, bounds=bounds)
+        best, _ = polish(middle, best, step=MIDDLE_CLIMB[0], min_step=MIDDLE_CLIMB[1], bounds=bounds)
+        if not fine_is_middle:
+            best, _ = polish(
+                objective(*fine_set, thr=thr), best, step=FINE_CLIMB[0], min_step=FINE_CLIMB[1], bounds=bounds
+            )
+
+    start_stats, stats = anchor_stats_batch(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
+    if objective.figure(stats) < objective.figure(start_stats):  # pooling can mislead; never worse than the start
+        best, stats = start, start_stats
+    order = best.prod(-1).argsort()
+    return SearchResult(
+        anchors=best[order].float(),
+        stats=stats,
+        start_stats=start_stats,
+        metric=objective.name,
+        n_boxes=n_boxes,
+        n_small=n_small,
+    )
+
+
+def _chain(
+    objective: type[Objective],
+    coarse_set: tuple[Tensor, Tensor],
+    evolve_set: tuple[Tensor, Tensor],
+    coarse: Objective,
+    middle: Objective,
+    n: int,
+    settings: SearchSettings,
+    kick_patience: int,
+    generator: torch.Generator,
+    progress: bool,
+    project: Projection | None,
+    bounds: tuple[Tensor, Tensor] | None,
+    label: str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Stages 3-5 once: ``(k-means start [n, 2], polished anchors [n, 2], their coarse fitness [])``."""
+    candidates = kmeans_starts(
+        coarse_set[0], n, weights=coarse_set[1], distance=objective.kmeans_distance,
+        update=objective.kmeans_update, restarts=settings.starts, iters=settings.kmeans_iters,
+        generator=generator,
+    )  # [starts,n,2]
+    if project is not None:
+        candidates = project(candidates)
+    start = candidates[middle(candidates).argmax()]
+    best = _evolve(objective(*evolve_set, thr=settings.thr), start, settings, generator, progress, project, label)
+    if project is not None:  # the evolution ends in log space: undo an ulp's drift past a bound
+        best = project(best)
+    # Steps much finer than a pooling's cells only chase its rounding: each stage stops near them.
+    best, fitness = polish(
+        coarse, best, relocations=settings.relocations, tries=settings.tries, patience=settings.patience,
+        hops=settings.hops, kicks=settings.kicks, kick_size=KICK_SIZE, kick_patience=kick_patience,
+        min_step=HOP_MIN_STEP, hop_min_step=HOP_MIN_STEP, generator=generator, bounds=bounds,
+    )
+    return start, best, fitness
+
+
+def _searchable(wh: Tensor, reducer: Reducer) -> tuple[Tensor, int, int]:
+    """Check the sizes' values, warn about small boxes and keep the searchable ones.
+
+    Returns ``(kept [M, 2] float32, boxes kept on all processes, boxes with a side under 3 px)``.
+    """
+    finite = torch.isfinite(wh).all(1)
+    if not bool(finite.all()):
+        row = int((~finite).nonzero()[0])
+        raise ValueError(f"box {row} has a non-finite size {wh[row].tolist()}")
+    if bool((wh < 0).any()):
+        row = int((wh < 0).any(1).nonzero()[0])
+        raise ValueError(f"box {row} has a negative size {wh[row].tolist()}")
+    counts = reducer.sum(
+        torch.stack([torch.tensor(wh.shape[0]), ((wh < SMALL_BOX_PX).any(1)).sum().cpu()]).to(wh.device)
+    )
+    total_boxes, n_small = int(counts[0]), int(counts[1])
+    if total_boxes == 0:
+        raise ValueError("no boxes to search anchors for (wh is empty)")
+    if n_small:
+        warn(
+            f"{n_small} of {total_boxes} boxes have a side under {SMALL_BOX_PX:g} px; "
+            "such small objects are hard to detect"
+        )
+    kept = wh[searchable_mask(wh)].float()
+    n_boxes = int(reducer.sum(torch.tensor([kept.shape[0]], device=wh.device))[0])
+    if n_boxes == 0:
+        raise ValueError(f"all {total_boxes} boxes are under {MIN_BOX_PX:g} px on both sides; nothing to search")
+    return kept, n_boxes, n_small
+
+
+def _stride_bounds(
+    settings: SearchSettings, n: int, device: torch.device
+) -> tuple[tuple[Tensor, Tensor] | None, Projection | None]:
+    """The settings' bounds per area rank on the device, and the projection onto them; ``(None, None)`` if none."""
+    if not settings.bounded:
+        return None, None
+    low, high = stride_bounds(
+        settings.strides, n, min_units=settings.min_stride_units, max_units=settings.max_stride_units
+    )
+    low, high = low.to(device), high.to(device)
+    return (low, high), lambda anchors: clamp_to_strides(anchors, low, high)
+
+
+def _evolve(
+    objective: Objective,
+    start: Tensor,
+    settings: SearchSettings,
+    generator: torch.Generator,
+    progress: bool,
+    project: Projection | None = None,
+    label: str = "",
+) -> Tensor:
+    """Stage 4: ``settings.gen`` generations of the settings' method from ``start [K, 2]``."""
+    bar = _Bar(settings.gen, f"Evolving {start.shape[0]} anchors{label}", progress, label=objective.label)
+    try:
+        search = evolve if settings.method == "ga" else differential_evolution
+        best, _ = search(
+            objective, start, gen=settings.gen, population=settings.population_size, generator=generator,
+            progress=bar, project=project,
+        )
+    finally:
+        bar.close()
+    return best

@@ -1,0 +1,338 @@
+"""The settings of the anchor search: one frozen, validated object, and the constants behind it.
+
+:class:`SearchSettings` holds every option of :func:`autoanchor.core.search.search_anchors`
+but the data and the per-call plumbing (``reducer``, ``progress``); it is checked
+once, when it is made, and every error names the field and the value.
+:func:`cpu_threads` is the one place that changes torch's CPU thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Tuple, Union
+
+import numpy as np
+import torch
+
+from torch import Tensor
+
+from .metrics import check_thr
+from .objectives import Objective, objective_class
+
+__all__ = [
+    "SearchSettings",
+    "METHODS",
+    "FINE_CELL",
+    "HOP_MIN_STEP",
+    "MIDDLE_CLIMB",
+    "FINE_CLIMB",
+    "KICK_SIZE",
+    "KICK_PATIENCE",
+    "MANY_BOX_KICK_PATIENCE",
+    "MERGE_PAIRS",
+    "FEW_BOX_CHAINS",
+    "SEARCH_THREADS",
+    "cpu_threads",
+]
+
+METHODS = ("ga", "de")
+"""Evolution methods: yolov5's mutation (``"ga"``) or differential evolution (``"de"``)."""
+
+FINE_CELL = 0.005
+"""Finest pooling cell, in log units (0.005 is about 0.5 % of a size)."""
+HOP_MIN_STEP = 0.008
+"""Where the climbs on the coarse pooling (and after each relocation hop) stop, in log units."""
+MIDDLE_CLIMB = (0.02, 0.004)
+"""``(step, min_step)`` in log units of the climb on the middle pooling."""
+FINE_CLIMB = (0.01, 0.002)
+"""``(step, min_step)`` of the last climb, on the fine pooling: a quarter of a percent is enough."""
+KICK_SIZE = 0.3
+"""Half the distance between the two halves of an anchor split by a kick, in log units (about 35 %)."""
+KICK_PATIENCE = 6
+"""Kicks in a row without gain before the kicks end, with at most ``fine_points`` boxes (see
+:attr:`SearchSettings.kick_patience`)."""
+MANY_BOX_KICK_PATIENCE = 3
+"""Kicks in a row without gain before the kicks end, with more than ``fine_points`` boxes, whose
+fitness is smoother: with 3, seeds 0-9 on VOC 2012 (31,561 boxes) at 640 and 1280, both metrics,
+ended within 0.1 % of the best known as with 6, and on 160k tiled VOC boxes (seeds 0-4) no kick
+gained at all with 6."""
+MERGE_PAIRS = 3
+"""A kick merges one of this many nearest pairs of anchors (drawn at random)."""
+FEW_BOX_CHAINS = 2
+"""Chains the search runs by default when it has at most ``fine_points`` boxes (see :attr:`SearchSettings.chains`)."""
+SEARCH_THREADS = 1
+"""Torch CPU threads during a search's small-tensor stages, unless ``threads`` says otherwise."""
+
+_DEFAULT_POPULATION = {"ga": 4, "de": 16}
+_MIN_POPULATION = {"ga": 1, "de": 4}
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_positive(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
+        0 < value < math.inf
+    ):
+        raise ValueError(f"{name} must be a positive finite number or None, got {value!r}")
+    return float(value)
+
+
+def _check_strides(value: Any) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, Tensor):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"strides must be a sequence of positive numbers (pixels per grid cell), got {value!r}")
+    strides = tuple(value)
+    if not strides or not all(
+        not isinstance(s, bool) and isinstance(s, (int, float, np.integer, np.floating)) and 0 < s < math.inf
+        for s in strides
+    ):
+        raise ValueError(f"strides must be positive finite numbers (pixels per grid cell), got {value!r}")
+    strides = tuple(float(s) for s in strides)
+    if any(b <= a for a, b in zip(strides, strides[1:])):
+        raise ValueError(f"strides must be strictly increasing, got {strides}")
+    return strides
+
+
+def _check_cell(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a cell size of at least 0 (log units), got {value!r}")
+    return float(value)
+
+
+def _check_scale(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
+        0 <= value < 1
+    ):
+        raise ValueError(f"scale must be a number in [0, 1) (yolov5's hyp['scale']) or None, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Every option of :func:`~autoanchor.core.search.search_anchors`, validated once.
+
+    ``None`` for a cell or the population means "the default for this metric or
+    method"; the resolved values are :meth:`cells_for` and :attr:`population_size`.
+    Make a variant with :func:`dataclasses.replace` (it validates again).
+
+    Raises:
+        ValueError: for a bad value; the message names the field and the value.
+        TypeError: for a ``metric`` that is neither a name nor an objective class.
+
+    Example:
+        >>> settings = SearchSettings(gen=500, metric="iou")
+        >>> settings.population_size, settings.cells_for()
+        (4, (0.12, 0.06, 0.02))
+        >>> SearchSettings(tries=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: tries must be an integer of at least 1, got 0
+    """
+
+    thr: float = 4.0
+    """Largest allowed side ratio between a box and an anchor (yolov5's ``anchor_t``)."""
+    gen: int = 1000
+    """Generations of evolution (0 skips it)."""
+    metric: Union[str, type[Objective]] = "ratio"
+    """What is maximised: a registered objective's name or an objective class."""
+    method: str = "ga"
+    """``"ga"`` (yolov5's mutation, batched) or ``"de"`` (differential evolution)."""
+    seed: int = 0
+    """Seeds the search's own generator."""
+    population: Union[int, None] = None
+    """Candidates per generation; 4 for ``"ga"`` and 16 for ``"de"`` when ``None``."""
+    starts: int = 4
+    """k-means++ starts."""
+    kmeans_iters: int = 10
+    """The most Lloyd iterations of each k-means start."""
+    evolve_cell: Union[float, None] = None
+    """Pooling cell of the evolution, log units; twice the coarse cell when ``None``."""
+    coarse_cell: Union[float, None] = None
+    """Pooling cell of k-means and the hops; the objective's ``cells.coarse`` when ``None``."""
+    middle_cell: Union[float, None] = None
+    """Pooling cell of the middle climb; the objective's ``cells.middle`` when ``None``."""
+    fine_points: int = 16384
+    """The most pooled sizes of the last climb."""
+    relocations: int = 16
+    """Box sizes drawn per relocation hop (0: no hops)."""
+    tries: int = 5
+    """Relocations climbed from per draw."""
+    patience: int = 3
+    """Draws in a row without gain before the hops end."""
+    hops: int = 48
+    """The most relocations climbed from in all."""
+    kicks: int = 24
+    """The most split-and-merge kicks after the hops (0: none); they end sooner after
+    :attr:`kick_patience` in a row without gain."""
+    kick_patience: Union[int, None] = None
+    """Kicks in a row without gain before the kicks end; ``None``: :data:`KICK_PATIENCE` with at
+    most :attr:`fine_points` boxes, else :data:`MANY_BOX_KICK_PATIENCE` (:meth:`kick_patience_for`)."""
+    chains: Union[int, None] = None
+    """Independent runs of the k-means starts, evolution, hops and kicks, whose results are then
+    crossed (:func:`~autoanchor.core.crossover.crossover`) before the last climbs. With few boxes each box
+    weighs much in the fitness, which then has many local optima a few boxes apart, and one run can
+    end in any of them; a second run and the crossing of the two rarely both miss. ``None``:
+    :data:`FEW_BOX_CHAINS` when there are at most :attr:`fine_points` boxes (where the runs are
+    cheap), else 1 (:meth:`chains_for`). The first chain draws from the seed's generator exactly
+    as a one-chain search does, so its result is never fitter than the crossed one on the pooling
+    they are compared on."""
+    threads: Union[int, None] = SEARCH_THREADS
+    """Torch CPU threads while the search works on its pooled sizes (the previous count is
+    restored afterwards); ``None`` leaves torch's setting alone. Ignored off the CPU."""
+    strides: Union[Tuple[float, ...], None] = None
+    """Pixels per grid cell of each output level, strictly increasing (yolov5's P5 heads: ``(8, 16, 32)``);
+    needed by the stride bounds, otherwise unused. The anchors sorted by area go onto the levels in
+    equal groups, the smallest onto the first level, so ``n`` must be a multiple of the levels."""
+    min_stride_units: Union[float, None] = None
+    """Every anchor of level ``l`` keeps ``sqrt(w * h) >= min_stride_units * strides[l]``; ``None``: no
+    lower bound (yolov5's search)."""
+    max_stride_units: Union[float, None] = None
+    """Every anchor of level ``l`` keeps ``sqrt(w * h) <= max_stride_units * strides[l]``; ``None``: no
+    upper bound."""
+    scale: Union[float, None] = None
+    """yolov5's ``hyp['scale']`` in [0, 1): the search fits the box sizes under that random scale
+    augmentation (:func:`~autoanchor.core.jitter.jitter_wh`, its draws seeded by :attr:`seed`); ``None``:
+    the sizes as given."""
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "thr", check_thr(self.thr))
+        set_(self, "gen", _check_int("gen", self.gen, 0))
+        if isinstance(self.metric, str) or isinstance(self.metric, type):
+            objective_class(self.metric)  # raises for an unknown name, listing the known ones
+        else:
+            raise TypeError(f"metric must be a name or an Objective subclass, got {type(self.metric).__name__}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        set_(self, "seed", _check_int("seed", self.seed, 0))
+        if self.population is not None:
+            set_(self, "population", _check_int("population", self.population, _MIN_POPULATION[self.method]))
+        for name in ("starts", "kmeans_iters", "fine_points", "tries", "patience"):
+            set_(self, name, _check_int(name, getattr(self, name), 1))
+        for name in ("relocations", "hops", "kicks"):
+            set_(self, name, _check_int(name, getattr(self, name), 0))
+        for name in ("evolve_cell", "coarse_cell", "middle_cell"):
+            set_(self, name, _check_cell(name, getattr(self, name)))
+        for name in ("chains", "kick_patience"):
+            if getattr(self, name) is not None:
+                set_(self, name, _check_int(name, getattr(self, name), 1))
+        if self.threads is not None:
+            set_(self, "threads", _check_int("threads", self.threads, 1))
+        set_(self, "strides", _check_strides(self.strides))
+        for name in ("min_stride_units", "max_stride_units"):
+            set_(self, name, _check_positive(name, getattr(self, name)))
+            if getattr(self, name) is not None and self.strides is None:
+                raise ValueError(f"{name}={getattr(self, name)!r} needs the levels' strides; strides is None")
+        low, high = self.min_stride_units, self.max_stride_units
+        # Both bounds scale with the same stride, so a level is feasible exactly when low <= high.
+        if low is not None and high is not None and low > high:
+            raise ValueError(
+                f"min_stride_units ({low!r}) exceeds max_stride_units ({high!r}): no anchor size fits a level"
+            )
+        if self.scale is not None:
+            set_(self, "scale", _check_scale(self.scale))
+
+    @classmethod
+    def from_options(cls, settings: SearchSettings | None = None, **options: Any) -> SearchSettings:
+        """``settings`` (or the defaults) with ``options`` replaced; an unknown option is a TypeError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"unknown search option(s) {unknown}; the options are {sorted(known)}")
+        if settings is None:
+            return cls(**options)
+        if not isinstance(settings, SearchSettings):
+            raise TypeError(f"settings must be a SearchSettings, got {type(settings).__name__}")
+        return dataclasses.replace(settings, **options) if options else settings
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the anchors' sizes are bounded by the strides."""
+        return self.min_stride_units is not None or self.max_stride_units is not None
+
+    def check_levels(self, n: int) -> None:
+        """Raise a ValueError unless ``n`` anchors split evenly over :attr:`strides` (when given)."""
+        if self.strides is not None and n % len(self.strides):
+            raise ValueError(
+                f"n={n} anchors do not split evenly over the {len(self.strides)} levels of strides={self.strides}"
+            )
+
+    @property
+    def objective(self) -> type[Objective]:
+        """The objective class of :attr:`metric`."""
+        return objective_class(self.metric)
+
+    @property
+    def population_size(self) -> int:
+        """:attr:`population`, or the method's default."""
+        return self.population if self.population is not None else _DEFAULT_POPULATION[self.method]
+
+    def few_boxes(self, n_boxes: int) -> bool:
+        """Whether a search of ``n_boxes`` boxes counts as one of few boxes: at most :attr:`fine_points`.
+
+        Its fine pooling then keeps every distinct size, each box weighs much in the fitness, and
+        the defaults of :attr:`chains` and :attr:`kick_patience` spend more on leaving optima.
+        """
+        return n_boxes <= self.fine_points
+
+    def chains_for(self, n_boxes: int) -> int:
+        """:attr:`chains`, or its default for a search of ``n_boxes`` boxes."""
+        if self.chains is not None:
+            return self.chains
+        return FEW_BOX_CHAINS if self.few_boxes(n_boxes) else 1
+
+    def kick_patience_for(self, n_boxes: int) -> int:
+        """:attr:`kick_patience`, or its default for a search of ``n_boxes`` boxes."""
+        if self.kick_patience is not None:
+            return self.kick_patience
+        return KICK_PATIENCE if self.few_boxes(n_boxes) else MANY_BOX_KICK_PATIENCE
+
+    def cells_for(self) -> tuple[float, float, float]:
+        """``(evolve, coarse, middle)`` pooling cells in log units, defaults filled in from the objective."""
+        cells = self.objective.cells
+        coarse = self.coarse_cell if self.coarse_cell is not None else cells.coarse
+        middle = self.middle_cell if self.middle_cell is not None else cells.middle
+        evolve = self.evolve_cell if self.evolve_cell is not None else 2 * coarse
+        return evolve, coarse, middle
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run torch's CPU kernels on ``threads`` threads inside the block, then restore the count.
+
+    torch's thread count is process-wide: other threads of the process see the
+    change while the block runs. ``None``, or a device other than the CPU,
+    changes nothing.
+
+    Example:
+        >>> before = torch.get_num_threads()
+        >>> with cpu_threads(1):
+        ...     torch.get_num_threads()
+        1
+        >>> torch.get_num_threads() == before
+        True
+    """
+    if threads is None or torch.device(device).type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,166 @@
+"""The torchvision head family through ``check_anchors``, with toy torchvision-shaped modules.
+
+The real detectors are in ``test_heads_torchvision_real.py`` (skipped without torchvision).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from helpers import fail_after_prepare
+from test_generators import ToyAnchorGenerator, ToyFasterRCNN, ToyRetinaNet, Wrapper, coco128, snapshot
+from torch import nn
+
+from autoanchor import BoxSizes, check_anchors
+from autoanchor.grid import GridAnchors, make_samples, match_stats
+from autoanchor.training.heads.torchvision_model import boxes_to_input, read_detector
+from autoanchor.training.heads import find_head, get_family
+from autoanchor.training.heads.torchvision import generator_line, pack, unpack
+
+
+def same(before, module) -> bool:
+    after = snapshot(module)
+    return (
+        before[:2] == after[:2]
+        and before[3] == after[3]
+        and all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(before[2], after[2]))
+    )
+
+
+def test_pack_and_unpack_are_inverse():
+    start = GridAnchors(((32, 40, 50), (64, 80)), ((0.5, 1.0, 2.0), (0.7, 1.3)), (8, 16))
+    flat = pack(start)
+    # 3 + 2 sizes, then 3 + 2 ratios, in the generator's order.
+    assert flat.tolist() == [32, 40, 50, 64, 80, 0.5, 1.0, 2.0, 0.7, 1.3] and flat.dtype == torch.float64
+    assert unpack(flat, start) == start
+    with pytest.raises(ValueError, match="9 values"):
+        unpack(flat[:9], start)
+
+
+def test_the_family_is_found_after_the_yolo_ones_and_everywhere():
+    retina, rcnn = ToyRetinaNet(), ToyFasterRCNN()
+    assert find_head(retina)[0].name == "torchvision" and find_head(retina)[2] == "model.anchor_generator"
+    assert find_head(Wrapper(rcnn))[2] == "model.module.rpn.anchor_generator"
+    assert find_head(retina.anchor_generator)[0].name == "torchvision"
+    with pytest.raises(TypeError, match="torchvision: Linear has no anchor generator"):
+        find_head(nn.Linear(2, 2))
+
+
+def test_replaced_only_when_the_share_matched_rises(one_cpu_thread):
+    model = ToyRetinaNet()
+    module = model.anchor_generator
+    pointers = [c.data_ptr() for c in module.cell_anchors]
+    boxes = coco128()
+    report = check_anchors(boxes, model, verbose=False)
+    assert report.family == "torchvision" and report.searched and report.replaced
+    assert report.figures_after["matched"] > report.figures_before["matched"]
+    assert report.bpr_after == report.figures_after["matched"]  # the score is the share matched
+    # The report's figures are those of the model's anchors now, measured independently here.
+    detector = read_detector(model)
+    wh, _xy, _extent = boxes_to_input(boxes.shapes, boxes.wh, boxes.image_index, None, detector.resize)
+    samples = make_samples(wh, None, detector.generator.cell)
+    stats = match_stats(samples, detector.generator, threshold=0.5)
+    assert stats.matched == pytest.approx(report.figures_after["matched"], abs=0.01)
+    assert [c.data_ptr() for c in module.cell_anchors] == pointers
+    for cell, expected in zip(module.cell_anchors, detector.generator.cell_anchors()):
+        assert cell.dtype == torch.float32 and torch.equal(cell, expected)
+    assert torch.equal(report.anchors_after, pack(detector.generator).float())  # float32 in the report
+    line = str(report)
+    assert "\n" not in line and "replaced" in line and "matched" in line and "lattice positions" in line
+
+
+def test_kept_bit_identical_when_good_enough_or_not_better(one_cpu_thread):
+    model = ToyRetinaNet()
+    before = snapshot(model.anchor_generator)
+    report = check_anchors(coco128(), model, bpr_threshold=0.0, verbose=False)  # any share > 0 is good enough
+    assert not report.searched and not report.replaced and same(before, model.anchor_generator)
+    # A fit that finds nothing better keeps the model as it was.
+    family = get_family("torchvision")
+    original_fit = type(family).fit
+    try:
+        type(family).fit = lambda self, state, data, **kw: state.params.clone()
+        report = check_anchors(coco128(), model, verbose=False)
+    finally:
+        type(family).fit = original_fit
+    assert report.searched and not report.replaced and same(before, model.anchor_generator)
+    assert report.figures_after == report.figures_before
+
+
+def test_an_injected_error_leaves_the_model_bit_identical(one_cpu_thread, monkeypatch):
+    model = ToyFasterRCNN()
+    module = model.rpn.anchor_generator
+    before = snapshot(module)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fail_after_prepare(monkeypatch)
+    with pytest.raises(RuntimeError, match="injected"):
+        check_anchors(coco128(), model, verbose=False)
+    assert same(before, module)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_cell_anchor_dtype_is_kept(dtype, one_cpu_thread):
+    model = ToyRetinaNet(dtype)
+    report = check_anchors(coco128(), model, verbose=False)
+    assert report.replaced
+    generator = read_detector(model).generator
+    for cell, expected in zip(model.anchor_generator.cell_anchors, generator.cell_anchors(dtype=dtype)):
+        assert cell.dtype == dtype and torch.equal(cell, expected)
+
+
+def test_a_training_step_runs_after_replacement(one_cpu_thread):
+    model = ToyRetinaNet()
+    check_anchors(coco128(), model, verbose=False)
+    head = nn.Conv2d(4, sum(len(r) * len(s) for s, r in zip(model.anchor_generator.sizes,
+                                                            model.anchor_generator.aspect_ratios)) // 2, 1)
+    optimiser = torch.optim.SGD([*model.backbone.parameters(), *head.parameters()], lr=0.01)
+    features = model.backbone(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
+    # One output channel per anchor of a level, as a detection head has.
+    loss = head(features["0"]).square().mean()
+    loss.backward()
+    optimiser.step()
+    assert torch.isfinite(loss.detach())
+    assert head.out_channels == len(model.anchor_generator.sizes[0]) * len(model.anchor_generator.aspect_ratios[0])
+
+
+def test_yolo_arguments_warn_only_when_given(one_cpu_thread):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_anchors(coco128(), ToyRetinaNet(), bpr_threshold=0.0, verbose=False)  # defaults: no warning
+    with pytest.warns(UserWarning, match=r"yolov5 arguments \(thr=3.0, imgsz=512\) do not apply"):
+        check_anchors(coco128(), ToyRetinaNet(), thr=3.0, imgsz=512, bpr_threshold=0.0, verbose=False)
+
+
+def test_a_bare_generator_with_its_strides(one_cpu_thread):
+    module = ToyAnchorGenerator(((32, 40, 50), (64, 80, 101)), ((0.5, 1.0, 2.0),) * 2)
+    with pytest.raises(TypeError, match="strides="):
+        check_anchors(coco128(), module, verbose=False)
+    report = check_anchors(coco128(), module, strides=(8, 16), threshold=0.5, verbose=False)
+    assert report.replaced and report.figures_after["matched"] > report.figures_before["matched"]
+    assert tuple(len(s) for s in module.sizes) == (3, 3)
+
+
+def test_overrides_are_refused_for_a_yolo_head():
+    from test_hook import make_model  # a yolov5-style model
+
+    with pytest.raises(ValueError, match="strides= apply only to torchvision anchor generators"):
+        check_anchors(coco128(), make_model(), strides=(8, 16, 32), verbose=False)
+    with pytest.raises(ValueError, match="threshold= apply only"):
+        check_anchors(coco128(), ToyRetinaNet(), threshold=0.5, family="yolov5", verbose=False)
+
+
+def test_real_positions_are_used_when_known(one_cpu_thread):
+    boxes = coco128()
+    rng = np.random.default_rng(0)
+    xy = np.clip(rng.random(boxes.wh.shape), boxes.wh / 2, 1 - boxes.wh / 2).astype(np.float32)
+    located = BoxSizes(boxes.shapes, boxes.wh, boxes.image_index, source="coco128", xy=xy)
+    report = check_anchors(located, ToyRetinaNet(), verbose=False)
+    assert "real box positions" in str(report) and report.replaced
+
+
+def test_generator_line_is_python():
+    line = generator_line(GridAnchors(((32, 40), (64,)), ((0.5, 1.0), (2.0,)), (8, 16)))
+    assert line == "AnchorGenerator(sizes=((32, 40), (64,)), aspect_ratios=((0.5, 1.0), (2.0,)))"
