@@ -6,7 +6,8 @@ import os
 import sys
 import warnings
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# the autoanchor package (this module sits in autoanchor/core/)
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:

@@ -653,7 +653,7 @@ for anchors in (P5, POOR):
 def test_the_report_reaches_a_training_log(setup, verbose, expected):
     script = setup + CHECK_TWICE.replace("VERBOSE", str(verbose))
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT / "tests"
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT / "tests" / "training"
     )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stderr.splitlines()
