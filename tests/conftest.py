@@ -5,14 +5,23 @@ Only fixtures live here; plain helper functions are in ``helpers.py``.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import torch
 
-from autoanchor.core.boxes import BoxSizes
-from autoanchor.io.datasets import load_boxes
+# Test modules share their toy models across the mirrored folders (test_constraints uses
+# test_hook's Detect heads, test_heads_torchvision the toy generators of test_grid): every
+# folder is importable by module name, whichever file pytest collects first.
+_TESTS = Path(__file__).resolve().parent
+for _folder in ("core", "grid", "io", "training", "cli"):
+    if str(_TESTS / _folder) not in sys.path:
+        sys.path.append(str(_TESTS / _folder))
+
+from autoanchor.core.boxes import BoxSizes  # noqa: E402
+from autoanchor.io.datasets import load_boxes  # noqa: E402
 from helpers import DEVICES, reference_npz, write_image, write_yolo
 
 
