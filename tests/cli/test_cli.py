@@ -254,6 +254,7 @@ def coco_wh():
 # -- fit ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fit_yaml_is_a_model_yaml_anchors_block(ok):
     result = ok("yaml")
     config = yaml.safe_load(result.stdout)
@@ -264,6 +265,7 @@ def test_fit_yaml_is_a_model_yaml_anchors_block(ok):
     assert "anchors:\n  - [" in result.stdout and "]  # P3/8\n" in result.stdout
 
 
+@pytest.mark.slow
 def test_fit_text_with_plot_and_out_matches_the_yaml_run(ok, folder):
     assert ok("text").stdout == ""
     text = (folder / "result.txt").read_text(encoding="utf-8")
@@ -281,6 +283,7 @@ def test_fit_text_with_plot_and_out_matches_the_yaml_run(ok, folder):
     assert "figures for the anchors as printed, rounded to whole pixels, on 928 of 929 boxes" in text
 
 
+@pytest.mark.slow
 def test_fit_json_with_levels(ok, coco_wh):
     result = ok("json")
     document = json.loads(result.stdout)
@@ -304,6 +307,7 @@ def test_fit_json_with_levels(ok, coco_wh):
     assert result.stderr == ""
 
 
+@pytest.mark.slow
 def test_fit_darknet_with_model_takes_its_shape_and_leaves_it_alone(ok, folder):
     line, *masks = ok("darknet").stdout.splitlines()
     assert line.startswith("anchors = ")
@@ -314,6 +318,7 @@ def test_fit_darknet_with_model_takes_its_shape_and_leaves_it_alone(ok, folder):
     assert (folder / "tiny.yaml").read_text(encoding="utf-8") == TINY_MODEL  # no --write, no change
 
 
+@pytest.mark.slow
 def test_fit_write_rewrites_only_the_anchor_rows(ok, folder):
     result = ok("write")
     before = P5_MODEL.encode("utf-8").splitlines(keepends=True)
@@ -330,6 +335,7 @@ def test_fit_write_rewrites_only_the_anchor_rows(ok, folder):
     assert "rewrote" in result.stderr
 
 
+@pytest.mark.slow
 def test_fit_write_expands_anchors_count(ok, folder):
     result = ok("write_count")
     before = P6_COUNT_MODEL.encode("utf-8").splitlines(keepends=True)
@@ -345,6 +351,7 @@ def test_fit_write_expands_anchors_count(ok, folder):
 # -- check ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["check_name", "check_string", "check_model"])
 def test_check_prints_the_figures_of_the_yolov5_defaults(ok, coco_wh, name):
     stats = anchor_stats(coco_wh, anchors_by_name("yolov5-p5").reshape(-1, 2), thr=4.0)
@@ -357,6 +364,7 @@ def test_check_prints_the_figures_of_the_yolov5_defaults(ok, coco_wh, name):
     assert "928 of 929 boxes; 1 under 2 px left out" in output
 
 
+@pytest.mark.slow
 def test_check_exits_1_when_bpr_is_not_above_the_threshold(runs, coco_wh):
     strict = runs["check_strict"]
     assert strict.code == 1, strict.stderr
@@ -371,6 +379,7 @@ def test_check_exits_1_when_bpr_is_not_above_the_threshold(runs, coco_wh):
     assert document["n_boxes"] == 928 and document["n_boxes_all"] == 929
 
 
+@pytest.mark.slow
 def test_no_cache_reads_and_writes_no_cache_file(runs, folder):
     for name in ("check_no_cache", "check_cache"):
         assert runs[name].code == 0, runs[name].stderr
@@ -380,6 +389,7 @@ def test_no_cache_reads_and_writes_no_cache_file(runs, folder):
     assert not [p.name for p in folder.iterdir() if "coco.json" in p.name and p.name != "coco.json"]
 
 
+@pytest.mark.slow
 def test_seed_takes_the_whole_generator_range(ok):
     line = ok("seed_max").stdout.splitlines()[0]
     assert line.startswith("anchors = ") and len(pairs(line)) == 9
@@ -388,6 +398,7 @@ def test_seed_takes_the_whole_generator_range(ok):
 # -- errors ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ERRORS))
 def test_errors_are_one_line_exit_2(runs, name):
     code, stdout, stderr = runs[name]

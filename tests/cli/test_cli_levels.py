@@ -159,6 +159,7 @@ def test_bad_scale_exits_2_naming_it(capsys, command, value):
     assert "argument --scale: expected a number from 0 up to, not including, 1" in line and repr(value) in line
 
 
+@pytest.mark.slow
 def test_advise_recommends_as_the_library_does(capsys):
     args = ["advise", "--counts", "3,4,6,9", "--sweep-gen", "5", "--gen", "20", "-q"]
     code, out, _ = run(capsys, *args)

@@ -198,6 +198,7 @@ def test_kmean_anchors_scale_draws_per_image():
     assert np.array_equal(anchors, by_hand.anchors.numpy())
 
 
+@pytest.mark.slow
 def test_scaled_anchors_fit_scale_jittered_boxes_better():
     sizes = load_boxes(None)
     wh = sizes.pixel_wh(640)

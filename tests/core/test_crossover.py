@@ -74,6 +74,7 @@ def test_crossover_keeps_what_each_parent_serves_best():
     assert sorted(crossed[:, 0].tolist()) == pytest.approx([10, 100, 1000], rel=0.2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["ratio", "iou"])
 def test_crossover_is_never_less_fit_than_its_first_parent(metric):
     generator = torch.Generator().manual_seed(5)
@@ -159,6 +160,7 @@ def _search(wh, **options):
         return search_anchors(wh, 9, metric="iou", seed=6, **options)
 
 
+@pytest.mark.slow
 def test_a_second_chain_rescues_a_seed_one_chain_loses(coco_wh):
     # coco128 has 929 boxes, so the default is two chains. With one, seed 6 ends in an optimum
     # 0.16 % below the best known (anchors 42x21, 50x46 and 67x82 where the best has 45x23, 34x56

@@ -294,6 +294,7 @@ def test_differential_evolution_bad_options(coco_objectives):
 # ---- polish ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["ratio", "iou"])
 @pytest.mark.parametrize("relocations", [0, 16])
 def test_polish_never_below_start(coco_objectives, metric, relocations):

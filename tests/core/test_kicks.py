@@ -19,6 +19,7 @@ def _three_clusters() -> torch.Tensor:
     return torch.stack([base * jitter, base * jitter.flip(0)], 1)
 
 
+@pytest.mark.slow
 def test_kicks_escape_an_optimum_no_climb_leaves():
     wh = _three_clusters()
     objective = make_objective("ratio", wh, thr=4.0)

@@ -46,6 +46,7 @@ def _tensors(result) -> list[torch.Tensor]:
     return list(result) if isinstance(result, tuple) else [result]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(DRAWING))
 def test_no_generator_repeats_and_leaves_global_states_alone(name):
     torch.manual_seed(321)

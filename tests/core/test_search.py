@@ -60,6 +60,7 @@ def kept_boxes(wh: torch.Tensor) -> torch.Tensor:
 # ---- coco128 with the defaults --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_coco128_defaults_reach_fitness(default_runs, seed):
     result = default_runs[seed]
@@ -86,6 +87,7 @@ def test_result_is_consistent(default_runs, coco_wh, seed):
     assert result.stats.bpr > 0.99
 
 
+@pytest.mark.slow
 def test_same_seed_bit_identical(default_runs, coco_wh):
     again = quiet_search(coco_wh, seed=0)
     assert torch.equal(again.anchors, default_runs[0].anchors)
@@ -93,6 +95,7 @@ def test_same_seed_bit_identical(default_runs, coco_wh):
     assert again.start_stats == default_runs[0].start_stats
 
 
+@pytest.mark.slow
 def test_global_seed_has_no_influence(coco_wh):
     torch.manual_seed(1)
     np.random.seed(1)
@@ -114,6 +117,7 @@ def test_thread_count_restored(coco_wh):
     assert torch.get_num_threads() == threads
 
 
+@pytest.mark.slow
 def test_global_rng_states_untouched(coco_wh):
     torch.manual_seed(12345)
     np.random.seed(12345)
@@ -132,6 +136,7 @@ def test_global_rng_states_untouched(coco_wh):
 # ---- never worse than the start, both metrics and both methods ------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["ratio", "iou"])
 @pytest.mark.parametrize("method", ["ga", "de"])
 def test_never_worse_than_start(coco_wh, metric, method):
@@ -149,6 +154,7 @@ def test_never_worse_than_start(coco_wh, metric, method):
     assert result.stats == pytest.approx(tuple(anchor_stats(kept, result.anchors)), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_de_is_deterministic(coco_wh):
     first = quiet_search(coco_wh, gen=60, method="de", seed=7)
     second = quiet_search(coco_wh, gen=60, method="de", seed=7)
@@ -168,6 +174,7 @@ def test_other_anchor_counts(coco_wh, n):
     assert result.stats.fitness >= result.start_stats.fitness
 
 
+@pytest.mark.slow
 def test_runs_on_the_input_device(device):
     g = torch.Generator().manual_seed(0)
     wh = (torch.rand(300, 2, generator=g) * 5).exp().add(3).to(device)
@@ -177,6 +184,7 @@ def test_runs_on_the_input_device(device):
     assert torch.equal(result.anchors, again.anchors)
 
 
+@pytest.mark.slow
 def test_float64_input(coco_wh):
     result = quiet_search(coco_wh.double(), gen=30)
     assert result.anchors.dtype == torch.float32
@@ -199,6 +207,7 @@ class CountingReducer(LocalReducer):
         return tensor
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["ratio", "iou"])
 def test_local_reducer_same_as_none(coco_wh, metric):
     reducer = CountingReducer()
@@ -232,6 +241,7 @@ def dropin_reference(coco_sizes) -> np.ndarray:
     return quiet_kmean_anchors(coco_sizes, gen=100, verbose=False)
 
 
+@pytest.mark.slow
 def test_kmean_anchors_builtin(coco_sizes, coco_wh, dropin_reference):
     anchors = quiet_kmean_anchors(None, gen=100, verbose=False)
     assert isinstance(anchors, np.ndarray)
@@ -242,16 +252,19 @@ def test_kmean_anchors_builtin(coco_sizes, coco_wh, dropin_reference):
     assert np.array_equal(anchors, quiet_search(coco_wh, gen=100).anchors.numpy())
 
 
+@pytest.mark.slow
 def test_kmean_anchors_yolov5_object(coco_sizes, dropin_reference):
     anchors = quiet_kmean_anchors(Yolov5Dataset(coco_sizes), gen=100, verbose=False)
     assert np.array_equal(anchors, dropin_reference)
 
 
+@pytest.mark.slow
 def test_kmean_anchors_shared_npz(dropin_reference):
     path = shared_npz("coco128")  # the shared data beside the repository (a fresh clone may lack it)
     assert np.array_equal(quiet_kmean_anchors(str(path), gen=100, verbose=False), dropin_reference)
 
 
+@pytest.mark.slow
 def test_kmean_anchors_npz(tmp_path, coco_sizes, dropin_reference):
     path = tmp_path / "boxes.npz"
     np.savez(path, shapes=coco_sizes.shapes, wh=coco_sizes.wh, image_index=coco_sizes.image_index)
@@ -259,6 +272,7 @@ def test_kmean_anchors_npz(tmp_path, coco_sizes, dropin_reference):
     assert np.array_equal(quiet_kmean_anchors(path, gen=100, verbose=False), dropin_reference)
 
 
+@pytest.mark.slow
 def test_kmean_anchors_options_reach_the_search(coco_wh):
     anchors = quiet_kmean_anchors(None, n=4, img_size=320, thr=3.0, gen=40, verbose=False, seed=2, metric="iou")
     expected = quiet_search(coco_wh / 2, 4, thr=3.0, gen=40, seed=2, metric="iou").anchors
@@ -266,6 +280,7 @@ def test_kmean_anchors_options_reach_the_search(coco_wh):
     np.testing.assert_allclose(anchors, expected.numpy(), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_verbose_false_is_silent(caplog, capsys):
     with caplog.at_level(logging.INFO):
         quiet_kmean_anchors(None, gen=30, verbose=False)
@@ -449,6 +464,7 @@ def test_pool_sizes_empty_and_cell_order():
 # ---- settings object and threads -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_settings_object_gives_the_same_search_as_keywords(coco_wh):
     from autoanchor.core.settings import SearchSettings
 
@@ -460,6 +476,7 @@ def test_settings_object_gives_the_same_search_as_keywords(coco_wh):
         assert torch.equal(by_keywords.anchors, other.anchors) and by_keywords.stats == other.stats
 
 
+@pytest.mark.slow
 def test_threads_option(coco_wh, monkeypatch):
     before = torch.get_num_threads()
     calls = []

@@ -128,6 +128,7 @@ def assert_same_load(actual, expected) -> None:
     assert [getattr(summary, k) for k in keep] == [getattr(summary_0, k) for k in keep]
 
 
+@pytest.mark.slow
 def test_damaged_cache_bytes_are_a_missing_cache(yolo_root, tmp_path, caplog):
     folder = yolo_root / "images" / "train"
     (yolo_root / "labels" / "train" / "img0.txt").write_text("0 0.5\n")  # a message for the cache to keep

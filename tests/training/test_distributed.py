@@ -22,6 +22,9 @@ import torch.multiprocessing as mp
 
 from autoanchor.io.configs import anchors_by_name
 
+# Spawning the pair of processes costs about 10 s: the whole module runs with -m slow.
+pytestmark = pytest.mark.slow
+
 WORLD_SIZE = 2
 GEN = 50
 JOIN_TIMEOUT_S = 240  # a safety net against hangs, not a timing assertion

@@ -49,6 +49,7 @@ def test_the_family_is_found_after_the_yolo_ones_and_everywhere():
         find_head(nn.Linear(2, 2))
 
 
+@pytest.mark.slow
 def test_replaced_only_when_the_share_matched_rises(one_cpu_thread):
     model = ToyRetinaNet()
     module = model.anchor_generator
