@@ -2,7 +2,8 @@
 
 Parsed with markdown-it-py (CommonMark, as GitHub renders): every code fence is closed and
 names its language, every relative link points at a file that exists (and at a heading that
-exists, for a ``#fragment`` into a Markdown file), and no heading skips a level.
+exists, for a ``#fragment`` into a Markdown file), no heading skips a level, and no paragraph
+repeats a run of words (the mark of two edits spliced together).
 
 Every fenced ``python`` block of README.md and docs/*.md runs in a fresh interpreter, in a
 temporary working folder, with this checkout's ``autoanchor`` first on the path. Markers in
@@ -11,9 +12,11 @@ HTML comments right before a block change that:
 * ``<!-- fragment: reason -->``: not run (a line of someone else's file, an output, an API
   not there yet); the reason must be given;
 * ``<!-- needs: torchvision -->``: skipped only where torchvision does not import;
-* ``<!-- slow: reason -->``: marked ``slow`` (left out of the default run).
+* ``<!-- slow: reason -->``: marked ``slow`` (left out of the default run);
+* ``<!-- continues: what it uses -->``: runs after the block before it, with its names (a
+  quick start in two parts); the two are run, skipped and marked together.
 
-Each block runs on its own, so every example can be copied and run as it stands.
+Any other block runs on its own, so that it can be copied and run as it stands.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ markdown_it = pytest.importorskip("markdown_it", reason="markdown-it-py is in th
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted([ROOT / "README.md", ROOT / "benchmarks" / "README.md", *(ROOT / "docs").glob("*.md")])
 RUN_PAGES = [page for page in PAGES if page.parent.name != "benchmarks"]
-MARKER = re.compile(r"<!--\s*(fragment|needs|slow)\s*:(.*?)-->", re.DOTALL)
+MARKER = re.compile(r"<!--\s*(fragment|needs|slow|continues)\s*:(.*?)-->", re.DOTALL)
 KNOWN_NEEDS = {"torchvision"}
 BLOCK_TIMEOUT_S = 600
 
@@ -81,29 +84,50 @@ def runnable(page: Path) -> list[Block]:
     return [block for block in blocks(page) if block.lang == "python" and "fragment" not in block.markers]
 
 
+def chains(page: Path) -> list[list[Block]]:
+    """The runnable blocks in runs of one, or more where a block continues the one before it."""
+    found: list[list[Block]] = []
+    previous = None
+    for block in blocks(page):
+        if block.lang != "python":
+            continue
+        if "continues" in block.markers and previous is not None and found and found[-1][-1] is previous:
+            if "fragment" not in block.markers:
+                found[-1].append(block)
+        elif "fragment" not in block.markers:
+            found.append([block])
+        previous = block if "fragment" not in block.markers else None
+    return found
+
+
 def python_runs() -> list:
-    """One run per page for its unmarked blocks (one interpreter start), one per marked block."""
+    """One run per page for its unmarked blocks (one interpreter start), one per marked chain."""
     params = []
     for page in RUN_PAGES:
-        plain = [block for block in runnable(page) if not block.markers]
+        plain, marked = [], []
+        for chain in chains(page):
+            markers = {kind for block in chain for kind in block.markers if kind != "continues"}
+            (marked if markers else plain).append(chain)
         if plain:
             params.append(pytest.param(plain, id=rel(page)))
-        for block in runnable(page):
-            if block.markers:
-                marks = [pytest.mark.slow] if "slow" in block.markers else []
-                params.append(pytest.param([block], id=block.id, marks=marks))
+        for chain in marked:
+            slow = any("slow" in block.markers for block in chain)
+            params.append(pytest.param([chain], id=chain[0].id, marks=[pytest.mark.slow] if slow else []))
     return params
 
 
 # -- rendering ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("page", PAGES, ids=rel)
-def test_fences_are_closed_and_name_their_language(page: Path) -> None:
-    # An unclosed fence swallows the rest of the page; one fence too few or too many turns the
-    # following prose into code and the next block's code into prose, leaving a fence without a
-    # language: both show here.
-    tokens, lines = parse(page)
+def fence_problems(text: str, name: str) -> list[str]:
+    """Unclosed fences, and fences without a language.
+
+    An unclosed fence swallows the rest of the page; one fence too few or too many turns the
+    following prose into code and the next block's code into prose, leaving a fence without a
+    language: both show here.
+    """
+    tokens = markdown_it.MarkdownIt("commonmark").parse(text)
+    lines = text.splitlines()
     problems = []
     for token in tokens:
         if token.type != "fence":
@@ -111,9 +135,64 @@ def test_fences_are_closed_and_name_their_language(page: Path) -> None:
         start, end = token.map
         closing = lines[end - 1].strip() if end - 1 > start else ""
         if not (closing.startswith(token.markup) and set(closing) == {token.markup[0]}):
-            problems.append(f"{rel(page)}:{start + 1}: the {token.markup} fence is never closed")
+            problems.append(f"{name}:{start + 1}: the {token.markup} fence is never closed")
         if not token.info.strip():
-            problems.append(f"{rel(page)}:{start + 1}: a {token.markup} fence without a language")
+            problems.append(f"{name}:{start + 1}: a {token.markup} fence without a language")
+        # A closing fence takes no language, so "```bash" inside a block is the next block's
+        # opening fence, swallowed because this block was not closed before it.
+        for offset, line in enumerate(token.content.splitlines()):
+            if re.match(rf"^\s*{re.escape(token.markup)}\s*\w", line):
+                problems.append(f"{name}:{start + 1}: the block is not closed before the fence at line {start + 2 + offset}")
+    return problems
+
+
+def test_fence_check_finds_the_errors_it_is_for() -> None:
+    good = "# t\n\n```python\nx = 1\n```\n\ntext\n"
+    assert fence_problems(good, "p") == []
+    # The old README's error: a block left open before the next section.
+    unclosed = "# t\n\n```python\nx = 1\n\n## Next\n\ntext\n"
+    assert fence_problems(unclosed, "p") == ["p:3: the ``` fence is never closed"]
+    # A closing fence missing between two blocks: the first runs on through the prose into the second.
+    missing = "```python\nx = 1\n\ntext\n\n```bash\nls\n```\n"
+    assert fence_problems(missing, "p") == ["p:1: the block is not closed before the fence at line 6"]
+    # One fence too many: the stray one opens a block without a language that runs to the end.
+    extra = "```python\nx = 1\n```\n```\n\ntext\n"
+    assert fence_problems(extra, "p") == ["p:4: the ``` fence is never closed", "p:4: a ``` fence without a language"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_fences_are_closed_and_name_their_language(page: Path) -> None:
+    problems = fence_problems(page.read_text(encoding="utf-8"), rel(page))
+    assert not problems, "\n".join(problems)
+
+
+def repeated_runs(text: str, name: str, *, words: int = 6) -> list[str]:
+    """Top-level paragraphs that repeat a run of ``words`` words: the mark of two edits spliced."""
+    problems = []
+    for token in markdown_it.MarkdownIt("commonmark").enable("table").parse(text):
+        if token.type != "inline" or token.level != 1:  # a paragraph's text (not a list's, not a table's)
+            continue
+        tokens = token.content.split()
+        seen: dict[tuple[str, ...], int] = {}
+        for i in range(len(tokens) - words + 1):
+            run = tuple(tokens[i:i + words])
+            if i - seen.setdefault(run, i) >= words:
+                problems.append(f"{name}:{token.map[0] + 1}: the paragraph repeats '{' '.join(run)}'")
+                break
+    return problems
+
+
+def test_splice_check_finds_a_repeated_sentence() -> None:
+    # The old README's Options paragraph: two versions of one sentence, spliced.
+    spliced = ("Options: `--n 9 --thr 4.0`; `--seed` takes 0 to 2**64 − 1. `--no-cache` reads every label file and\n"
+               "--device cpu --scale S`; `--seed` takes 0 to 2**64 − 1. `check` prints a table.\n")
+    assert repeated_runs(spliced, "p") == ["p:1: the paragraph repeats '`--seed` takes 0 to 2**64 −'"]
+    assert repeated_runs("One sentence, then another sentence that differs from it.\n", "p") == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_no_paragraph_is_spliced(page: Path) -> None:
+    problems = repeated_runs(page.read_text(encoding="utf-8"), rel(page))
     assert not problems, "\n".join(problems)
 
 
@@ -181,15 +260,21 @@ def test_relative_links_resolve(page: Path) -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=rel)
 def test_markers_are_known_and_give_a_reason(page: Path) -> None:
-    problems = []
+    problems, previous = [], None
     for block in blocks(page):
         for kind, value in block.markers.items():
             if not value:
                 problems.append(f"{block.id}: <!-- {kind}: --> without a reason")
-            elif kind == "needs" and value not in KNOWN_NEEDS:
+            elif kind == "needs" and not set(value.split()) <= KNOWN_NEEDS:
                 problems.append(f"{block.id}: needs {value!r}; known: {', '.join(sorted(KNOWN_NEEDS))}")
         if block.markers and block.lang != "python":
             problems.append(f"{block.id}: markers on a {block.lang} block, which is never run")
+        if "continues" in block.markers and (previous is None or previous.lang != "python"):
+            problems.append(f"{block.id}: continues, but the block before it is not a Python block")
+        if "continues" in block.markers and previous is not None and "fragment" in previous.markers \
+                and "fragment" not in block.markers:
+            problems.append(f"{block.id}: continues a fragment, which never runs")
+        previous = block
     assert not problems, "\n".join(problems)
 
 
@@ -206,12 +291,13 @@ def test_the_readme_is_short_and_its_examples_run() -> None:
 RUNNER = """\
 import json, sys
 root, runs = sys.argv[1], json.loads(sys.argv[2])
-for path, first, last in runs:
-    lines = open(path, encoding="utf-8").read().splitlines(keepends=True)
-    # Compiled under the page's name and line numbers, so that a traceback points into the page;
-    # each block in a namespace of its own, so that each runs as it stands.
-    code = "\\n" * first + "".join(lines[first:last])
-    exec(compile(code, path, "exec"), {"__name__": "__main__"})
+for chain in runs:
+    namespace = {"__name__": "__main__"}  # one per chain: each runs as it stands
+    for path, first, last in chain:
+        lines = open(path, encoding="utf-8").read().splitlines(keepends=True)
+        # Compiled under the page's name and line numbers, so that a traceback points into the page.
+        code = "\\n" * first + "".join(lines[first:last])
+        exec(compile(code, path, "exec"), namespace)
 # The checkout under test, not an installed copy, must have run.
 module = sys.modules.get("autoanchor")
 if module is not None and not module.__file__.startswith(root):
@@ -220,16 +306,17 @@ if module is not None and not module.__file__.startswith(root):
 
 
 @pytest.mark.parametrize("run", python_runs())
-def test_python_blocks_run(run: list[Block], tmp_path: Path) -> None:
-    for block in run:
+def test_python_blocks_run(run: list[list[Block]], tmp_path: Path) -> None:
+    every = [block for chain in run for block in chain]
+    for block in every:
         for module in block.markers.get("needs", "").split():
             if importlib.util.find_spec(module) is None:
                 pytest.skip(f"{block.id} needs {module}, which is not installed")
     # Each block's lines in its page: after the opening fence, as many as its code has.
-    spans = [(str(block.page), block.line, block.line + block.code.count("\n")) for block in run]
+    spans = [[(str(b.page), b.line, b.line + b.code.count("\n")) for b in chain] for chain in run]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     result = subprocess.run(
         [sys.executable, "-c", RUNNER, str(ROOT / "autoanchor"), json.dumps(spans)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S,
     )
-    assert result.returncode == 0, f"{', '.join(b.id for b in run)}:\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, f"{', '.join(b.id for b in every)}:\n{result.stderr[-4000:]}"
