@@ -258,6 +258,53 @@ def test_relative_links_resolve(page: Path) -> None:
     assert not problems, "\n".join(problems)
 
 
+def prose_code(page: Path) -> list[tuple[int, str]]:
+    """The inline code spans of a page's prose and tables (fenced blocks are run, not read)."""
+    tokens, _ = parse(page)
+    return [(token.map[0] + 1, child.content) for token in tokens if token.type == "inline"
+            for child in token.children if child.type == "code_inline"]
+
+
+def resolve(dotted: str) -> object:
+    """The module or attribute a dotted name such as ``autoanchor.core.rng.DEFAULT_SEED`` names."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[i:]:
+            found = getattr(found, name)
+        return found
+    raise ModuleNotFoundError(dotted)
+
+
+def test_resolve_finds_moved_names() -> None:
+    from autoanchor.core.rng import DEFAULT_SEED
+
+    assert resolve("autoanchor.core.rng.DEFAULT_SEED") == DEFAULT_SEED
+    with pytest.raises(AttributeError):
+        resolve("autoanchor.heads.torchvision")  # the module before the layout by layer
+    assert len(prose_code(ROOT / "README.md")) > 10  # the README's inline code is read
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_named_modules_objects_and_files_exist(page: Path) -> None:
+    # Modules move (autoanchor.heads became autoanchor.training.heads): a name in the prose must
+    # still import, and a path of the repository must still be there.
+    problems = []
+    for line, code in prose_code(page):
+        for dotted in re.findall(r"(?<![\w/.])autoanchor(?:\.\w+)+", code):
+            try:
+                resolve(dotted)
+            except (ImportError, AttributeError) as error:
+                problems.append(f"{rel(page)}:{line}: {dotted}: {error}")
+        for path in re.findall(r"^(?:autoanchor|benchmarks|examples|tests|docs)/[\w/.-]+", code):
+            if not (ROOT / path).exists():
+                problems.append(f"{rel(page)}:{line}: {path} does not exist")
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize("page", PAGES, ids=rel)
 def test_markers_are_known_and_give_a_reason(page: Path) -> None:
     problems, previous = [], None
