@@ -11,7 +11,7 @@ HTML comments right before a block change that:
 
 * ``<!-- fragment: reason -->``: not run (a line of someone else's file, an output, an API
   not there yet); the reason must be given;
-* ``<!-- needs: torchvision -->``: skipped only where torchvision does not import;
+* ``<!-- needs: torchvision -->``: skipped only where torchvision is not installed;
 * ``<!-- slow: reason -->``: marked ``slow`` (left out of the default run);
 * ``<!-- continues: what it uses -->``: runs after the block before it, with its names (a
   quick start in two parts); the two are run, skipped and marked together.
@@ -325,7 +325,7 @@ def test_markers_are_known_and_give_a_reason(page: Path) -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_the_readme_is_short_and_its_examples_run() -> None:
+def test_the_readme_is_short_and_has_runnable_examples() -> None:
     # The point of the README: a user finishes it. The detail lives in docs/.
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 300, f"README.md has {len(lines)} lines"
@@ -359,11 +359,32 @@ def test_python_blocks_run(run: list[list[Block]], tmp_path: Path) -> None:
         for module in block.markers.get("needs", "").split():
             if importlib.util.find_spec(module) is None:
                 pytest.skip(f"{block.id} needs {module}, which is not installed")
+    result = run_chains(run, tmp_path)
+    assert result.returncode == 0, f"{', '.join(b.id for b in every)}:\n{result.stderr[-4000:]}"
+
+
+def run_chains(run: list[list[Block]], cwd: Path) -> subprocess.CompletedProcess:
     # Each block's lines in its page: after the opening fence, as many as its code has.
     spans = [[(str(b.page), b.line, b.line + b.code.count("\n")) for b in chain] for chain in run]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", RUNNER, str(ROOT / "autoanchor"), json.dumps(spans)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S,
     )
-    assert result.returncode == 0, f"{', '.join(b.id for b in every)}:\n{result.stderr[-4000:]}"
+
+
+def test_runner_fails_on_a_name_another_block_defined(tmp_path: Path) -> None:
+    # The README's old torchvision example used a name it never defined: a NameError, and the
+    # traceback points at the page's line. A block marked 'continues' sees the names before it.
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# t\n\n```python\nboxes = [1]\n```\n\n```python\nprint(boxes)\n```\n\n"
+        "<!-- continues: boxes -->\n```python\nassert boxes == [1]\n```\n",
+        encoding="utf-8",
+    )
+    first, second = chains(page)
+    assert [b.line for b in first] == [3] and [b.line for b in second] == [7, 12]
+    result = run_chains([first, second], tmp_path)
+    assert result.returncode == 1
+    assert f'File "{page}", line 8' in result.stderr and "NameError: name 'boxes'" in result.stderr
+    assert run_chains([[first[0], second[1]]], tmp_path).returncode == 0  # one namespace: boxes defined
