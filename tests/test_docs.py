@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -303,6 +304,45 @@ def test_named_modules_objects_and_files_exist(page: Path) -> None:
             if not (ROOT / path).exists():
                 problems.append(f"{rel(page)}:{line}: {path} does not exist")
     assert not problems, "\n".join(problems)
+
+
+def command_lines(page: Path) -> list[tuple[int, list[str]]]:
+    """The ``autoanchor ...`` commands of a page's bash blocks, as argument lists.
+
+    Lines with a ``[optional]`` or ``a | b`` placeholder are a synopsis, not a command: left out.
+    """
+    found = []
+    for block in blocks(page):
+        if block.lang != "bash":
+            continue
+        for offset, line in enumerate(block.code.splitlines()):
+            command = re.split(r"\s(?:#|\|\||&&)\s?", line)[0].strip()
+            if command.startswith("autoanchor") and "[" not in command and " | " not in command:
+                found.append((block.line + 1 + offset, shlex.split(command)[1:]))
+    return found
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_command_lines_parse(page: Path, capsys: pytest.CaptureFixture) -> None:
+    # Every option of every documented command exists and takes the values shown (parsed only).
+    from autoanchor.cli import build_parser
+
+    problems = []
+    for line, argv in command_lines(page):
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit:
+            problems.append(f"{rel(page)}:{line}: autoanchor {' '.join(argv)}: {capsys.readouterr().err.strip()}")
+    assert not problems, "\n".join(problems)
+
+
+def test_command_lines_are_found() -> None:
+    commands = command_lines(ROOT / "docs" / "cli.md")
+    assert len(commands) >= 10 and ["fit"] in [argv for _, argv in commands]
+    with pytest.raises(SystemExit):  # what the test relies on: argparse refuses an unknown option
+        from autoanchor.cli import build_parser
+
+        build_parser().parse_args(["fit", "--no-such-option"])
 
 
 @pytest.mark.parametrize("page", PAGES, ids=rel)
