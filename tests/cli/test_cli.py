@@ -205,7 +205,9 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def runs(folder):
     """Run every case of RUNS and ERRORS once, in parallel, and record the results."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # The package of this checkout, not an installed copy (the runs' cwd is a temporary folder).
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))))
     env.pop("AUTOANCHOR_TRACEBACK", None)
     cases = {**RUNS, **{name: args for name, (args, _) in ERRORS.items()}}
 

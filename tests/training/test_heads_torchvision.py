@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import fail_after_prepare
-from test_generators import ToyAnchorGenerator, ToyFasterRCNN, ToyRetinaNet, Wrapper, coco128, snapshot
+from test_grid import ToyAnchorGenerator, ToyFasterRCNN, ToyRetinaNet, Wrapper, coco128, snapshot
 from torch import nn
 
 from autoanchor import BoxSizes, check_anchors
