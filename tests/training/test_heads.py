@@ -40,15 +40,17 @@ def test_unknown_model_lists_the_families_and_what_was_found():
     assert message.count("Linear has no attribute") == 1  # the same reason is given once
 
 
-def test_get_family_and_registration_errors(monkeypatch):
+def test_get_family_and_registration_errors():
     assert heads.get_family("yolov7").name == "yolov7"
-    with pytest.raises(ValueError, match="unknown head family 'darknet'; known families: yolov5, yolov7"):
+    with pytest.raises(ValueError, match="unknown head family 'darknet'; known: yolov5, yolov7"):
         heads.get_family("darknet")
-    monkeypatch.setattr(heads_base, "_FAMILIES", dict(heads_base._FAMILIES))
-    with pytest.raises(ValueError, match="unique non-empty name"):
+    with pytest.raises(ValueError, match="head family 'yolov5' is already registered"):
         register_family(type("Again", (heads.get_family("yolov5").__class__,), {}))  # name "yolov5" is taken
+    with pytest.raises(ValueError, match="needs a non-empty name"):
+        register_family(type("Nameless", (HeadFamily,), {}))
     with pytest.raises(TypeError, match="HeadFamily subclass"):
         register_family(nn.Linear)
+    assert heads.family_names()[:2] == ["yolov5", "yolov7"]  # nothing was registered
 
 
 # ---------------------------------------------------------------------------------
@@ -115,10 +117,10 @@ class SquareFamily(HeadFamily):
 
 
 @pytest.fixture
-def squares(monkeypatch):
-    monkeypatch.setattr(heads_base, "_FAMILIES", dict(heads_base._FAMILIES))
+def squares():
     register_family(SquareFamily)
-    return SquareFamily
+    yield SquareFamily
+    heads_base.FAMILIES.unregister(SquareFamily.name)
 
 
 def test_a_new_family_is_one_class_and_one_registration(squares):

@@ -38,11 +38,13 @@ from torch import Tensor
 
 from ...core.boxes import BoxSizes
 from ...core.parallel import Reducer
+from ...core.registry import Registry
 
 if TYPE_CHECKING:
     from ...core.levels import BelowStride, LevelStats
 
 __all__ = [
+    "FAMILIES",
     "HeadFamily",
     "HeadNotFound",
     "HeadState",
@@ -267,45 +269,42 @@ class HeadFamily(ABC):
         return state.params.numpy().tobytes()
 
 
-_FAMILIES: dict[str, HeadFamily] = {}
+FAMILIES: Registry[type[HeadFamily]] = Registry("head family")
+"""The registered :class:`HeadFamily` subclasses by name, in the order they are tried."""
 
 F = TypeVar("F", bound=type)
 
 
-def register_family(cls: F) -> F:
+def register_family(cls: F | None = None, *, replace: bool = False) -> F:
     """Class decorator: register a :class:`HeadFamily` subclass under its ``name``.
 
     Families are tried in registration order; the first that recognises a model wins.
+    The rules are :class:`~autoanchor.core.registry.Registry`'s (``replace=True`` to
+    take a taken name: ``@register_family(replace=True)``).
 
     Raises:
         TypeError: if ``cls`` is not a :class:`HeadFamily` subclass.
-        ValueError: if its name is empty or already taken.
+        ValueError: if its name is empty or already taken by another class.
     """
+    if cls is None:
+        return lambda target: register_family(target, replace=replace)  # type: ignore[return-value]
     if not (isinstance(cls, type) and issubclass(cls, HeadFamily)):
         raise TypeError(f"register_family takes a HeadFamily subclass, got {cls!r}")
-    if not cls.name or cls.name in _FAMILIES:
-        raise ValueError(
-            f"a head family needs a unique non-empty name; {cls.__name__}.name is {cls.name!r}"
-            f" (registered: {', '.join(_FAMILIES)})"
-        )
-    _FAMILIES[cls.name] = cls()
-    return cls
+    return FAMILIES.register(cls, replace=replace)
 
 
 def family_names() -> list[str]:
     """Names of the registered families, in registration order."""
-    return list(_FAMILIES)
+    return list(FAMILIES)
 
 
 def get_family(name: str) -> HeadFamily:
-    """The registered family called ``name``.
+    """A new instance of the registered family called ``name`` (settings read from the model).
 
     Raises:
         ValueError: for an unknown name; the message lists the known ones.
     """
-    if name not in _FAMILIES:
-        raise ValueError(f"unknown head family {name!r}; known families: {', '.join(_FAMILIES)}")
-    return _FAMILIES[name]
+    return FAMILIES.get(name)()
 
 
 def find_head(
@@ -332,7 +331,7 @@ def find_head(
     if detect is None and model is None:
         raise TypeError("model is None; pass the detector (or its detection head as detect=)")
     if family is None:
-        candidates = list(_FAMILIES.values())
+        candidates = [cls() for cls in FAMILIES.values()]
     elif isinstance(family, str):
         candidates = [get_family(family)]
     elif isinstance(family, HeadFamily):
