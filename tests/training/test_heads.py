@@ -14,6 +14,7 @@ from autoanchor.core._format import format_anchors
 from autoanchor.training.heads import HeadFamily, HeadNotFound, HeadState, Measure, Write, find_head, register_family
 from autoanchor.training.heads import base as heads_base
 from autoanchor.training.hook import AnchorReport, check_anchor_order, check_anchors
+from autoanchor.training.report import Outcome, YoloReport
 from autoanchor.core.metrics import anchor_stats
 from test_hook import P5, POOR, DetectV6, Model, check, fixed_search, head_of, make_model, no_search, snapshot
 
@@ -134,9 +135,9 @@ def test_a_new_family_is_one_class_and_one_registration(squares):
     assert model.square_head.side_px.tolist() == [30.0, 90.0, 250.0]
     assert model.square_head.side_px.data_ptr() == pointer and model.square_head.cache is None
     assert report.figures_before["share_matched"] < report.figures_after["share_matched"]
-    assert report.bpr_after == report.figures_after["share_matched"]
-    assert math.isnan(report.aat_after) and math.isnan(report.fitness_before)
-    assert report == report and "nan" not in str(report)
+    assert type(report) is AnchorReport and list(report.figures_after) == ["share_matched", "mean_best_iou"]
+    assert not hasattr(report, "bpr_after") and not hasattr(report, "levels")  # no YOLO figures, no NaNs
+    assert report == report and "nan" not in str(report) and report.lines() == [str(report)]
     assert str(report).startswith("autoanchor: anchors replaced, share matched ")
     with pytest.raises(TypeError, match="orders YOLO levels by stride; model.square_head is a squares head"):
         check_anchor_order(model)
@@ -248,20 +249,15 @@ def test_format_anchors():
 
 def test_report_equality_is_by_value():
     anchors = torch.ones(1, 2, 2)
-    one = AnchorReport.from_measures(
-        family="squares", before=Measure(0.5, {"share": 0.5}), after=Measure(0.5, {"share": 0.5}),
-        anchors_before=anchors, anchors_after=anchors, replaced=False, searched=False,
-    )
-    same = AnchorReport.from_measures(
-        family="squares", before=Measure(0.5, {"share": 0.5}), after=Measure(0.5, {"share": 0.5}),
-        anchors_before=anchors.clone(), anchors_after=anchors.clone(), replaced=False, searched=False,
-    )
-    other = AnchorReport.from_measures(
-        family="squares", before=Measure(0.5, {"share": 0.5}), after=Measure(0.5, {"share": 0.5}),
-        anchors_before=anchors, anchors_after=anchors * 2, replaced=False, searched=False,
-    )
-    assert one == same and one != other  # NaN aat/fitness on both sides compare equal
-    assert str(one) == "autoanchor: share 0.5000: current anchors fit, kept"
+    kept = Measure(0.5, {"share": 0.5, "spread": math.nan})
+
+    def report(anchors_after):
+        return AnchorReport.of("squares", Outcome(kept, kept, anchors, anchors_after, False, False))
+
+    one, same, other = report(anchors), report(anchors.clone()), report(anchors * 2)
+    assert one == same and one != other  # a NaN figure on both sides compares equal
+    assert str(one) == "autoanchor: share 0.5000, spread nan: current anchors fit, kept"
     v7 = check(None, make_model(P5, head="v7"))
     v5 = check(None, make_model(P5, head="v6"))
-    assert v7 != v5 and str(v7) == str(v5)  # same figures, different family
+    assert isinstance(v5, YoloReport) and v7 != v5 and str(v7) == str(v5)  # same figures, different family
+    assert v5 == check(None, make_model(P5, head="v6")) and v5 != one

@@ -15,14 +15,12 @@ head (:func:`find_head`) and then calls the family's methods in this order::
         candidate = family.measure(state, params, data, thr=..., reducer=...)
         # replaced only if candidate.score > before.score
     write = family.prepare(state, params)             # cast and check everything, change nothing
-    family.levels(state, final, data, thr=..., reducer=...)   # per-level figures, () if none
-    family.below_stride(state, final)                 # anchors under one stride, () if none
+    report = family.report(state, data, outcome, thr=..., reducer=...)   # collective: every rank
     family.write(state, write)                        # in place; must not fail
-    family.describe_state(state, write.params)        # for the log
 
-``final`` is ``write.params`` after a replacement, else ``state.params``. ``scale=`` is
-passed to :meth:`HeadFamily.data` only when the user gave a training scale, and only
-to families whose :attr:`HeadFamily.supports_scale` is true.
+``scale=`` (to :meth:`HeadFamily.data`) and ``min_stride_units=`` / ``max_stride_units=``
+(to :meth:`HeadFamily.fit`) are passed only when the user gave them, and only to
+families that list them in :attr:`HeadFamily.options`; the hook refuses them for the others.
 
 Everything up to :meth:`HeadFamily.prepare` leaves the model untouched, so an error
 anywhere before the final :meth:`HeadFamily.write` keeps it bit-identical.
@@ -32,16 +30,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from torch import Tensor
 
 from ...core.boxes import BoxSizes
 from ...core.parallel import Reducer
 from ...core.registry import Registry
-
-if TYPE_CHECKING:
-    from ...core.levels import BelowStride, LevelStats
+from ..report import AnchorReport, Outcome
 
 __all__ = [
     "FAMILIES",
@@ -129,16 +125,13 @@ class HeadFamily(ABC):
     name: ClassVar[str] = ""
     """Short unique name, e.g. ``"yolov5"``; shown in reports and errors."""
 
-    supports_scale: ClassVar[bool] = False
-    """Whether :meth:`data` takes ``scale=``, yolov5's training-time scale
-    augmentation (``hyp['scale']``); the hook refuses ``scale`` for other families."""
-    supports_stride_bounds: ClassVar[bool] = False
-    """Whether :meth:`fit` takes ``min_stride_units=`` and ``max_stride_units=``, bounds
-    on each anchor's size in strides of its level; the hook refuses them for other families."""
-
-    yolo_options: ClassVar[bool] = True
-    """Whether yolov5's ``thr`` and ``imgsz`` mean anything to this family; when not,
-    the hook warns if they were given other values than their defaults."""
+    options: ClassVar[frozenset[str]] = frozenset({"thr", "imgsz"})
+    """Which of :func:`~autoanchor.training.hook.check_anchors`' yolov5 options mean
+    something to this family: ``thr`` and ``imgsz`` (when absent, the hook warns if they
+    differ from their defaults), ``scale`` (then :meth:`data` takes ``scale=``, yolov5's
+    training-time scale augmentation) and ``min_stride_units`` / ``max_stride_units``
+    (then :meth:`fit` takes them: bounds on each anchor's size in strides of its level).
+    The hook refuses ``scale`` and the stride bounds for a family without them."""
 
     @abstractmethod
     def locate(self, model: Any) -> tuple[Any, str]:
@@ -185,7 +178,7 @@ class HeadFamily(ABC):
         :meth:`fit` take (e.g. letterboxed sizes in pixels, plain and jittered).
 
         ``scale`` (yolov5's ``hyp['scale']``, in [0, 1)) is passed only when the user
-        gave one, and only if :attr:`supports_scale`: the boxes are then measured and
+        gave one, and only if ``"scale"`` is in :attr:`options`: the boxes are then measured and
         fitted under seeded draws of that training-time scale."""
 
     @abstractmethod
@@ -211,7 +204,7 @@ class HeadFamily(ABC):
 
         ``min_stride_units`` and ``max_stride_units`` (keyword arguments, in strides of
         each anchor's level) are passed only when the user gave them, and only if
-        :attr:`supports_stride_bounds`: the search then keeps every anchor within them.
+        they are in :attr:`options`: the search then keeps every anchor within them.
 
         Raises:
             ValueError: if the search returned anchors that cannot be stored.
@@ -228,32 +221,15 @@ class HeadFamily(ABC):
         Called only after every check has passed (on every rank); must not fail.
         """
 
-    def levels(
-        self, state: HeadState, params: Tensor, data: Any, *, thr: float, reducer: Reducer | None
-    ) -> tuple[LevelStats, ...]:
-        """Per-level figures of ``params`` on the measured boxes (summed across ranks
-        through ``reducer``), for families whose anchors sit on strided levels; by
-        default none. Called on every rank."""
-        return ()
+    def report(self, state: HeadState, data: Any, outcome: Outcome, *, thr: float, reducer: Reducer | None) -> AnchorReport:
+        """The report of a check (called on every rank; a family may run collectives through
+        ``reducer``): by default an :class:`~autoanchor.training.report.AnchorReport` of the
+        figures; families with figures of their own return a subclass."""
+        return AnchorReport.of(self.name, outcome)
 
-    def below_stride(self, state: HeadState, params: Tensor) -> tuple[BelowStride, ...]:
-        """The anchors of ``params`` smaller than one stride of their level; by default none."""
-        return ()
-
-    def describe(self, params: Tensor) -> str:
-        """``params`` as text for a log line."""
+    def describe(self, state: HeadState, params: Tensor) -> str:
+        """``params`` of the head read as ``state``, as text for a log line."""
         return str(params.tolist())
-
-    def describe_state(self, state: HeadState, params: Tensor) -> str:
-        """``params`` of the head read as ``state``, as text for a log line; by default
-        :meth:`describe` (families whose ``params`` need the head's structure to be
-        read override this)."""
-        return self.describe(params)
-
-    def note(self, state: HeadState, data: Any) -> str:
-        """A short remark on how the figures were measured, for the report line
-        (e.g. which box positions were used); by default none."""
-        return ""
 
     def poor_fit_advice(self) -> str:
         """What to try when the anchors still do not pass ``bpr_threshold`` after a search."""

@@ -27,9 +27,10 @@ from torch import Tensor, nn
 from ...core._format import format_anchors
 from ...core.boxes import BoxSizes
 from ...core.jitter import DEFAULT_DRAWS, scale_jittered_wh
-from ...core.levels import BelowStride, LevelStats, anchors_below_stride, level_stats
+from ...core.levels import LevelStats, anchors_below_stride, level_stats
 from ...core.metrics import anchor_stats
 from ...core.parallel import Reducer
+from ..report import Outcome, YoloReport
 from .base import HeadFamily, HeadNotFound, HeadState, Measure, SearchFn, Write, register_family
 
 __all__ = ["SCALE_JITTER", "YoloHead", "Yolov5Detect"]
@@ -70,6 +71,7 @@ class YoloData(NamedTuple):
 
     fit: Tensor  # [n,2] what the search fits
     check: Tensor  # [n,2] what is measured
+    scale: float | None = None  # the training scale the boxes are under, if any
 
 
 class YoloHead(HeadFamily):
@@ -164,8 +166,7 @@ class YoloHead(HeadFamily):
 
     # -- measuring and fitting -----------------------------------------------------
 
-    supports_scale = True
-    supports_stride_bounds = True
+    options = frozenset({"thr", "imgsz", "scale", "min_stride_units", "max_stride_units"})
 
     def data(
         self,
@@ -185,7 +186,7 @@ class YoloHead(HeadFamily):
             # (the same on every rank: the generator is seeded alike, then the rows are shared out).
             pooled = scale_jittered_wh(sizes, imgsz, scale=scale, draws=DEFAULT_DRAWS, seed=seed)  # [N*draws,2]
             share = pooled[rank::world_size].to(device)
-            return YoloData(share, share)
+            return YoloData(share, share, scale)
         wh_px = sizes.pixel_wh(imgsz)  # [N,2]
         jittered = sizes.pixel_wh(imgsz, scale_jitter=SCALE_JITTER, generator=torch.Generator().manual_seed(seed))
         # Each rank measures and searches its share of the boxes; sums are all-reduced.
@@ -234,7 +235,18 @@ class YoloHead(HeadFamily):
         stored = (levels_px / stride[:, None, None]).to(state.extra.anchors.dtype).double()
         return stored * stride[:, None, None]
 
-    def levels(
+    def report(self, state: HeadState, data: YoloData, outcome: Outcome, *, thr: float, reducer: Reducer | None) -> YoloReport:
+        """A :class:`~autoanchor.training.report.YoloReport` with the per-level figures of the
+        final anchors (collective: every rank) and those under one stride of their level."""
+        final = outcome.anchors_after
+        return YoloReport.of(
+            self.name, outcome,
+            levels=self._levels(state, final, data, thr=thr, reducer=reducer),
+            below_stride=tuple(anchors_below_stride(final, state.extra.stride)),
+            scale=data.scale,
+        )
+
+    def _levels(
         self, state: HeadState, params: Tensor, data: YoloData, *, thr: float, reducer: Reducer | None
     ) -> tuple[LevelStats, ...]:
         """:func:`~autoanchor.core.levels.level_stats` of ``params`` on ``data.check``, the
@@ -254,10 +266,6 @@ class YoloHead(HeadFamily):
             dataclasses.replace(lv, matched=m, targets=t, best=b, n_boxes=int(n))
             for lv, (m, t, b) in zip(local, shares)
         )
-
-    def below_stride(self, state: HeadState, params: Tensor) -> tuple[BelowStride, ...]:
-        """The anchors under one stride of their level (:func:`~autoanchor.core.levels.anchors_below_stride`)."""
-        return tuple(anchors_below_stride(params, state.extra.stride))
 
     def reorder(self, state: HeadState) -> Tensor | None:
         """The pixel anchors with the levels flipped if their mean area runs against
@@ -295,7 +303,7 @@ class YoloHead(HeadFamily):
     def _write_caches(self, state: HeadState, caches: Any) -> None:
         pass
 
-    def describe(self, params: Tensor) -> str:
+    def describe(self, state: HeadState, params: Tensor) -> str:
         return format_anchors(params)
 
     def format_measure(self, measure: Measure) -> str:
