@@ -17,7 +17,7 @@ from torch import Tensor
 from ..core._warn import warn
 from ..core.jitter import DEFAULT_DRAWS, scale_range
 from ..io.datasets import load_boxes
-from .agreement import decision_from_rank0, handshake, measure_from_rank0
+from ._agreement import decision_from_rank0, handshake, measure_from_rank0
 from .distributed import DistributedReducer
 from .heads import HeadFamily, HeadState, Measure, Write, find_head
 from .heads.base import SearchFn

@@ -23,7 +23,7 @@ import torch
 
 from ..core.search import search_anchors
 from ._steps import decide, measure, plan_report
-from .agreement import group_reducer
+from ._agreement import group_reducer
 from .distributed import DistributedReducer
 from .heads import HeadFamily, find_head
 from .heads.base import SearchFn
