@@ -6,9 +6,9 @@ the head adapters of :mod:`autoanchor.training.heads` (one per family of detecto
 called once before the first epoch; :func:`check_anchor_order` keeps YOLO anchor
 levels in the order of the strides.
 
-The flow, the same for every family: measure the current anchors → keep them if
-good enough → search → take the new ones only if better → write them atomically
-→ report. Everything is computed first and the model is written last, so an error
+The flow, the same for every family (:mod:`autoanchor.training._steps`): measure the
+current anchors → decide (keep them if good enough, else search and take the new ones
+only if better) → prepare the write and the family's report → write them atomically. Everything is computed first and the model is written last, so an error
 at any point (on any rank) leaves it bit for bit as it was.
 """
 
