@@ -51,7 +51,10 @@ def test_get_family_and_registration_errors():
         register_family(type("Nameless", (HeadFamily,), {}))
     with pytest.raises(TypeError, match="HeadFamily subclass"):
         register_family(nn.Linear)
-    assert heads.family_names()[:2] == ["yolov5", "yolov7"]  # nothing was registered
+    old = type("OldStyle", (SquareFamily,), {"name": "old", "yolo_options": False, "note": lambda self, s, d: ""})
+    with pytest.raises(TypeError, match=r"OldStyle defines yolo_options, note of the autoanchor 0.1 .* options .* report\(\)"):
+        register_family(old)
+    assert heads.family_names()[:2] == ["yolov5", "yolov7"] and "old" not in heads.family_names()
 
 
 # ---------------------------------------------------------------------------------

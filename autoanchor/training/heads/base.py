@@ -116,8 +116,11 @@ class HeadFamily(ABC):
     """How one family of detectors keeps its anchors.
 
     Subclasses set :attr:`name` and implement every abstract method; they are
-    registered with :func:`register_family`. Methods other than :meth:`write`
-    must not change the model. Errors: ``TypeError`` for a head of the wrong kind,
+    registered (as classes) with :func:`register_family`, and :func:`find_head`
+    constructs each with no arguments. A family with settings of its own takes them
+    as keyword-only constructor arguments whose defaults read them from the model;
+    users pass such an instance as ``check_anchors(..., family=...)``. Methods other
+    than :meth:`write` must not change the model. Errors: ``TypeError`` for a head of the wrong kind,
     ``ValueError`` for wrong values, each naming the attribute, the level and index
     where it applies.
     """
@@ -245,6 +248,16 @@ class HeadFamily(ABC):
         return state.params.numpy().tobytes()
 
 
+_REPLACED = {
+    **dict.fromkeys(
+        ("supports_scale", "supports_stride_bounds", "yolo_options"),
+        "list the check options the family takes in options (e.g. frozenset({'thr', 'imgsz', 'scale'}))",
+    ),
+    **dict.fromkeys(("levels", "below_stride", "note"), "return a report (an AnchorReport subclass) from report()"),
+    "describe_state": "implement describe(state, params)",
+}
+"""Members of the 0.1 protocol -> what replaced them."""
+
 FAMILIES: Registry[type[HeadFamily]] = Registry("head family")
 """The registered :class:`HeadFamily` subclasses by name, in the order they are tried."""
 
@@ -266,6 +279,12 @@ def register_family(cls: F | None = None, *, replace: bool = False) -> F:
         return lambda target: register_family(target, replace=replace)  # type: ignore[return-value]
     if not (isinstance(cls, type) and issubclass(cls, HeadFamily)):
         raise TypeError(f"register_family takes a HeadFamily subclass, got {cls!r}")
+    old = [name for name in _REPLACED if hasattr(cls, name)]
+    if old:  # would be silently ignored: say what replaced them
+        raise TypeError(
+            f"{cls.__name__} defines {', '.join(old)} of the autoanchor 0.1 head-family protocol; "
+            + "; ".join(dict.fromkeys(_REPLACED[name] for name in old))
+        )
     return FAMILIES.register(cls, replace=replace)
 
 
