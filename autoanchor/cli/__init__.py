@@ -2,7 +2,7 @@
 
 ::
 
-    autoanchor fit [DATA] [--n 9] [--img 640] [--thr 4.0] [--gen 1000] [--seed 0] [--metric ratio|iou]
+    autoanchor fit [DATA] [--n 9] [--img 640] [--thr 4.0] [--gen 1000] [--seed 0] [--metric ratio|iou|...]
                    [--levels 3] [--scale S] [--format text|yaml|json|darknet|mmyolo] [--out FILE] [--plot PNG]
                    [--device cpu|cuda] [--no-cache] [-q] [--model MODEL.yaml|MODEL.cfg [--write]]
     autoanchor check [DATA] (--model MODEL.yaml|MODEL.cfg | --anchors "10,13, 16,30, ..." | --anchors yolov5-p5)
