@@ -16,19 +16,32 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
 
 from ..core.levels import BelowStride, LevelStats, format_below_stride, format_level_table, level_name
 
-if TYPE_CHECKING:
-    from .heads.base import Measure
-
-__all__ = ["AnchorReport", "GridReport", "Outcome", "YoloReport"]
+__all__ = ["AnchorReport", "GridReport", "Measure", "Outcome", "YoloReport"]
 
 R = TypeVar("R", bound="AnchorReport")
+
+
+class Measure(NamedTuple):
+    """How well some anchors fit the data, in a family's own figures.
+
+    Attributes:
+        score: the figure the hook compares with ``bpr_threshold`` ("good enough")
+            and between the current and the searched anchors ("better"): higher is
+            better, in [0, 1]. Best possible recall for YOLO heads.
+        figures: named figures for the report and the log, the same keys in the
+            same order for every measure of one family (e.g. ``{"bpr": ...,
+            "aat": ..., "fitness": ...}``).
+    """
+
+    score: float
+    figures: dict[str, float]
 
 
 class Outcome(NamedTuple):

@@ -37,7 +37,7 @@ from torch import Tensor
 from ...core.boxes import BoxSizes
 from ...core.parallel import Reducer
 from ...core.registry import Registry
-from ..report import AnchorReport, Outcome
+from ..report import AnchorReport, Measure, Outcome
 
 __all__ = [
     "FAMILIES",
@@ -76,22 +76,6 @@ class HeadState(NamedTuple):
     where: str
     params: Tensor
     extra: Any = None
-
-
-class Measure(NamedTuple):
-    """How well some anchors fit the data, in a family's own figures.
-
-    Attributes:
-        score: the figure the hook compares with ``bpr_threshold`` ("good enough")
-            and between the current and the searched anchors ("better"): higher is
-            better, in [0, 1]. Best possible recall for YOLO heads.
-        figures: named figures for the report and the log, the same keys in the
-            same order for every measure of one family (e.g. ``{"bpr": ...,
-            "aat": ..., "fitness": ...}``).
-    """
-
-    score: float
-    figures: dict[str, float]
 
 
 class Write(NamedTuple):
