@@ -60,7 +60,7 @@ def main() -> None:
     boxes = load_boxes("coco128")
     model = build(args.model, args.min_size, args.max_size)
     report = autoanchor.check_anchors(boxes, model, seed=0)  # before the first step, as in yolov5's train.py
-    before, after = report.figures_before["matched"], report.figures_after["matched"]
+    before, after = report.matched_before, report.matched_after  # a GridReport: the share of boxes matched
     print(f"replaced: {report.replaced}; share of coco128 boxes matched {before:.3f} -> {after:.3f}")
     _path, anchors = find_anchor_generator(model)
     print(f"the model now has AnchorGenerator(sizes={anchors.sizes}, aspect_ratios={anchors.aspect_ratios})")

@@ -2,7 +2,7 @@
 
 ::
 
-    autoanchor fit [DATA] [--n 9] [--img 640] [--thr 4.0] [--gen 1000] [--seed 0] [--metric ratio|iou]
+    autoanchor fit [DATA] [--n 9] [--img 640] [--thr 4.0] [--gen 1000] [--seed 0] [--metric ratio|iou|...]
                    [--levels 3] [--scale S] [--format text|yaml|json|darknet|mmyolo] [--out FILE] [--plot PNG]
                    [--device cpu|cuda] [--no-cache] [-q] [--model MODEL.yaml|MODEL.cfg [--write]]
     autoanchor check [DATA] (--model MODEL.yaml|MODEL.cfg | --anchors "10,13, 16,30, ..." | --anchors yolov5-p5)
@@ -23,7 +23,7 @@ stderr and exit code 2; 130 when interrupted. On the CPU the command runs torch
 on one thread unless ``OMP_NUM_THREADS`` says otherwise (the search's tensors
 are small; more threads only add overhead).
 
-Layout: :mod:`.registry` holds the two plug points (subcommands, output formats),
+Layout: :mod:`.registry` holds the two plug points (subcommands, output writers),
 :mod:`.options` the option types and shared options, one module per subcommand
 (:mod:`.fit`, :mod:`.check`, :mod:`.advise`), :mod:`.formats` the writers, :mod:`.common` and
 :mod:`.levels` what running commands share. torch is imported only when a command runs, so ``--help``,
@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..io.configs import load_config
 from .options import EXIT_ERROR, EXIT_INTERRUPTED, CommandLineError, Parser, add_common_options
-from .registry import commands, get_command, register_command, register_format
+from .registry import commands, get_command, register_command, register_writer
 
 # Output formats, then one line per subcommand: importing a module registers what it defines.
 from . import formats  # noqa: F401  isort: skip
@@ -50,7 +50,7 @@ from . import fit  # noqa: F401  isort: skip
 from . import check  # noqa: F401  isort: skip
 from . import advise  # noqa: F401  isort: skip
 
-__all__ = ["CommandLineError", "build_parser", "main", "register_command", "register_format"]
+__all__ = ["CommandLineError", "build_parser", "main", "register_command", "register_writer"]
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..io.configs import load_config
 from .options import EXIT_OK, add_scale_option, add_stride_bounds_options, check_stride_bounds, non_negative_int, seed
-from .registry import format_help, format_names, get_format, register_command, register_format
+from .registry import get_writer, register_command, register_writer, writer_help, writer_names
 
 if TYPE_CHECKING:
     from ..core.advise import Advice, AdviceRow
@@ -77,8 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="generations of the final search of the recommended configuration; default %(default)s",
     )
     parser.add_argument(
-        "--format", choices=format_names("advise"), default="text",
-        help=f"{format_help('advise')}; default %(default)s",
+        "--format", choices=writer_names("advise"), default="text",
+        help=f"{writer_help('advise')}; default %(default)s",
     )
 
 
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from .common import device_of, emit, load
     from .levels import scale_fields, training_wh
 
-    writer = get_format("advise", args.format)
+    writer = get_writer("advise", args.format)
     check_stride_bounds(args)
     device = device_of(args.device)
     sizes, wh, name = load(args.data, args.img, device, progress=not args.quiet, cache=args.cache)
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@register_format("text", command="advise", help="readable")
+@register_writer("text", command="advise", help="readable")
 def advise_text(result: AdviseOutput) -> str:
     from ..core.advise import format_advice
 
@@ -172,7 +172,7 @@ def _row_json(row: AdviceRow) -> dict[str, Any]:
     }
 
 
-@register_format("json", command="advise", help="one JSON document")
+@register_writer("json", command="advise", help="one JSON document")
 def advise_json(result: AdviseOutput) -> str:
     from .common import json_text
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ..io.configs import anchor_config_names, anchors_by_name, load_config, strides_by_name
 from .grid import PRESETS, add_grid_options, generator_help, grid_requested, run_grid
 from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, CommandLineError, add_scale_option, probability, seed
-from .registry import format_help, format_names, get_format, register_command
+from .registry import get_writer, register_command, writer_help, writer_names
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seeds the --scale draws (from 0 to 2**64 - 1); default %(default)s",
     )
     parser.add_argument(
-        "--format", choices=format_names("check"), default="text",
-        help=f"{format_help('check')}; default %(default)s",
+        "--format", choices=writer_names("check"), default="text",
+        help=f"{writer_help('check')}; default %(default)s",
     )
     add_grid_options(parser, generator=False)
 
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         if args.generator is None:
             raise CommandLineError("--sizes, --ratios, --strides, --min-size, --max-size and --iou need --generator")
         return run_grid(args, "check")
-    writer = get_format("check", args.format)
+    writer = get_writer("check", args.format)
     network = strides = None
     if is_cfg(args.model):
         cfg = read_model_cfg(args.model)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.registry import OBJECTIVES
 from ..io.configs import load_config
 from .grid import add_grid_options, grid_requested, run_grid
 from .options import (
@@ -21,7 +22,7 @@ from .options import (
     positive_int,
     seed,
 )
-from .registry import format_help, format_names, get_format, register_command
+from .registry import get_writer, register_command, writer_help, writer_names
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -56,14 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="random seed from 0 to 2**64 - 1: the same data and seed give the same anchors; default %(default)s",
     )
     parser.add_argument(
-        "--metric", choices=("ratio", "iou"), default=defaults["metric"],
-        help="what to maximise: ratio (yolov5 fitness) or iou (Avg IoU); default %(default)s",
+        "--metric", choices=OBJECTIVES, default=defaults["metric"],  # the live registry: objectives registered in Python too
+        help="what to maximise, a registered objective: ratio (yolov5 fitness), iou (Avg IoU), ...; default %(default)s",
     )
     add_scale_option(parser, "fit")
     add_stride_bounds_options(parser, "8, 16, 32, ... for the --levels or the --model yaml's levels")
     parser.add_argument(
-        "--format", choices=format_names("fit"), default="text",
-        help=f"{format_help('fit')}; default %(default)s",
+        "--format", choices=writer_names("fit"), default="text",
+        help=f"{writer_help('fit')}; default %(default)s",
     )
     parser.add_argument(
         "--out", type=Path, metavar="FILE", help="write the result to FILE (replaced atomically) instead of stdout"
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_output_path("--out", args.out)
         return run_grid(args, "fit")
-    writer = get_format("fit", args.format)
+    writer = get_writer("fit", args.format)
     _check_before_work(args)
     cfg = network = None
     if is_cfg(args.model):

@@ -3,7 +3,7 @@
 A writer takes the command's result (:class:`FitOutput` or :class:`CheckOutput`) and
 returns the whole text, ending with a newline. Adding a format is adding one function
 here (or in any module imported by :mod:`autoanchor.cli`) with
-:func:`~autoanchor.cli.registry.register_format`.
+:func:`~autoanchor.cli.registry.register_writer`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
-from .registry import register_format
+from .registry import register_writer
 
 __all__ = ["CheckOutput", "FitOutput", "stats_line"]
 
@@ -127,7 +127,7 @@ def stats_line(stats: Any) -> str:
 # -- fit --------------------------------------------------------------------------------------------
 
 
-@register_format("text", command="fit", help="readable")
+@register_writer("text", command="fit", help="readable")
 def fit_text(result: FitOutput) -> str:
     from ..io.modelyaml import level_label
 
@@ -146,7 +146,7 @@ def fit_text(result: FitOutput) -> str:
     return "\n".join(lines) + "\n"
 
 
-@register_format("yaml", command="fit", help="a model-yaml anchors: block")
+@register_writer("yaml", command="fit", help="a model-yaml anchors: block")
 def fit_yaml(result: FitOutput) -> str:
     from ..io.modelyaml import anchors_yaml_block
 
@@ -160,7 +160,7 @@ def fit_yaml(result: FitOutput) -> str:
     return f"{header}\n{anchors_yaml_block(result.rows, strides=result.strides)}\n"
 
 
-@register_format("json", command="fit", help="one JSON document")
+@register_writer("json", command="fit", help="one JSON document")
 def fit_json(result: FitOutput) -> str:
     from .common import json_text
 
@@ -187,7 +187,7 @@ def fit_json(result: FitOutput) -> str:
     return json_text(document)
 
 
-@register_format("darknet", command="fit", help="the anchors= line and each level's mask= line of a darknet .cfg")
+@register_writer("darknet", command="fit", help="the anchors= line and each level's mask= line of a darknet .cfg")
 def fit_darknet(result: FitOutput) -> str:
     from ..io.darknet import darknet_lines
 
@@ -196,7 +196,7 @@ def fit_darknet(result: FitOutput) -> str:
     return darknet_lines(result.rows, strides=result.strides)
 
 
-@register_format("mmyolo", command="fit", help="a prior_generator=dict(...) for an mmyolo config")
+@register_writer("mmyolo", command="fit", help="a prior_generator=dict(...) for an mmyolo config")
 def fit_mmyolo(result: FitOutput) -> str:
     from ..io.mmyolo import mmyolo_snippet
 
@@ -206,7 +206,7 @@ def fit_mmyolo(result: FitOutput) -> str:
 # -- check ------------------------------------------------------------------------------------------
 
 
-@register_format("text", command="check", help="readable")
+@register_writer("text", command="check", help="readable")
 def check_text(result: CheckOutput) -> str:
     info, stats = result.info, result.stats
     what = f"{len(result.anchors)} anchors" + (f" ({result.label})" if result.label else "")
@@ -240,7 +240,7 @@ def check_text(result: CheckOutput) -> str:
     return "\n".join(lines) + "\n"
 
 
-@register_format("json", command="check", help="one JSON document")
+@register_writer("json", command="check", help="one JSON document")
 def check_json(result: CheckOutput) -> str:
     from .common import json_text
 

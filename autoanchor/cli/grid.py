@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, CommandLineError
-from .registry import register_format
+from .registry import register_writer
 
 __all__ = [
     "PRESETS", "GridCheckOutput", "GridFitOutput", "add_grid_options", "generator_help", "grid_requested", "run_grid",
@@ -279,17 +279,17 @@ def _fit_output(result: Any) -> GridFitOutput:
     return result
 
 
-@register_format("python", command="fit", help="with --generator: torchvision AnchorGenerator(...)")
+@register_writer("python", command="fit", help="with --generator: torchvision AnchorGenerator(...)")
 def fit_python(result: Any) -> str:
     return python_text(_fit_output(result).fitted) + "\n"
 
 
-@register_format("detectron2", command="fit", help="with --generator: detectron2 MODEL.ANCHOR_GENERATOR lines")
+@register_writer("detectron2", command="fit", help="with --generator: detectron2 MODEL.ANCHOR_GENERATOR lines")
 def fit_detectron2(result: Any) -> str:
     return detectron2_text(_fit_output(result).fitted) + "\n"
 
 
-@register_format("mmdet", command="fit", help="with --generator: an mmdetection anchor_generator=dict(...)")
+@register_writer("mmdet", command="fit", help="with --generator: an mmdetection anchor_generator=dict(...)")
 def fit_mmdet(result: Any) -> str:
     return mmdet_text(_fit_output(result).fitted) + "\n"
 
@@ -406,8 +406,8 @@ def run_grid(args: argparse.Namespace, command: str) -> int:
     if after.matched <= before.matched:  # replace only when the share matched rises, as the hook does
         fitted, after = start, before
     output = GridFitOutput(start, fitted, before, after, info)
-    from .registry import get_format
+    from .registry import get_writer
 
-    text = grid_fit_text(output) if args.format == "text" else get_format("fit", args.format).write(output)
+    text = grid_fit_text(output) if args.format == "text" else get_writer("fit", args.format).write(output)
     emit(text, args.out)
     return EXIT_OK

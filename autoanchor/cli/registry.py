@@ -1,4 +1,4 @@
-"""The two plug points of the command line: subcommands and output formats.
+"""The two plug points of the command line: subcommands and output writers (``--format``).
 
 A subcommand is a module that registers itself once::
 
@@ -14,16 +14,17 @@ A subcommand is a module that registers itself once::
 
 plus one import line in :mod:`autoanchor.cli` (``from . import advise``). The shared
 options (DATA, ``--img``, ``--thr``, ``--device``, ``-q``, ``--no-cache``) are added to
-every subcommand. An output format is one function that turns a command's result into
+every subcommand. An output writer is one function that turns a command's result into
 text, registered for that command::
 
-    @register_format("mmyolo", command="fit", help="an mmyolo prior_generator base_sizes list")
+    @register_writer("mmyolo", command="fit", help="an mmyolo prior_generator base_sizes list")
     def mmyolo(result: FitOutput) -> str:
         return ...
 
-Its name becomes a ``--format`` choice of that command, in registration order. Like
-detectron2's ``Registry``, a name is registered once, and asking for an unknown name
-raises an error that lists the known ones.
+Its name becomes a ``--format`` choice of that command, in registration order. Both are
+kept in a :class:`~autoanchor.core.registry.Registry` (:data:`COMMANDS`, :func:`writers`),
+the one used by every plug point: a name is registered once (``replace=True`` to take
+it), and asking for an unknown name raises an error that lists the known ones.
 
 Nothing here imports torch: the parser, ``--help`` and usage errors never need it.
 """
@@ -35,16 +36,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.registry import Registry
+
 __all__ = [
+    "COMMANDS",
     "Command",
-    "OutputFormat",
+    "OutputWriter",
     "commands",
-    "format_help",
-    "format_names",
     "get_command",
-    "get_format",
+    "get_writer",
     "register_command",
-    "register_format",
+    "register_writer",
+    "writer_help",
+    "writer_names",
+    "writers",
 ]
 
 Run = Callable[[argparse.Namespace], int]
@@ -71,8 +76,8 @@ class Command:
 
 
 @dataclass(frozen=True)
-class OutputFormat:
-    """A registered ``--format`` of one command.
+class OutputWriter:
+    """A registered ``--format`` of one command: an output writer.
 
     Attributes:
         name: the ``--format`` value (``json``).
@@ -87,23 +92,29 @@ class OutputFormat:
     write: Writer
 
 
-_COMMANDS: dict[str, Command] = {}
-_FORMATS: dict[str, dict[str, OutputFormat]] = {}
+COMMANDS: Registry[Command] = Registry("subcommand")
+"""The registered subcommands, in registration order (:class:`~autoanchor.core.registry.Registry`)."""
+
+_WRITERS: dict[str, Registry[OutputWriter]] = {}
+
+
+def writers(command: str) -> Registry[OutputWriter]:
+    """The registry of ``command``'s output writers (its ``--format`` choices), in registration order."""
+    return _WRITERS.setdefault(command, Registry(f"{command!r} output format"))
 
 
 def register_command(
-    name: str, *, help: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None]
+    name: str, *, help: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+    replace: bool = False,
 ) -> Callable[[Run], Run]:
     """Decorator: register ``run`` as the subcommand ``name`` (see the module docstring).
 
     Raises:
-        ValueError: if a subcommand of that name is already registered.
+        ValueError: if a subcommand of that name is already registered (and not ``replace``).
     """
 
     def decorate(run: Run) -> Run:
-        if name in _COMMANDS:
-            raise ValueError(f"subcommand {name!r} is already registered")
-        _COMMANDS[name] = Command(name, help, description, add_arguments, run)
+        COMMANDS.register(Command(name, help, description, add_arguments, run), replace=replace)
         return run
 
     return decorate
@@ -111,7 +122,7 @@ def register_command(
 
 def commands() -> list[Command]:
     """Every registered subcommand, in registration order."""
-    return list(_COMMANDS.values())
+    return COMMANDS.values()
 
 
 def get_command(name: str) -> Command:
@@ -120,47 +131,37 @@ def get_command(name: str) -> Command:
     Raises:
         ValueError: for an unknown name; the message lists the known ones.
     """
-    if name not in _COMMANDS:
-        raise ValueError(f"unknown subcommand {name!r}; known: {', '.join(_COMMANDS) or 'none'}")
-    return _COMMANDS[name]
+    return COMMANDS.get(name)
 
 
-def register_format(name: str, *, command: str, help: str) -> Callable[[Writer], Writer]:
+def register_writer(name: str, *, command: str, help: str, replace: bool = False) -> Callable[[Writer], Writer]:
     """Decorator: register ``write`` as ``--format name`` of the subcommand ``command``.
 
     Raises:
-        ValueError: if ``command`` already has a format of that name.
+        ValueError: if ``command`` already has a writer of that name (and not ``replace``).
     """
 
     def decorate(write: Writer) -> Writer:
-        formats = _FORMATS.setdefault(command, {})
-        if name in formats:
-            raise ValueError(f"format {name!r} of {command!r} is already registered")
-        formats[name] = OutputFormat(name, command, help, write)
+        writers(command).register(OutputWriter(name, command, help, write), replace=replace)
         return write
 
     return decorate
 
 
-def format_names(command: str) -> list[str]:
+def writer_names(command: str) -> list[str]:
     """The ``--format`` names of ``command``, in registration order (empty if none)."""
-    return list(_FORMATS.get(command, {}))
+    return list(writers(command))
 
 
-def get_format(command: str, name: str) -> OutputFormat:
-    """The output format ``name`` of ``command``.
+def get_writer(command: str, name: str) -> OutputWriter:
+    """The output writer ``name`` of ``command``.
 
     Raises:
         ValueError: for an unknown name; the message lists the known ones.
     """
-    formats = _FORMATS.get(command, {})
-    if name not in formats:
-        raise ValueError(
-            f"unknown output format {name!r} for {command!r}; known: {', '.join(formats) or 'none'}"
-        )
-    return formats[name]
+    return writers(command).get(name)
 
 
-def format_help(command: str) -> str:
-    """``name (help), ...`` of the formats of ``command``, for its ``--format`` help text."""
-    return ", ".join(f"{f.name} ({f.help})" for f in _FORMATS.get(command, {}).values())
+def writer_help(command: str) -> str:
+    """``name (help), ...`` of the writers of ``command``, for its ``--format`` help text."""
+    return ", ".join(f"{w.name} ({w.help})" for w in writers(command).values())

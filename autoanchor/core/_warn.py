@@ -6,8 +6,7 @@ import os
 import sys
 import warnings
 
-# the autoanchor package (this module sits in autoanchor/core/)
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # autoanchor/, above core/
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from .metrics import AnchorStats, check_anchors, check_thr, check_wh, ratio_metric, size_iou, wh_iou
 from .parallel import LocalReducer, Reducer
+from .registry import OBJECTIVES
 
 __all__ = [
     "Cells",
@@ -221,29 +222,30 @@ class Objective:
         raise NotImplementedError(f"{type(self).__name__} has no reachable() mask to gather by")
 
 
-_REGISTRY: dict[str, type[Objective]] = {}
+def register_objective(cls: type[Objective] | None = None, *, replace: bool = False):
+    """Class decorator: make ``cls`` available as ``metric=cls.name`` to every search, the
+    hook and the command line (``autoanchor fit --metric``).
 
-
-def register_objective(cls: type[Objective]) -> type[Objective]:
-    """Class decorator: make ``cls`` available as ``metric=cls.name`` everywhere.
+    It registers ``cls`` in :data:`autoanchor.core.registry.OBJECTIVES`, under the rules of
+    :class:`~autoanchor.core.registry.Registry` (``replace=True`` to take a taken name;
+    ``@register_objective(replace=True)`` then).
 
     Raises:
         TypeError: if ``cls`` is not an :class:`Objective` subclass.
-        ValueError: if its name is empty or already taken by another class.
+        ValueError: if it does not set ``name`` and ``stat``, or its name is taken by another class.
     """
+    if cls is None:
+        return lambda target: register_objective(target, replace=replace)
     if not (isinstance(cls, type) and issubclass(cls, Objective)):
         raise TypeError(f"register_objective takes an Objective subclass, got {cls!r}")
     if not cls.name or not cls.stat:
         raise ValueError(f"{cls.__name__} must set the class attributes name and stat")
-    if _REGISTRY.get(cls.name, cls) is not cls:
-        raise ValueError(f"an objective named {cls.name!r} is already registered ({_REGISTRY[cls.name].__name__})")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return OBJECTIVES.register(cls, replace=replace)
 
 
 def objective_names() -> tuple[str, ...]:
     """The registered names, in registration order."""
-    return tuple(_REGISTRY)
+    return OBJECTIVES.names()
 
 
 def objective_class(metric: str | type[Objective]) -> type[Objective]:
@@ -258,8 +260,8 @@ def objective_class(metric: str | type[Objective]) -> type[Objective]:
     """
     if isinstance(metric, type) and issubclass(metric, Objective):
         return metric
-    if isinstance(metric, str) and metric in _REGISTRY:
-        return _REGISTRY[metric]
+    if isinstance(metric, str) and metric in OBJECTIVES:
+        return OBJECTIVES.get(metric)
     raise ValueError(f"metric must be one of {objective_names()} (or an Objective subclass), got {metric!r}")
 
 

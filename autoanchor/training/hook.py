@@ -6,9 +6,9 @@ the head adapters of :mod:`autoanchor.training.heads` (one per family of detecto
 called once before the first epoch; :func:`check_anchor_order` keeps YOLO anchor
 levels in the order of the strides.
 
-The flow, the same for every family: measure the current anchors → keep them if
-good enough → search → take the new ones only if better → write them atomically
-→ report. Everything is computed first and the model is written last, so an error
+The flow, the same for every family (:mod:`autoanchor.training._steps`): measure the
+current anchors → decide (keep them if good enough, else search and take the new ones
+only if better) → prepare the write and the family's report → write them atomically. Everything is computed first and the model is written last, so an error
 at any point (on any rank) leaves it bit for bit as it was.
 """
 
@@ -17,22 +17,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
-from ..core._warn import warn
-from .agreement import decision_from_rank0, group_reducer, handshake, measure_from_rank0
-from .options import DEFAULT_IMGSZ, DEFAULT_THR, CheckOptions
-from ..io.datasets import load_boxes
+from ..core.search import search_anchors
+from ._steps import decide, measure, plan_report
+from ._agreement import group_reducer
 from .distributed import DistributedReducer
-from .heads import HeadFamily, HeadState, Write, find_head, get_family
+from .heads import HeadFamily, find_head
 from .heads.base import SearchFn
 from .heads.yolov5 import YoloHead
-from ..core.jitter import DEFAULT_DRAWS, scale_range
+from .options import DEFAULT_IMGSZ, DEFAULT_THR, CheckOptions
 from .report import AnchorReport
-from ..core.search import search_anchors
 
 __all__ = ["AnchorReport", "CheckOptions", "check_anchors", "check_anchor_order", "find_detect", "run_check"]
 
@@ -106,139 +103,6 @@ def check_anchor_order(m: Any) -> bool:
 # ---------------------------------------------------------------------------------
 
 
-class _Plan(NamedTuple):
-    report: AnchorReport
-    family: HeadFamily
-    state: HeadState
-    write: Write | None
-
-
-def _plan(
-    dataset: Any,
-    model: Any,
-    options: CheckOptions,
-    *,
-    detect: Any,
-    family: str | HeadFamily | None,
-    search: SearchFn,
-    reducer: DistributedReducer | None,
-) -> _Plan:
-    """Decide on and prepare the anchors; touches nothing in the model."""
-    rank, world_size = (reducer.rank, reducer.world_size) if reducer is not None else (0, 1)
-    verbose = options.verbose and rank == 0
-    info = logging.INFO if verbose else logging.DEBUG
-    sizes = load_boxes(dataset, verbose=verbose)  # ValueError naming the image
-    family, head, where = find_head(model, detect, family=family)
-    state = family.read(head, where)
-    seed = options.seed
-    if reducer is not None:
-        logger.log(
-            info,
-            "working across %d ranks, each on its share of the boxes: every rank must call check_anchors "
-            "(pass distributed=False for a call made on one rank only)",
-            world_size,
-        )
-        seed = handshake(reducer, options, sizes, family, state)
-    scale = {}
-    if options.scale is not None:
-        if not family.supports_scale:
-            raise ValueError(
-                f"scale={options.scale} models yolov5's training-time scale augmentation, which the "
-                f"{family.name} family ({where}) does not support; leave scale out for this head"
-            )
-        low, high = scale_range(options.scale)
-        logger.log(
-            info, "measuring and fitting under the training scale U(%g, %g): %d seeded draws per image, pooled",
-            low, high, DEFAULT_DRAWS,
-        )
-        scale = {"scale": options.scale}  # only when given: families written before scale= keep working
-    bounds = {}
-    if options.min_stride_units is not None or options.max_stride_units is not None:
-        if not family.supports_stride_bounds:
-            raise ValueError(
-                f"min_stride_units={options.min_stride_units}, max_stride_units={options.max_stride_units}: the "
-                f"{family.name} family ({where}) does not support stride bounds; leave them out for this head"
-            )
-        bounds = {"min_stride_units": options.min_stride_units, "max_stride_units": options.max_stride_units}
-    data = family.data(
-        state, sizes, imgsz=options.imgsz, seed=seed, device=options.device, rank=rank, world_size=world_size,
-        **scale,
-    )
-    if not family.yolo_options:
-        ignored = [
-            f"{name}={value!r}"
-            for name, value, default in (("thr", options.thr, DEFAULT_THR), ("imgsz", options.imgsz, DEFAULT_IMGSZ))
-            if value != default
-        ]
-        if ignored and rank == 0:
-            warn(
-                f"yolov5 arguments ({', '.join(ignored)}) do not apply to the {family.name} head at {where}: "
-                "it is measured at its own foreground IoU and input resize; they are ignored"
-            )
-    thr, threshold = options.thr, options.bpr_threshold
-    before = family.measure(state, state.params, data, thr=thr, reducer=reducer)
-    if reducer is not None:
-        # Every rank must take the same branch below (the search runs collectives).
-        before = measure_from_rank0(reducer, before)
-    logger.log(
-        info, "current anchors (%s head at %s), on %d boxes (%s): %s",
-        family.name, where, sizes.n_boxes,
-        f"imgsz {options.imgsz}, thr {thr}" if family.yolo_options else "the model's resize and matcher",
-        family.format_measure(before),
-    )
-    searched = before.score <= threshold
-    after, params = before, None
-    if not searched:
-        logger.log(info, "current anchors are a good fit to the data (%.4f > %s), kept", before.score, threshold)
-    else:
-        logger.log(
-            info, "anchors are a poor fit to the data (%.4f <= %s): searching %d new anchors",
-            before.score, threshold, state.params.numel() // 2,
-        )
-        found = family.fit(
-            state, data, thr=thr, gen=options.gen, seed=seed, search=search, reducer=reducer, progress=verbose,
-            **bounds,
-        )
-        candidate = family.measure(state, found, data, thr=thr, reducer=reducer)
-        if candidate.score > before.score:
-            after, params = candidate, found
-            logger.log(
-                info,
-                "new anchors: %s; replacing (pixels, per level): %s%s",
-                family.format_measure(candidate), family.describe_state(state, found),
-                " (optional: write them into the model yaml to reuse them)" if family.yolo_options else "",
-            )
-        else:
-            logger.log(
-                info, "new anchors are not better (%.4f <= %.4f): kept the current anchors",
-                candidate.score, before.score,
-            )
-    if reducer is not None:
-        # Rank 0 decides for everyone: the same report and anchors on every rank.
-        after, params = decision_from_rank0(reducer, after, params, state.params.shape)
-    write = family.prepare(state, params) if params is not None else None
-    final = write.params if write is not None else state.params
-    report = AnchorReport.from_measures(
-        family=family.name,
-        before=before,
-        after=after,
-        anchors_before=state.params,
-        anchors_after=final,
-        replaced=write is not None,
-        searched=searched,
-        levels=family.levels(state, final, data, thr=thr, reducer=reducer),  # collective: every rank
-        below_stride=family.below_stride(state, final),
-        scale=options.scale,
-        note=family.note(state, data),
-    )
-    if searched and after.score <= threshold < 1 and rank == 0:
-        warn(
-            f"the anchors still fit the data poorly ({after.score:.4f} <= bpr_threshold {threshold}); "
-            f"{family.poor_fit_advice()}"
-        )
-    return _Plan(report, family, state, write)
-
-
 def _nobody_listens(log: logging.Logger) -> bool:
     """Whether logging is unconfigured for ``log``: no handler anywhere on its way to
     the root and no level chosen for it or its parents (the root's default aside).
@@ -259,7 +123,7 @@ def _announce(report: AnchorReport, *, verbose: bool) -> None:
     the final anchors (each line prefixed ``autoanchor:``): logged at INFO, or
     written to stderr (as ``warnings`` does) when nobody configured logging for
     autoanchor."""
-    lines = [str(report)] + [f"autoanchor: {line}" for line in report.level_lines()]
+    lines = report.lines()
     if verbose and _nobody_listens(logger):
         sys.stderr.write("".join(f"{line}\n" for line in lines))
         sys.stderr.flush()
@@ -295,7 +159,9 @@ def run_check(
     """
     guard = reducer.guard() if reducer is not None else contextlib.nullcontext()
     with guard:
-        plan = _plan(dataset, model, options, detect=detect, family=family, search=search, reducer=reducer)
+        measured = measure(dataset, model, options, detect=detect, family=family, reducer=reducer)
+        decision = decide(measured, options, search=search, reducer=reducer)
+        plan = plan_report(measured, decision, options, reducer=reducer)
     # Every rank has agreed that everything succeeded: now, and only now, write.
     if plan.write is not None:
         plan.family.write(plan.state, plan.write)
@@ -318,18 +184,16 @@ def check_anchors(
     family: str | HeadFamily | None = None,
     distributed: bool | None = None,
     scale: float | None = None,
-    strides: Sequence[int] | None = None,
-    resize: Any = None,
-    threshold: float | None = None,
     min_stride_units: float | None = None,
     max_stride_units: float | None = None,
+    **removed: Any,
 ) -> AnchorReport:
     """Check the model's anchors against the data; replace them in place if a search finds better.
 
     A drop-in for yolov5's ``check_anchors(dataset, model=model, thr=hyp["anchor_t"],
     imgsz=imgsz)``, called once before the first epoch. The head is found by the
     registered families (:mod:`autoanchor.training.heads`: yolov5 v6+ ``Detect``, yolov7
-    ``IDetect`` / yolov5 v5.0 ``Detect``). For these YOLO heads:
+    ``IDetect`` / yolov5 v5.0 ``Detect``, torchvision ``AnchorGenerator``). For YOLO heads:
 
     1. The box sizes are letterboxed to ``imgsz`` with a seeded per-image scale
        jitter U(0.9, 1.1), as yolov5 does, and the current anchors (anchors ×
@@ -389,10 +253,16 @@ def check_anchors(
         verbose: log progress and results at INFO (rank 0 only), show a progress
             bar and make sure the report line is seen; False logs nothing at INFO.
         detect: the detection head, if it is not ``model.model[-1]``.
-        family: the head family to use (a name from
-            :func:`autoanchor.training.heads.family_names` or a
-            :class:`~autoanchor.training.heads.HeadFamily` instance); ``None`` tries every
-            registered family in turn.
+        family: the head family to use: a registered name
+            (:data:`autoanchor.training.heads.FAMILIES`) or a
+            :class:`~autoanchor.training.heads.HeadFamily` instance, which carries that
+            family's own settings, e.g. ``TorchvisionAnchors(strides=(8, 16, 32, 64, 128),
+            resize=..., threshold=0.5)`` (:mod:`autoanchor.training.heads.torchvision`: the
+            strides per level in pixels, required for a bare ``AnchorGenerator``, the input
+            resize and the foreground IoU, instead of what is read from the model; for that
+            family the score compared with ``bpr_threshold`` is the share of boxes matched,
+            and ``thr`` / ``imgsz`` do not apply: a warning names them when they differ
+            from their defaults). ``None`` tries every registered family in turn.
         distributed: ``None`` (default) to work across the process group when one
             is initialised; ``False`` to work in this process alone (for a call
             made on one rank only, like yolov5's ``train.py`` does: DDP then
@@ -401,14 +271,6 @@ def check_anchors(
         scale: yolov5's training-time scale ``hyp['scale']`` in [0, 1) (0.5 in its
             default hyper-parameters): measure and fit on the boxes under that
             augmentation; ``None`` (default) keeps yolov5's U(0.9, 1.1) check jitter.
-        strides, resize, threshold: for torchvision anchor generators only (the
-            ``torchvision`` family, :mod:`autoanchor.training.heads.torchvision`): the strides
-            per level in pixels (required for a bare ``AnchorGenerator``), the input
-            resize (a :class:`~autoanchor.grid.ResizeRule`) and the foreground
-            IoU, instead of what is read from the model. For that family the score
-            compared with ``bpr_threshold`` is the share of boxes matched, and ``thr``
-            / ``imgsz`` do not apply (a warning names them when they differ from
-            their defaults). A ``ValueError`` for any other head.
         min_stride_units, max_stride_units: if a search runs, it keeps every anchor's
             size ``sqrt(w * h)`` within these many strides of its level (the head's
             strides; levels by area, smallest on the finest stride), enforced inside
@@ -417,7 +279,10 @@ def check_anchors(
             bound by the buffer's rounding (float16 included).
 
     Returns:
-        An :class:`AnchorReport`; ``str(report)`` is one line for a training log.
+        The family's report (:mod:`autoanchor.training.report`): a
+        :class:`~autoanchor.training.report.YoloReport` for YOLO heads, a
+        :class:`~autoanchor.training.report.GridReport` for torchvision generators, an
+        :class:`AnchorReport` for other families; ``str(report)`` is one line for a training log.
 
     Raises:
         ValueError: invalid data (no boxes, non-finite or negative sizes, label
@@ -428,7 +293,9 @@ def check_anchors(
             non-finite or non-positive: the message names the level and index; on
             the meta device), or (distributed) ranks that disagree on them.
         TypeError: if the detection head cannot be found or lacks ``anchors`` /
-            ``stride``; the message lists the known families and what was found.
+            ``stride``; the message lists the known families and what was found. For
+            ``strides=``, ``resize=`` or ``threshold=`` (removed: they are the torchvision
+            family's settings, passed as ``family=TorchvisionAnchors(...)``).
         PeerFailure: (distributed) on every rank but the one(s) that failed.
 
     Warns:
@@ -440,6 +307,8 @@ def check_anchors(
         >>> print(report)  # doctest: +SKIP
         autoanchor: BPR 0.9935, anchors/target 4.25, fitness 0.6836: current anchors fit, kept
     """
+    if removed:
+        raise _removed_arguments(removed)
     reducer = group_reducer(distributed)
     # Options are checked under the guard too: a bad value on one rank stops every rank.
     with reducer.guard() if reducer is not None else contextlib.nullcontext():
@@ -447,31 +316,21 @@ def check_anchors(
             thr=thr, imgsz=imgsz, gen=gen, bpr_threshold=bpr_threshold, seed=seed, device=device, verbose=verbose,
             scale=scale, min_stride_units=min_stride_units, max_stride_units=max_stride_units,
         )
-        overrides = {
-            name: value for name, value in (("strides", strides), ("resize", resize), ("threshold", threshold))
-            if value is not None
-        }
-        if overrides:
-            family = _grid_family(model, detect, family, overrides)
     return run_check(dataset, model, options, detect=detect, family=family, reducer=reducer)
 
 
-def _grid_family(model: Any, detect: Any, family: str | HeadFamily | None, overrides: dict[str, Any]) -> HeadFamily:
-    """The torchvision family constructed with ``strides=`` / ``resize=`` / ``threshold=``.
+_FAMILY_SETTINGS = ("strides", "resize", "threshold")
+"""check_anchors arguments of autoanchor 0.1 that are now the torchvision family's settings."""
 
-    Raises:
-        ValueError: if the head is not a torchvision anchor generator, or ``family``
-            names another family or is an instance (which carries its own settings).
-    """
-    names = ", ".join(f"{name}=" for name in overrides)
-    if isinstance(family, HeadFamily):
-        raise ValueError(f"{names} configure the torchvision family; pass them to the family instance given as family=")
-    if family is not None and family != "torchvision":
-        raise ValueError(f"{names} apply only to torchvision anchor generators, not to the {family} family")
-    found, _head, where = find_head(model, detect, family=family)
-    if found.name != "torchvision":
-        raise ValueError(
-            f"{names} apply only to torchvision anchor generators; {where} is a {found.name} head, "
-            "which has its own strides and is measured with thr and imgsz"
+
+def _removed_arguments(removed: dict[str, Any]) -> TypeError:
+    """The error for keyword arguments check_anchors does not take (any more)."""
+    moved = [name for name in removed if name in _FAMILY_SETTINGS]
+    if moved:
+        given = ", ".join(f"{name}={removed[name]!r}" for name in moved)
+        return TypeError(
+            f"check_anchors() no longer takes {', '.join(f'{name}=' for name in moved)}: they are settings of the "
+            f"torchvision head family; pass family=TorchvisionAnchors({given}) "
+            "(from autoanchor.training.heads.torchvision import TorchvisionAnchors)"
         )
-    return type(get_family("torchvision"))(**overrides)
+    return TypeError(f"check_anchors() got an unexpected keyword argument {next(iter(removed))!r}")

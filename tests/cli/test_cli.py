@@ -205,7 +205,9 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def runs(folder):
     """Run every case of RUNS and ERRORS once, in parallel, and record the results."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # The package of this checkout, not an installed copy (the runs' cwd is a temporary folder).
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))))
     env.pop("AUTOANCHOR_TRACEBACK", None)
     cases = {**RUNS, **{name: args for name, (args, _) in ERRORS.items()}}
 
@@ -531,29 +533,31 @@ def test_write_keeps_permission_bits(tmp_path, capsys, monkeypatch):
 # -- the plug points ------------------------------------------------------------------------------
 
 
-def test_a_registered_format_becomes_a_choice_and_unknown_names_list_the_known(monkeypatch, capsys):
+def test_a_registered_writer_becomes_a_choice_and_unknown_names_list_the_known(capsys):
     from autoanchor.cli import registry
 
     known = "text, yaml, json, darknet, mmyolo, python, detectron2, mmdet"
-    with pytest.raises(ValueError, match=rf"unknown output format 'xml' for 'fit'; known: {known}$"):
-        registry.get_format("fit", "xml")
-    with pytest.raises(ValueError, match="already registered"):
-        registry.register_format("json", command="fit", help="again")(lambda result: "")
+    with pytest.raises(ValueError, match=rf"unknown 'fit' output format 'xml'; known: {known}$"):
+        registry.get_writer("fit", "xml")
+    with pytest.raises(ValueError, match="'fit' output format 'json' is already registered"):
+        registry.register_writer("json", command="fit", help="again")(lambda result: "")
 
-    monkeypatch.setitem(registry._FORMATS, "fit", dict(registry._FORMATS["fit"]))  # undone after the test
-    registry.register_format("pairs", command="fit", help="w x h per line")(
+    registry.register_writer("pairs", command="fit", help="w x h per line")(
         lambda result: "".join(f"{w}x{h}\n" for level in result.rows for w, h in level)
     )
-    assert main(["fit", "--gen", "0", "--n", "2", "--levels", "1", "--format", "pairs", "-q"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and all(re.fullmatch(r"\d+x\d+", line) for line in lines)
-    assert "pairs" not in registry.format_names("check")
+    try:
+        assert main(["fit", "--gen", "0", "--n", "2", "--levels", "1", "--format", "pairs", "-q"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 2 and all(re.fullmatch(r"\d+x\d+", line) for line in lines)
+        assert "pairs" not in registry.writer_names("check")
+    finally:
+        registry.writers("fit").unregister("pairs")
+    assert "pairs" not in registry.writer_names("fit")
 
 
-def test_a_registered_subcommand_runs_with_the_shared_options(monkeypatch, capsys):
+def test_a_registered_subcommand_runs_with_the_shared_options(capsys):
     from autoanchor.cli import registry
 
-    monkeypatch.setattr(registry, "_COMMANDS", dict(registry._COMMANDS))  # undone after the test
     seen = {}
 
     def add_arguments(parser):
@@ -564,12 +568,45 @@ def test_a_registered_subcommand_runs_with_the_shared_options(monkeypatch, capsy
         seen.update(levels=args.levels, img=args.img, data=args.data, cache=args.cache)
         return 0
 
-    assert main(["explain", "data.yaml", "--levels", "4", "--no-cache"]) == 0
-    assert seen == {"levels": 4, "img": 640, "data": "data.yaml", "cache": False}
-    with pytest.raises(ValueError, match="unknown subcommand 'nope'; known: fit, check, advise, explain"):
-        registry.get_command("nope")
-    with pytest.raises(ValueError, match="'fit' is already registered"):
-        registry.register_command("fit", help="", description="", add_arguments=add_arguments)(run)
+    try:
+        assert main(["explain", "data.yaml", "--levels", "4", "--no-cache"]) == 0
+        assert seen == {"levels": 4, "img": 640, "data": "data.yaml", "cache": False}
+        with pytest.raises(ValueError, match="unknown subcommand 'nope'; known: fit, check, advise, explain"):
+            registry.get_command("nope")
+        with pytest.raises(ValueError, match="'fit' is already registered"):
+            registry.register_command("fit", help="", description="", add_arguments=add_arguments)(run)
+    finally:
+        registry.COMMANDS.unregister("explain")
+    assert "explain" not in registry.COMMANDS
+
+
+def test_a_registered_objective_becomes_a_metric_choice_and_runs(capsys):
+    from autoanchor.core.metrics import size_iou, wh_iou
+    from autoanchor.core.objectives import IoUObjective, register_objective
+    from autoanchor.core.registry import OBJECTIVES
+
+    @register_objective
+    class SquaredIoU(IoUObjective):
+        """Mean over boxes of the best IoU squared: a metric the command line has never heard of."""
+
+        name = "iou2"
+        pairwise = staticmethod(lambda wh, anchors: wh_iou(wh, anchors) ** 2)
+        boxes_scored = 0
+
+        def match(self, anchors, rows=slice(None)):
+            SquaredIoU.boxes_scored += self.wh[rows].shape[0]
+            return size_iou(self.wh[rows][None, :, None, :], anchors[:, None, :, :]) ** 2  # [P,m,K]
+
+    try:
+        assert main(["fit", "--help"]) == 0
+        assert "--metric {ratio,iou,iou2}" in capsys.readouterr().out
+        assert main(["fit", "--metric", "iou2", "--gen", "5", "--n", "3", "--levels", "1", "--format", "json", "-q"]) == 0
+        assert json.loads(capsys.readouterr().out)["metric"] == "iou2"
+        assert SquaredIoU.boxes_scored > 0  # the search scored anchors with it
+    finally:
+        OBJECTIVES.unregister("iou2")
+    assert main(["fit", "--metric", "iou2", "-q"]) == 2  # no longer a choice
+    assert "invalid choice: 'iou2' (choose from" in capsys.readouterr().err
 
 
 # -- darknet cfgs and mmyolo ----------------------------------------------------------------------
@@ -846,3 +883,8 @@ def test_the_package_exports_its_names_lazily():
 
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         autoanchor.nope  # noqa: B018
+    # what users call, about a dozen names; the rest is imported from its subpackage
+    assert len(autoanchor.__all__) <= 13 and {"check_anchors", "kmean_anchors", "__version__"} <= set(autoanchor.__all__)
+    with pytest.raises(AttributeError, match="no longer exports 'wh_iou': import it from autoanchor.core.metrics"):
+        autoanchor.wh_iou  # noqa: B018
+    from autoanchor.core.metrics import wh_iou  # noqa: F401

@@ -13,7 +13,6 @@ from autoanchor.core.objectives import (
     IoUObjective,
     Objective,
     RatioObjective,
-    _REGISTRY,
     linf_distance,
     make_objective,
     objective_class,
@@ -21,6 +20,7 @@ from autoanchor.core.objectives import (
     register_objective,
 )
 from autoanchor.core.polish import polish
+from autoanchor.core.registry import OBJECTIVES
 from autoanchor.core.search import search_anchors
 from helpers import generator
 
@@ -48,7 +48,7 @@ class SquaredIoU(Objective):
 def squared_iou():
     register_objective(SquaredIoU)
     yield SquaredIoU
-    del _REGISTRY[SquaredIoU.name]
+    OBJECTIVES.unregister(SquaredIoU.name)
 
 
 def test_the_registry_knows_ratio_and_iou():
@@ -75,6 +75,8 @@ def test_registration_is_checked(squared_iou):
     with pytest.raises(ValueError, match="already registered"):
         register_objective(type("Other", (SquaredIoU,), {}))
     register_objective(SquaredIoU)  # registering the same class again is harmless
+    Other = register_objective(replace=True)(type("Other", (SquaredIoU,), {}))  # replace= takes the name
+    assert objective_class("iou2") is Other
     with pytest.raises(TypeError, match="Objective subclass"):
         register_objective(dict)
     with pytest.raises(ValueError, match="name and stat"):

@@ -104,7 +104,7 @@ def test_registering_twice_or_badly_is_refused():
         register_format("yolo", description="", accept=bool, read=bool)
     with pytest.raises(TypeError, match="callable"):
         register_format("new", description="", accept=None, read=bool)
-    with pytest.raises(ValueError, match="no dataset format named 'nope'"):
+    with pytest.raises(ValueError, match="unknown dataset format 'nope'; known: .*yolo"):
         unregister_format("nope")
 
 

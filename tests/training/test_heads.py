@@ -14,6 +14,7 @@ from autoanchor.core._format import format_anchors
 from autoanchor.training.heads import HeadFamily, HeadNotFound, HeadState, Measure, Write, find_head, register_family
 from autoanchor.training.heads import base as heads_base
 from autoanchor.training.hook import AnchorReport, check_anchor_order, check_anchors
+from autoanchor.training.report import Outcome, YoloReport
 from autoanchor.core.metrics import anchor_stats
 from test_hook import P5, POOR, DetectV6, Model, check, fixed_search, head_of, make_model, no_search, snapshot
 
@@ -40,15 +41,20 @@ def test_unknown_model_lists_the_families_and_what_was_found():
     assert message.count("Linear has no attribute") == 1  # the same reason is given once
 
 
-def test_get_family_and_registration_errors(monkeypatch):
+def test_get_family_and_registration_errors():
     assert heads.get_family("yolov7").name == "yolov7"
-    with pytest.raises(ValueError, match="unknown head family 'darknet'; known families: yolov5, yolov7"):
+    with pytest.raises(ValueError, match="unknown head family 'darknet'; known: yolov5, yolov7"):
         heads.get_family("darknet")
-    monkeypatch.setattr(heads_base, "_FAMILIES", dict(heads_base._FAMILIES))
-    with pytest.raises(ValueError, match="unique non-empty name"):
+    with pytest.raises(ValueError, match="head family 'yolov5' is already registered"):
         register_family(type("Again", (heads.get_family("yolov5").__class__,), {}))  # name "yolov5" is taken
+    with pytest.raises(ValueError, match="needs a non-empty name"):
+        register_family(type("Nameless", (HeadFamily,), {}))
     with pytest.raises(TypeError, match="HeadFamily subclass"):
         register_family(nn.Linear)
+    old = type("OldStyle", (SquareFamily,), {"name": "old", "yolo_options": False, "note": lambda self, s, d: ""})
+    with pytest.raises(TypeError, match=r"OldStyle defines yolo_options, note of the autoanchor 0.1 .* options .* report\(\)"):
+        register_family(old)
+    assert heads.family_names()[:2] == ["yolov5", "yolov7"] and "old" not in heads.family_names()
 
 
 # ---------------------------------------------------------------------------------
@@ -115,10 +121,10 @@ class SquareFamily(HeadFamily):
 
 
 @pytest.fixture
-def squares(monkeypatch):
-    monkeypatch.setattr(heads_base, "_FAMILIES", dict(heads_base._FAMILIES))
+def squares():
     register_family(SquareFamily)
-    return SquareFamily
+    yield SquareFamily
+    heads_base.FAMILIES.unregister(SquareFamily.name)
 
 
 def test_a_new_family_is_one_class_and_one_registration(squares):
@@ -132,9 +138,9 @@ def test_a_new_family_is_one_class_and_one_registration(squares):
     assert model.square_head.side_px.tolist() == [30.0, 90.0, 250.0]
     assert model.square_head.side_px.data_ptr() == pointer and model.square_head.cache is None
     assert report.figures_before["share_matched"] < report.figures_after["share_matched"]
-    assert report.bpr_after == report.figures_after["share_matched"]
-    assert math.isnan(report.aat_after) and math.isnan(report.fitness_before)
-    assert report == report and "nan" not in str(report)
+    assert type(report) is AnchorReport and list(report.figures_after) == ["share_matched", "mean_best_iou"]
+    assert not hasattr(report, "bpr_after") and not hasattr(report, "levels")  # no YOLO figures, no NaNs
+    assert report == report and "nan" not in str(report) and report.lines() == [str(report)]
     assert str(report).startswith("autoanchor: anchors replaced, share matched ")
     with pytest.raises(TypeError, match="orders YOLO levels by stride; model.square_head is a squares head"):
         check_anchor_order(model)
@@ -246,20 +252,15 @@ def test_format_anchors():
 
 def test_report_equality_is_by_value():
     anchors = torch.ones(1, 2, 2)
-    one = AnchorReport.from_measures(
-        family="squares", before=Measure(0.5, {"share": 0.5}), after=Measure(0.5, {"share": 0.5}),
-        anchors_before=anchors, anchors_after=anchors, replaced=False, searched=False,
-    )
-    same = AnchorReport.from_measures(
-        family="squares", before=Measure(0.5, {"share": 0.5}), after=Measure(0.5, {"share": 0.5}),
-        anchors_before=anchors.clone(), anchors_after=anchors.clone(), replaced=False, searched=False,
-    )
-    other = AnchorReport.from_measures(
-        family="squares", before=Measure(0.5, {"share": 0.5}), after=Measure(0.5, {"share": 0.5}),
-        anchors_before=anchors, anchors_after=anchors * 2, replaced=False, searched=False,
-    )
-    assert one == same and one != other  # NaN aat/fitness on both sides compare equal
-    assert str(one) == "autoanchor: share 0.5000: current anchors fit, kept"
+    kept = Measure(0.5, {"share": 0.5, "spread": math.nan})
+
+    def report(anchors_after):
+        return AnchorReport.of("squares", Outcome(kept, kept, anchors, anchors_after, False, False))
+
+    one, same, other = report(anchors), report(anchors.clone()), report(anchors * 2)
+    assert one == same and one != other  # a NaN figure on both sides compares equal
+    assert str(one) == "autoanchor: share 0.5000, spread nan: current anchors fit, kept"
     v7 = check(None, make_model(P5, head="v7"))
     v5 = check(None, make_model(P5, head="v6"))
-    assert v7 != v5 and str(v7) == str(v5)  # same figures, different family
+    assert isinstance(v5, YoloReport) and v7 != v5 and str(v7) == str(v5)  # same figures, different family
+    assert v5 == check(None, make_model(P5, head="v6")) and v5 != one

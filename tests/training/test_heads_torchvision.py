@@ -18,7 +18,8 @@ from autoanchor import BoxSizes, check_anchors
 from autoanchor.grid import GridAnchors, make_samples, match_stats
 from autoanchor.training.heads.torchvision_model import boxes_to_input, read_detector
 from autoanchor.training.heads import find_head, get_family
-from autoanchor.training.heads.torchvision import generator_line, pack, unpack
+from autoanchor.training.heads.torchvision import TorchvisionAnchors, generator_line, pack, unpack
+from autoanchor.training.report import GridReport
 
 
 def same(before, module) -> bool:
@@ -58,7 +59,11 @@ def test_replaced_only_when_the_share_matched_rises(one_cpu_thread):
     report = check_anchors(boxes, model, verbose=False)
     assert report.family == "torchvision" and report.searched and report.replaced
     assert report.figures_after["matched"] > report.figures_before["matched"]
-    assert report.bpr_after == report.figures_after["matched"]  # the score is the share matched
+    assert isinstance(report, GridReport) and report.matched_after == report.figures_after["matched"]
+    assert (report.mean_iou_before, report.positives_after) == (
+        report.figures_before["mean IoU"], report.figures_after["positives"]
+    )
+    assert not hasattr(report, "bpr_after") and not hasattr(report, "fitness_after")  # no YOLO figures
     # The report's figures are those of the model's anchors now, measured independently here.
     detector = read_detector(model)
     wh, _xy, _extent = boxes_to_input(boxes.shapes, boxes.wh, boxes.image_index, None, detector.resize)
@@ -137,20 +142,33 @@ def test_yolo_arguments_warn_only_when_given(one_cpu_thread):
 
 def test_a_bare_generator_with_its_strides(one_cpu_thread):
     module = ToyAnchorGenerator(((32, 40, 50), (64, 80, 101)), ((0.5, 1.0, 2.0),) * 2)
-    with pytest.raises(TypeError, match="strides="):
+    with pytest.raises(TypeError, match=r"pass strides= \(to check_anchors: family=TorchvisionAnchors\(strides="):
         check_anchors(coco128(), module, verbose=False)
-    report = check_anchors(coco128(), module, strides=(8, 16), threshold=0.5, verbose=False)
+    family = TorchvisionAnchors(strides=(8, 16), threshold=0.5)
+    report = check_anchors(coco128(), module, family=family, verbose=False)
     assert report.replaced and report.figures_after["matched"] > report.figures_before["matched"]
     assert tuple(len(s) for s in module.sizes) == (3, 3)
 
 
-def test_overrides_are_refused_for_a_yolo_head():
+def test_the_family_settings_are_not_check_anchors_arguments_any_more():
     from test_hook import make_model  # a yolov5-style model
 
-    with pytest.raises(ValueError, match="strides= apply only to torchvision anchor generators"):
-        check_anchors(coco128(), make_model(), strides=(8, 16, 32), verbose=False)
-    with pytest.raises(ValueError, match="threshold= apply only"):
-        check_anchors(coco128(), ToyRetinaNet(), threshold=0.5, family="yolov5", verbose=False)
+    module = ToyAnchorGenerator(((32, 40, 50), (64, 80, 101)), ((0.5, 1.0, 2.0),) * 2)
+    before = snapshot(module)
+    with pytest.raises(
+        TypeError,
+        match=r"check_anchors\(\) no longer takes strides=, threshold=: .* pass "
+        r"family=TorchvisionAnchors\(strides=\(8, 16\), threshold=0.5\)",
+    ):
+        check_anchors(coco128(), module, strides=(8, 16), threshold=0.5, verbose=False)
+    with pytest.raises(TypeError, match=r"no longer takes resize=: .*family=TorchvisionAnchors\(resize=None\)"):
+        check_anchors(coco128(), module, resize=None, verbose=False)
+    with pytest.raises(TypeError, match="check_anchors\\(\\) got an unexpected keyword argument 'stride'"):
+        check_anchors(coco128(), module, stride=8, verbose=False)
+    assert same(before, module)
+    # The torchvision family's settings on a YOLO head: that family does not recognise the model.
+    with pytest.raises(TypeError, match=r"known family \(torchvision\): torchvision: "):
+        check_anchors(coco128(), make_model(), family=TorchvisionAnchors(strides=(8, 16, 32)), verbose=False)
 
 
 def test_real_positions_are_used_when_known(one_cpu_thread):

@@ -15,6 +15,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator  # noqa: E
 
 from autoanchor import check_anchors  # noqa: E402
 from autoanchor.io.datasets import load_boxes  # noqa: E402
+from autoanchor.training.heads.torchvision import TorchvisionAnchors  # noqa: E402
 from helpers import fail_after_prepare  # noqa: E402
 
 
@@ -86,6 +87,7 @@ def test_a_bare_generator_with_strides(one_cpu_thread):
     module = AnchorGenerator(((32, 40, 50), (64, 80, 101), (128, 161, 203)), ((0.5, 1.0, 2.0),) * 3)
     with pytest.warns(UserWarning, match=r"yolov5 arguments \(imgsz=512\)"):
         report = check_anchors(
-            load_boxes(None), module, imgsz=512, strides=(8, 16, 32), threshold=0.5, bpr_threshold=0.0, verbose=False
+            load_boxes(None), module, imgsz=512, family=TorchvisionAnchors(strides=(8, 16, 32), threshold=0.5),
+            bpr_threshold=0.0, verbose=False,
         )
-    assert not report.replaced and report.figures_before["matched"] > 0
+    assert not report.replaced and report.figures_before["matched"] > 0 and report.matched_before > 0

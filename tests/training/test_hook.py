@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -629,7 +630,7 @@ YOLOV7_LOGGING = """
 import logging
 logging.basicConfig(format="%(message)s", level=logging.INFO)
 """
-CHECK_TWICE = """  # run in tests/ (imports test_hook): a kept and a replaced report
+CHECK_TWICE = """  # run with tests/training on the path (imports test_hook): a kept and a replaced report
 import torch
 from autoanchor.training.hook import CheckOptions, run_check
 from test_hook import P5, POOR, fixed_search, make_model
@@ -639,7 +640,6 @@ for anchors in (P5, POOR):
 """
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "setup, verbose, expected",
     [
@@ -654,7 +654,8 @@ for anchors in (P5, POOR):
 def test_the_report_reaches_a_training_log(setup, verbose, expected):
     script = setup + CHECK_TWICE.replace("VERBOSE", str(verbose))
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT / "tests" / "training"
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join((str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "training")))),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stderr.splitlines()
@@ -699,7 +700,6 @@ def test_real_search_is_deterministic():
 # ---------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_example_train_hook_runs():
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "train_hook.py"), "--steps", "3", "--gen", "30"],

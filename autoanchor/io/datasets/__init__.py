@@ -32,12 +32,13 @@ from . import coco, npz, objects, voc, yolo  # noqa: F401  (each registers its f
 from .files import IMG_EXTS, image_size
 from .load import load_boxes, load_boxes_with_report
 from .npz import BUILTIN, builtin_path
-from .registry import DatasetFormat, Request, formats, register_format, unregister_format
+from .registry import DATASET_FORMATS, DatasetFormat, Request, formats, register_format, unregister_format
 from .summary import Collector, LoadSummary, Loaded
 from .yolo import label_path
 
 __all__ = [
     "BUILTIN",
+    "DATASET_FORMATS",
     "Collector",
     "DatasetFormat",
     "IMG_EXTS",

@@ -1,7 +1,8 @@
 """The registry of dataset formats: how each recognises a source and reads it.
 
 A format is one module that calls :func:`register_format` with a name, an ``accept``
-test and a ``read`` function (Pillow's image-plugin pattern). :func:`find_format` asks
+test and a ``read`` function (Pillow's image-plugin pattern); the formats are kept in
+:data:`DATASET_FORMATS`, a :class:`~autoanchor.core.registry.Registry`. :func:`find_format` asks
 every registered format, in order of ``priority``, whether it recognises the source; the
 loader never names a format. Both functions take a :class:`Request`: the source, the
 load's options, cheap probes (suffix, first bytes, the files of a folder) and the cache.
@@ -14,11 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+from ...core.registry import Registry
 from .cache import cached
 from .files import PathLike, extension, walk
 from .summary import Loaded
 
-__all__ = ["DatasetFormat", "Request", "find_format", "formats", "register_format", "unregister_format"]
+__all__ = [
+    "DATASET_FORMATS", "DatasetFormat", "Request", "find_format", "formats", "register_format", "unregister_format",
+]
 
 
 @dataclass
@@ -118,40 +122,41 @@ class DatasetFormat:
     priority: int = 50
 
 
-_FORMATS: dict[str, DatasetFormat] = {}
+DATASET_FORMATS: Registry[DatasetFormat] = Registry("dataset format")
+"""The registered formats by name (:class:`~autoanchor.core.registry.Registry`); they are
+asked in the order of :func:`formats` (priority, then name)."""
 
 
 def register_format(
     name: str, *, accept: Callable[[Request], bool], read: Callable[[Request], Any], description: str,
-    priority: int = 50,
+    priority: int = 50, replace: bool = False,
 ) -> DatasetFormat:
     """Add a dataset format; the loader asks it about every source from then on.
+
+    The rules are :class:`~autoanchor.core.registry.Registry`'s: ``replace=True`` to take a
+    taken name.
 
     Raises:
         ValueError: if ``name`` is empty or already registered.
         TypeError: if ``accept`` or ``read`` is not callable.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a format needs a non-empty name, got {name!r}")
-    if name in _FORMATS:
-        raise ValueError(f"the dataset format {name!r} is already registered")
     if not callable(accept) or not callable(read):
         raise TypeError(f"accept and read of format {name!r} must be callable")
-    entry = DatasetFormat(name, description, accept, read, priority)
-    _FORMATS[name] = entry
-    return entry
+    return DATASET_FORMATS.register(DatasetFormat(name, description, accept, read, priority), replace=replace)
 
 
-def unregister_format(name: str) -> None:
-    """Remove a registered format (for tests and plug-ins that replace one)."""
-    if name not in _FORMATS:
-        raise ValueError(f"no dataset format named {name!r}; known: {', '.join(sorted(_FORMATS))}")
-    del _FORMATS[name]
+def unregister_format(name: str) -> DatasetFormat:
+    """Remove a registered format (for tests and plug-ins that replace one); returns it.
+
+    Raises:
+        ValueError: for an unknown name; the message lists the known ones.
+    """
+    return DATASET_FORMATS.unregister(name)
 
 
 def formats() -> list[DatasetFormat]:
     """The registered formats, in the order they are asked (priority, then name)."""
-    return sorted(_FORMATS.values(), key=lambda entry: (entry.priority, entry.name))
+    return sorted(DATASET_FORMATS.values(), key=lambda entry: (entry.priority, entry.name))
 
 
 def known_formats() -> str:
@@ -168,9 +173,9 @@ def find_format(request: Request, name: Optional[str] = None) -> DatasetFormat:
         TypeError: a source that is neither a path nor an object any format accepts.
     """
     if name is not None:
-        if name not in _FORMATS:
-            raise ValueError(f"format must be one of {sorted(_FORMATS)} or None, got {name!r}")
-        entry = _FORMATS[name]
+        if name not in DATASET_FORMATS:
+            raise ValueError(f"format must be one of {sorted(DATASET_FORMATS)} or None, got {name!r}")
+        entry = DATASET_FORMATS.get(name)
         if request.path is None and not entry.accept(request):
             raise TypeError(f"format {name!r} does not read a {type(request.source).__name__}")
         if request.path is not None and not request.path.exists():

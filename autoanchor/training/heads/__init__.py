@@ -9,6 +9,7 @@ class, imported below.
 from __future__ import annotations
 
 from .base import (
+    FAMILIES,
     HeadFamily,
     HeadNotFound,
     HeadState,
@@ -26,6 +27,7 @@ from . import yolov7  # noqa: E402,F401  yolov7 IDetect / yolov5 v5.0 Detect (an
 from . import torchvision  # noqa: E402,F401  torchvision AnchorGenerator (RetinaNet, Faster/Mask/Keypoint R-CNN)
 
 __all__ = [
+    "FAMILIES",
     "HeadFamily",
     "HeadNotFound",
     "HeadState",

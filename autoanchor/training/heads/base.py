@@ -15,14 +15,12 @@ head (:func:`find_head`) and then calls the family's methods in this order::
         candidate = family.measure(state, params, data, thr=..., reducer=...)
         # replaced only if candidate.score > before.score
     write = family.prepare(state, params)             # cast and check everything, change nothing
-    family.levels(state, final, data, thr=..., reducer=...)   # per-level figures, () if none
-    family.below_stride(state, final)                 # anchors under one stride, () if none
+    report = family.report(state, data, outcome, thr=..., reducer=...)   # collective: every rank
     family.write(state, write)                        # in place; must not fail
-    family.describe_state(state, write.params)        # for the log
 
-``final`` is ``write.params`` after a replacement, else ``state.params``. ``scale=`` is
-passed to :meth:`HeadFamily.data` only when the user gave a training scale, and only
-to families whose :attr:`HeadFamily.supports_scale` is true.
+``scale=`` (to :meth:`HeadFamily.data`) and ``min_stride_units=`` / ``max_stride_units=``
+(to :meth:`HeadFamily.fit`) are passed only when the user gave them, and only to
+families that list them in :attr:`HeadFamily.options`; the hook refuses them for the others.
 
 Everything up to :meth:`HeadFamily.prepare` leaves the model untouched, so an error
 anywhere before the final :meth:`HeadFamily.write` keeps it bit-identical.
@@ -32,17 +30,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from torch import Tensor
 
 from ...core.boxes import BoxSizes
 from ...core.parallel import Reducer
-
-if TYPE_CHECKING:
-    from ...core.levels import BelowStride, LevelStats
+from ...core.registry import Registry
+from ..report import AnchorReport, Measure, Outcome
 
 __all__ = [
+    "FAMILIES",
     "HeadFamily",
     "HeadNotFound",
     "HeadState",
@@ -80,22 +78,6 @@ class HeadState(NamedTuple):
     extra: Any = None
 
 
-class Measure(NamedTuple):
-    """How well some anchors fit the data, in a family's own figures.
-
-    Attributes:
-        score: the figure the hook compares with ``bpr_threshold`` ("good enough")
-            and between the current and the searched anchors ("better"): higher is
-            better, in [0, 1]. Best possible recall for YOLO heads.
-        figures: named figures for the report and the log, the same keys in the
-            same order for every measure of one family (e.g. ``{"bpr": ...,
-            "aat": ..., "fitness": ...}``).
-    """
-
-    score: float
-    figures: dict[str, float]
-
-
 class Write(NamedTuple):
     """New anchors ready to be stored (cast to their final dtype and device).
 
@@ -118,8 +100,11 @@ class HeadFamily(ABC):
     """How one family of detectors keeps its anchors.
 
     Subclasses set :attr:`name` and implement every abstract method; they are
-    registered with :func:`register_family`. Methods other than :meth:`write`
-    must not change the model. Errors: ``TypeError`` for a head of the wrong kind,
+    registered (as classes) with :func:`register_family`, and :func:`find_head`
+    constructs each with no arguments. A family with settings of its own takes them
+    as keyword-only constructor arguments whose defaults read them from the model;
+    users pass such an instance as ``check_anchors(..., family=...)``. Methods other
+    than :meth:`write` must not change the model. Errors: ``TypeError`` for a head of the wrong kind,
     ``ValueError`` for wrong values, each naming the attribute, the level and index
     where it applies.
     """
@@ -127,16 +112,13 @@ class HeadFamily(ABC):
     name: ClassVar[str] = ""
     """Short unique name, e.g. ``"yolov5"``; shown in reports and errors."""
 
-    supports_scale: ClassVar[bool] = False
-    """Whether :meth:`data` takes ``scale=``, yolov5's training-time scale
-    augmentation (``hyp['scale']``); the hook refuses ``scale`` for other families."""
-    supports_stride_bounds: ClassVar[bool] = False
-    """Whether :meth:`fit` takes ``min_stride_units=`` and ``max_stride_units=``, bounds
-    on each anchor's size in strides of its level; the hook refuses them for other families."""
-
-    yolo_options: ClassVar[bool] = True
-    """Whether yolov5's ``thr`` and ``imgsz`` mean anything to this family; when not,
-    the hook warns if they were given other values than their defaults."""
+    options: ClassVar[frozenset[str]] = frozenset({"thr", "imgsz"})
+    """Which of :func:`~autoanchor.training.hook.check_anchors`' yolov5 options mean
+    something to this family: ``thr`` and ``imgsz`` (when absent, the hook warns if they
+    differ from their defaults), ``scale`` (then :meth:`data` takes ``scale=``, yolov5's
+    training-time scale augmentation) and ``min_stride_units`` / ``max_stride_units``
+    (then :meth:`fit` takes them: bounds on each anchor's size in strides of its level).
+    The hook refuses ``scale`` and the stride bounds for a family without them."""
 
     @abstractmethod
     def locate(self, model: Any) -> tuple[Any, str]:
@@ -183,7 +165,7 @@ class HeadFamily(ABC):
         :meth:`fit` take (e.g. letterboxed sizes in pixels, plain and jittered).
 
         ``scale`` (yolov5's ``hyp['scale']``, in [0, 1)) is passed only when the user
-        gave one, and only if :attr:`supports_scale`: the boxes are then measured and
+        gave one, and only if ``"scale"`` is in :attr:`options`: the boxes are then measured and
         fitted under seeded draws of that training-time scale."""
 
     @abstractmethod
@@ -209,7 +191,7 @@ class HeadFamily(ABC):
 
         ``min_stride_units`` and ``max_stride_units`` (keyword arguments, in strides of
         each anchor's level) are passed only when the user gave them, and only if
-        :attr:`supports_stride_bounds`: the search then keeps every anchor within them.
+        they are in :attr:`options`: the search then keeps every anchor within them.
 
         Raises:
             ValueError: if the search returned anchors that cannot be stored.
@@ -226,32 +208,15 @@ class HeadFamily(ABC):
         Called only after every check has passed (on every rank); must not fail.
         """
 
-    def levels(
-        self, state: HeadState, params: Tensor, data: Any, *, thr: float, reducer: Reducer | None
-    ) -> tuple[LevelStats, ...]:
-        """Per-level figures of ``params`` on the measured boxes (summed across ranks
-        through ``reducer``), for families whose anchors sit on strided levels; by
-        default none. Called on every rank."""
-        return ()
+    def report(self, state: HeadState, data: Any, outcome: Outcome, *, thr: float, reducer: Reducer | None) -> AnchorReport:
+        """The report of a check (called on every rank; a family may run collectives through
+        ``reducer``): by default an :class:`~autoanchor.training.report.AnchorReport` of the
+        figures; families with figures of their own return a subclass."""
+        return AnchorReport.of(self.name, outcome)
 
-    def below_stride(self, state: HeadState, params: Tensor) -> tuple[BelowStride, ...]:
-        """The anchors of ``params`` smaller than one stride of their level; by default none."""
-        return ()
-
-    def describe(self, params: Tensor) -> str:
-        """``params`` as text for a log line."""
+    def describe(self, state: HeadState, params: Tensor) -> str:
+        """``params`` of the head read as ``state``, as text for a log line."""
         return str(params.tolist())
-
-    def describe_state(self, state: HeadState, params: Tensor) -> str:
-        """``params`` of the head read as ``state``, as text for a log line; by default
-        :meth:`describe` (families whose ``params`` need the head's structure to be
-        read override this)."""
-        return self.describe(params)
-
-    def note(self, state: HeadState, data: Any) -> str:
-        """A short remark on how the figures were measured, for the report line
-        (e.g. which box positions were used); by default none."""
-        return ""
 
     def poor_fit_advice(self) -> str:
         """What to try when the anchors still do not pass ``bpr_threshold`` after a search."""
@@ -267,45 +232,58 @@ class HeadFamily(ABC):
         return state.params.numpy().tobytes()
 
 
-_FAMILIES: dict[str, HeadFamily] = {}
+_REPLACED = {
+    **dict.fromkeys(
+        ("supports_scale", "supports_stride_bounds", "yolo_options"),
+        "list the check options the family takes in options (e.g. frozenset({'thr', 'imgsz', 'scale'}))",
+    ),
+    **dict.fromkeys(("levels", "below_stride", "note"), "return a report (an AnchorReport subclass) from report()"),
+    "describe_state": "implement describe(state, params)",
+}
+"""Members of the 0.1 protocol -> what replaced them."""
+
+FAMILIES: Registry[type[HeadFamily]] = Registry("head family")
+"""The registered :class:`HeadFamily` subclasses by name, in the order they are tried."""
 
 F = TypeVar("F", bound=type)
 
 
-def register_family(cls: F) -> F:
+def register_family(cls: F | None = None, *, replace: bool = False) -> F:
     """Class decorator: register a :class:`HeadFamily` subclass under its ``name``.
 
     Families are tried in registration order; the first that recognises a model wins.
+    The rules are :class:`~autoanchor.core.registry.Registry`'s (``replace=True`` to
+    take a taken name: ``@register_family(replace=True)``).
 
     Raises:
         TypeError: if ``cls`` is not a :class:`HeadFamily` subclass.
-        ValueError: if its name is empty or already taken.
+        ValueError: if its name is empty or already taken by another class.
     """
+    if cls is None:
+        return lambda target: register_family(target, replace=replace)  # type: ignore[return-value]
     if not (isinstance(cls, type) and issubclass(cls, HeadFamily)):
         raise TypeError(f"register_family takes a HeadFamily subclass, got {cls!r}")
-    if not cls.name or cls.name in _FAMILIES:
-        raise ValueError(
-            f"a head family needs a unique non-empty name; {cls.__name__}.name is {cls.name!r}"
-            f" (registered: {', '.join(_FAMILIES)})"
+    old = [name for name in _REPLACED if hasattr(cls, name)]
+    if old:  # would be silently ignored: say what replaced them
+        raise TypeError(
+            f"{cls.__name__} defines {', '.join(old)} of the autoanchor 0.1 head-family protocol; "
+            + "; ".join(dict.fromkeys(_REPLACED[name] for name in old))
         )
-    _FAMILIES[cls.name] = cls()
-    return cls
+    return FAMILIES.register(cls, replace=replace)
 
 
 def family_names() -> list[str]:
     """Names of the registered families, in registration order."""
-    return list(_FAMILIES)
+    return list(FAMILIES)
 
 
 def get_family(name: str) -> HeadFamily:
-    """The registered family called ``name``.
+    """A new instance of the registered family called ``name`` (settings read from the model).
 
     Raises:
         ValueError: for an unknown name; the message lists the known ones.
     """
-    if name not in _FAMILIES:
-        raise ValueError(f"unknown head family {name!r}; known families: {', '.join(_FAMILIES)}")
-    return _FAMILIES[name]
+    return FAMILIES.get(name)()
 
 
 def find_head(
@@ -332,7 +310,7 @@ def find_head(
     if detect is None and model is None:
         raise TypeError("model is None; pass the detector (or its detection head as detect=)")
     if family is None:
-        candidates = list(_FAMILIES.values())
+        candidates = [cls() for cls in FAMILIES.values()]
     elif isinstance(family, str):
         candidates = [get_family(family)]
     elif isinstance(family, HeadFamily):

@@ -51,6 +51,7 @@ from .torchvision_model import (
     write_grid_anchors,
 )
 from ...core.parallel import Reducer
+from ..report import GridReport, Outcome
 from .base import HeadFamily, HeadNotFound, HeadState, Measure, SearchFn, Write, register_family
 
 __all__ = ["TorchvisionAnchors", "pack", "unpack"]
@@ -127,9 +128,9 @@ class TorchvisionData(NamedTuple):
 class TorchvisionAnchors(HeadFamily):
     """torchvision ``AnchorGenerator`` s, found in RetinaNet / R-CNN models or given bare.
 
-    Construct one with settings to override what is read from the model (the hook
-    does this for ``check_anchors(..., strides=, resize=, threshold=)``); the
-    registered instance reads everything from the model.
+    Construct one with settings to override what is read from the model and pass it
+    to the hook: ``check_anchors(dataset, model, family=TorchvisionAnchors(strides=...,
+    resize=..., threshold=...))``; the registered family reads everything from the model.
 
     Args:
         strides: per level in pixels; measured with one forward pass of the
@@ -145,7 +146,7 @@ class TorchvisionAnchors(HeadFamily):
     """
 
     name = "torchvision"
-    yolo_options = False
+    options = frozenset()  # yolov5's thr and imgsz: the matcher's IoU and the transform's resize instead
 
     def __init__(
         self,
@@ -239,9 +240,12 @@ class TorchvisionAnchors(HeadFamily):
         )
         return TorchvisionData(wh, xy, samples, seed)
 
-    def note(self, state: HeadState, data: TorchvisionData) -> str:
-        """Which positions the figures used, for the report line."""
-        return "real box positions" if data.xy is not None else "lattice positions (no box centres in the data)"
+    def report(
+        self, state: HeadState, data: TorchvisionData, outcome: Outcome, *, thr: float, reducer: Reducer | None
+    ) -> GridReport:
+        """A :class:`~autoanchor.training.report.GridReport` noting which positions the figures used."""
+        note = "real box positions" if data.xy is not None else "lattice positions (no box centres in the data)"
+        return GridReport.of(self.name, outcome, note=note)
 
     # -- measuring and fitting -----------------------------------------------------
 
@@ -300,10 +304,7 @@ class TorchvisionAnchors(HeadFamily):
     def write(self, state: HeadState, write: Write) -> None:
         write_grid_anchors(state.extra.generator, write.payload)
 
-    def describe(self, params: Tensor) -> str:
-        return "(flat sizes then ratios) " + str([round(float(v), 3) for v in params.tolist()])
-
-    def describe_state(self, state: HeadState, params: Tensor) -> str:
+    def describe(self, state: HeadState, params: Tensor) -> str:
         """``AnchorGenerator(sizes=..., aspect_ratios=...)`` for ``params``."""
         generator = unpack(params, state.extra.detector.generator)
         return generator_line(generator)

@@ -120,7 +120,10 @@ def measure_strides(model: nn.Module, *, probe: int = 256) -> tuple[int, ...]:
     """
     backbone = _get(model, "backbone") or _get(model, "module.backbone")
     if not isinstance(backbone, nn.Module):
-        raise TypeError(f"{type(model).__name__} has no backbone to measure strides with; pass strides=")
+        raise TypeError(
+            f"{type(model).__name__} has no backbone to measure strides with; pass strides="
+            " (to check_anchors: family=TorchvisionAnchors(strides=...))"
+        )
     parameter = next(backbone.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
@@ -219,7 +222,10 @@ def read_detector(
     ratios = _levels(module.aspect_ratios, "aspect_ratios", path)
     if strides is None:
         if not path:
-            raise TypeError("a bare AnchorGenerator has no backbone to measure strides with; pass strides=")
+            raise TypeError(
+                "a bare AnchorGenerator has no backbone to measure strides with; pass strides="
+                " (to check_anchors: family=TorchvisionAnchors(strides=...))"
+            )
         strides = measure_strides(model, probe=probe)
     strides = tuple(strides)
     if len(strides) != len(sizes):
@@ -230,7 +236,10 @@ def read_detector(
     if threshold is None:
         threshold = _read_threshold(model, path) if path else None
         if threshold is None:
-            raise ValueError(f"no proposal_matcher.high_threshold next to {path or 'the generator'}; pass threshold=")
+            raise ValueError(
+                f"no proposal_matcher.high_threshold next to {path or 'the generator'}; pass threshold="
+                " (to check_anchors: family=TorchvisionAnchors(threshold=...))"
+            )
     if resize is None and path:
         resize = _read_resize(model)
     family = "generator" if not path else "rpn" if path.endswith("rpn.anchor_generator") else "retinanet"

@@ -27,9 +27,10 @@ from torch import Tensor, nn
 from ...core._format import format_anchors
 from ...core.boxes import BoxSizes
 from ...core.jitter import DEFAULT_DRAWS, scale_jittered_wh
-from ...core.levels import BelowStride, LevelStats, anchors_below_stride, level_stats
+from ...core.levels import LevelStats, anchors_below_stride, level_stats
 from ...core.metrics import anchor_stats
 from ...core.parallel import Reducer
+from ..report import Outcome, YoloReport
 from .base import HeadFamily, HeadNotFound, HeadState, Measure, SearchFn, Write, register_family
 
 __all__ = ["SCALE_JITTER", "YoloHead", "Yolov5Detect"]
@@ -53,14 +54,14 @@ def meta_error(what: str) -> ValueError:
     )
 
 
-class YoloExtra(NamedTuple):
+class _YoloExtra(NamedTuple):
     """What a YOLO family keeps from :meth:`YoloHead.read` for the write."""
 
     anchors: Tensor  # the live buffer [nl,na,2], stride units
     stride: Tensor  # float64 [nl] on the CPU, pixels
 
 
-class YoloData(NamedTuple):
+class _YoloData(NamedTuple):
     """This rank's share of the letterboxed box sizes in pixels, on the working device.
 
     Without a training scale, ``fit`` holds the plain sizes and ``check`` the sizes
@@ -70,6 +71,7 @@ class YoloData(NamedTuple):
 
     fit: Tensor  # [n,2] what the search fits
     check: Tensor  # [n,2] what is measured
+    scale: float | None = None  # the training scale the boxes are under, if any
 
 
 class YoloHead(HeadFamily):
@@ -156,16 +158,15 @@ class YoloHead(HeadFamily):
         return stride
 
     def _read_caches(self, head: Any, where: str, anchors: Tensor, stride: Tensor) -> Any:
-        """Validate the family's caches; return what :meth:`write` needs (a ``YoloExtra``)."""
-        return YoloExtra(anchors, stride)
+        """Validate the family's caches; return what :meth:`write` needs (a ``_YoloExtra``)."""
+        return _YoloExtra(anchors, stride)
 
     def identity(self, state: HeadState) -> bytes:
         return state.params.numpy().tobytes() + state.extra.stride.numpy().tobytes()
 
     # -- measuring and fitting -----------------------------------------------------
 
-    supports_scale = True
-    supports_stride_bounds = True
+    options = frozenset({"thr", "imgsz", "scale", "min_stride_units", "max_stride_units"})
 
     def data(
         self,
@@ -178,20 +179,20 @@ class YoloHead(HeadFamily):
         rank: int,
         world_size: int,
         scale: float | None = None,
-    ) -> YoloData:
+    ) -> _YoloData:
         device = state.extra.anchors.device if device is None else device
         if scale is not None:
             # The distribution training sees: fitted and measured on the same pooled draws
             # (the same on every rank: the generator is seeded alike, then the rows are shared out).
             pooled = scale_jittered_wh(sizes, imgsz, scale=scale, draws=DEFAULT_DRAWS, seed=seed)  # [N*draws,2]
             share = pooled[rank::world_size].to(device)
-            return YoloData(share, share)
+            return _YoloData(share, share, scale)
         wh_px = sizes.pixel_wh(imgsz)  # [N,2]
         jittered = sizes.pixel_wh(imgsz, scale_jitter=SCALE_JITTER, generator=torch.Generator().manual_seed(seed))
         # Each rank measures and searches its share of the boxes; sums are all-reduced.
-        return YoloData(wh_px[rank::world_size].to(device), jittered[rank::world_size].to(device))
+        return _YoloData(wh_px[rank::world_size].to(device), jittered[rank::world_size].to(device))
 
-    def measure(self, state: HeadState, params: Tensor, data: YoloData, *, thr: float, reducer: Reducer | None) -> Measure:
+    def measure(self, state: HeadState, params: Tensor, data: _YoloData, *, thr: float, reducer: Reducer | None) -> Measure:
         anchors = params.reshape(-1, 2).to(data.check.device, torch.float32)
         stats = anchor_stats(data.check, anchors, thr=thr, reducer=reducer)
         return Measure(stats.bpr, {"bpr": stats.bpr, "aat": stats.aat, "fitness": stats.fitness})
@@ -199,7 +200,7 @@ class YoloHead(HeadFamily):
     def fit(
         self,
         state: HeadState,
-        data: YoloData,
+        data: _YoloData,
         *,
         thr: float,
         gen: int,
@@ -213,7 +214,7 @@ class YoloHead(HeadFamily):
         nl, na = state.params.shape[0], state.params.shape[1]
         bounds = {}
         if min_stride_units is not None or max_stride_units is not None:
-            # Levels by area, smallest on the finest stride: what assign_levels does below.
+            # Levels by area, smallest on the finest stride: what _assign_levels does below.
             bounds = {
                 "strides": tuple(sorted(state.extra.stride.tolist())),
                 "min_stride_units": min_stride_units,
@@ -229,13 +230,24 @@ class YoloHead(HeadFamily):
                 f"{found.flatten()[:4].tolist()}...; expected {nl * na} finite, positive (width, height) pairs"
             )
         stride = state.extra.stride
-        levels_px = assign_levels(found, stride, na)
+        levels_px = _assign_levels(found, stride, na)
         # As they would be stored: stride units rounded to the buffer's dtype.
         stored = (levels_px / stride[:, None, None]).to(state.extra.anchors.dtype).double()
         return stored * stride[:, None, None]
 
-    def levels(
-        self, state: HeadState, params: Tensor, data: YoloData, *, thr: float, reducer: Reducer | None
+    def report(self, state: HeadState, data: _YoloData, outcome: Outcome, *, thr: float, reducer: Reducer | None) -> YoloReport:
+        """A :class:`~autoanchor.training.report.YoloReport` with the per-level figures of the
+        final anchors (collective: every rank) and those under one stride of their level."""
+        final = outcome.anchors_after
+        return YoloReport.of(
+            self.name, outcome,
+            levels=self._levels(state, final, data, thr=thr, reducer=reducer),
+            below_stride=tuple(anchors_below_stride(final, state.extra.stride)),
+            scale=data.scale,
+        )
+
+    def _levels(
+        self, state: HeadState, params: Tensor, data: _YoloData, *, thr: float, reducer: Reducer | None
     ) -> tuple[LevelStats, ...]:
         """:func:`~autoanchor.core.levels.level_stats` of ``params`` on ``data.check``, the
         boxes :meth:`measure` uses, with the anchors in float32 as measured there."""
@@ -254,10 +266,6 @@ class YoloHead(HeadFamily):
             dataclasses.replace(lv, matched=m, targets=t, best=b, n_boxes=int(n))
             for lv, (m, t, b) in zip(local, shares)
         )
-
-    def below_stride(self, state: HeadState, params: Tensor) -> tuple[BelowStride, ...]:
-        """The anchors under one stride of their level (:func:`~autoanchor.core.levels.anchors_below_stride`)."""
-        return tuple(anchors_below_stride(params, state.extra.stride))
 
     def reorder(self, state: HeadState) -> Tensor | None:
         """The pixel anchors with the levels flipped if their mean area runs against
@@ -295,7 +303,7 @@ class YoloHead(HeadFamily):
     def _write_caches(self, state: HeadState, caches: Any) -> None:
         pass
 
-    def describe(self, params: Tensor) -> str:
+    def describe(self, state: HeadState, params: Tensor) -> str:
         return format_anchors(params)
 
     def format_measure(self, measure: Measure) -> str:
@@ -306,7 +314,7 @@ class YoloHead(HeadFamily):
         )
 
 
-def assign_levels(anchors_px: Tensor, stride: Tensor, na: int) -> Tensor:
+def _assign_levels(anchors_px: Tensor, stride: Tensor, na: int) -> Tensor:
     """``[nl·na, 2]`` pixel anchors -> ``[nl, na, 2]``: sorted by area, split evenly,
     the smallest ``na`` on the level with the smallest stride and so on."""
     order = torch.argsort(anchors_px.prod(-1), stable=True)
@@ -334,7 +342,7 @@ class Yolov5Detect(YoloHead):
 
     def _read_caches(self, head: Any, where: str, anchors: Tensor, stride: Tensor) -> Any:
         lazy = tuple(name for name in ("grid", "anchor_grid") if isinstance(getattr(head, name, None), (list, tuple)))
-        return YoloLazyExtra(anchors, stride, lazy)
+        return _LazyExtra(anchors, stride, lazy)
 
     def _write_caches(self, state: HeadState, caches: Any) -> None:
         for name in state.extra.lazy:
@@ -349,7 +357,7 @@ class Yolov5Detect(YoloHead):
                 setattr(state.module, name, type(cache)(empty))
 
 
-class YoloLazyExtra(NamedTuple):
+class _LazyExtra(NamedTuple):
     anchors: Tensor  # the live buffer [nl,na,2], stride units
     stride: Tensor  # float64 [nl] on the CPU, pixels
     lazy: tuple[str, ...]  # names of list/tuple caches to empty after a write

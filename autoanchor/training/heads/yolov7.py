@@ -20,7 +20,7 @@ from .yolov5 import YoloHead, meta_error
 __all__ = ["Yolov7Detect"]
 
 
-class GridExtra(NamedTuple):
+class _AnchorGridExtra(NamedTuple):
     anchors: Tensor  # the live buffer [nl,na,2], stride units
     stride: Tensor  # float64 [nl] on the CPU, pixels
     anchor_grid: Tensor  # the live buffer [nl,1,na,1,1,2], pixels
@@ -37,7 +37,7 @@ class Yolov7Detect(YoloHead):
         if not isinstance(getattr(head, "anchor_grid", None), Tensor):
             raise HeadNotFound(f"{where} has no registered anchor_grid tensor")
 
-    def _read_caches(self, head: Any, where: str, anchors: Tensor, stride: Tensor) -> GridExtra:
+    def _read_caches(self, head: Any, where: str, anchors: Tensor, stride: Tensor) -> _AnchorGridExtra:
         grid = head.anchor_grid
         nl, na = anchors.shape[0], anchors.shape[1]
         if grid.numel() != nl * na * 2 or grid.shape[-1] != 2:
@@ -49,7 +49,7 @@ class Yolov7Detect(YoloHead):
             raise TypeError(f"{where}.anchor_grid must be a floating-point tensor, got {grid.dtype}")
         if grid.is_meta:
             raise meta_error(f"{where}.anchor_grid")
-        return GridExtra(anchors, stride, grid)
+        return _AnchorGridExtra(anchors, stride, grid)
 
     def _prepare_caches(self, state: HeadState, stored_px: Tensor) -> Tensor:
         # What the head itself would hold: stored anchors × stride, in the buffer's dtype.
