@@ -640,6 +640,7 @@ for anchors in (P5, POOR):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "setup, verbose, expected",
     [
@@ -700,6 +701,7 @@ def test_real_search_is_deterministic():
 # ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_example_train_hook_runs():
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "train_hook.py"), "--steps", "3", "--gen", "30"],
