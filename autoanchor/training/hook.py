@@ -230,6 +230,7 @@ def _plan(
         below_stride=family.below_stride(state, final),
         scale=options.scale,
         note=family.note(state, data),
+        grid_after=family.grid(state, final),
     )
     if searched and after.score <= threshold < 1 and rank == 0:
         warn(

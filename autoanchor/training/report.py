@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -70,6 +71,9 @@ class AnchorReport:
             measured under, or ``None`` for yolov5's check jitter U(0.9, 1.1).
         note: the family's remark on how the figures were measured (torchvision:
             real box positions or a lattice), shown at the end of the line; may be empty.
+        grid_after: the final anchors as the family describes them for a rebuild
+            (torchvision: a :class:`~autoanchor.grid.anchors.GridAnchors`, float64 sizes
+            and ratios); None for other families. See :meth:`anchor_generator`.
     """
 
     replaced: bool
@@ -89,12 +93,14 @@ class AnchorReport:
     below_stride: tuple[BelowStride, ...] = ()
     scale: float | None = None
     note: str = ""
+    grid_after: Any = field(default=None, repr=False)
 
     @classmethod
     def from_measures(
         cls, *, family: str, before: Measure, after: Measure, anchors_before: Tensor, anchors_after: Tensor,
         replaced: bool, searched: bool, levels: tuple[LevelStats, ...] = (),
         below_stride: tuple[BelowStride, ...] = (), scale: float | None = None, note: str = "",
+        grid_after: Any = None,
     ) -> AnchorReport:
         """A report from a family's measures; YOLO figures fill the named fields."""
 
@@ -121,7 +127,26 @@ class AnchorReport:
             below_stride=tuple(below_stride),
             scale=scale,
             note=note,
+            grid_after=grid_after,
         )
+
+    def anchor_generator(self) -> Any:
+        """A new torchvision ``AnchorGenerator`` with the final sizes and ratios (torchvision family only).
+
+        Pass it as ``anchor_generator=`` (RetinaNet) or ``rpn_anchor_generator=``
+        (Faster / Mask / Keypoint R-CNN) when building the model to train or deploy
+        with the fitted anchors; its cell anchors equal the checked model's bit for
+        bit (:func:`autoanchor.training.rebuild.anchor_generator`).
+
+        Raises:
+            TypeError: if the report is not of a torchvision anchor generator.
+            ImportError: if torchvision is not installed.
+        """
+        if self.grid_after is None:
+            raise TypeError(f"anchor_generator() rebuilds torchvision anchor generators; this report is of a {self.family} head")
+        from .rebuild import anchor_generator
+
+        return anchor_generator(self.grid_after.sizes, self.grid_after.aspect_ratios)
 
     def level_lines(self) -> list[str]:
         """The per-level table of the final anchors and the anchors under one stride,

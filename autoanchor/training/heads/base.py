@@ -38,6 +38,7 @@ from torch import Tensor
 
 from ...core.boxes import BoxSizes
 from ...core.parallel import Reducer
+from .unsupported import explain_unrecognised
 
 if TYPE_CHECKING:
     from ...core.levels import BelowStride, LevelStats
@@ -238,6 +239,12 @@ class HeadFamily(ABC):
         """The anchors of ``params`` smaller than one stride of their level; by default none."""
         return ()
 
+    def grid(self, state: HeadState, params: Tensor) -> Any:
+        """The anchors of ``params`` as the family's rebuildable description, kept in the
+        report (torchvision: a :class:`~autoanchor.grid.anchors.GridAnchors` for
+        ``AnchorReport.anchor_generator()``); by default None."""
+        return None
+
     def describe(self, params: Tensor) -> str:
         """``params`` as text for a log line."""
         return str(params.tolist())
@@ -348,6 +355,9 @@ def find_head(
             reasons.setdefault(str(error), []).append(family.name)
             continue
         return family, head, where
+    explained = explain_unrecognised(model, detect)  # a known kind no registered family took (SSD)
+    if explained is not None:
+        raise TypeError(explained)
     found = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in reasons.items())
     names = ", ".join(candidate.name for candidate in candidates)
     raise TypeError(f"could not find a detection head of a known family ({names}): {found}; pass the head as detect=")

@@ -51,6 +51,8 @@ from .torchvision_model import (
     write_grid_anchors,
 )
 from ...core.parallel import Reducer
+from ..rebuild import persist_anchors
+from .unsupported import refuse_anchor_free
 from .base import HeadFamily, HeadNotFound, HeadState, Measure, SearchFn, Write, register_family
 
 __all__ = ["TorchvisionAnchors", "pack", "unpack"]
@@ -170,6 +172,7 @@ class TorchvisionAnchors(HeadFamily):
     # -- finding -------------------------------------------------------------------
 
     def locate(self, model: Any) -> tuple[Any, str]:
+        refuse_anchor_free(model)  # FCOS has a generator too: refused, not fitted
         try:
             path, generator = find_anchor_generator(model)
         except TypeError as error:
@@ -299,6 +302,10 @@ class TorchvisionAnchors(HeadFamily):
 
     def write(self, state: HeadState, write: Write) -> None:
         write_grid_anchors(state.extra.generator, write.payload)
+        persist_anchors(state.extra.generator)  # the fit rides in state_dict() (training/rebuild.py)
+
+    def grid(self, state: HeadState, params: Tensor) -> GridAnchors:
+        return unpack(params, state.extra.detector.generator)
 
     def describe(self, params: Tensor) -> str:
         return "(flat sizes then ratios) " + str([round(float(v), 3) for v in params.tolist()])
