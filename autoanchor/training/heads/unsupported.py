@@ -69,7 +69,7 @@ def explain_unrecognised(model: Any, detect: Any = None) -> Optional[str]:
         return None
     owner = type(detect if detect is not None else model).__name__
     return (
-        f"{owner} keeps SSD default boxes (a DefaultBoxGenerator at {where}: scales relative to the input, "
+        f"{owner} has SSD default boxes (a DefaultBoxGenerator at {where}: scales relative to the input, "
         "aspect_ratios and steps), which no registered head family fits yet; autoanchor supports YOLO Detect "
         "heads and torchvision AnchorGenerators (RetinaNet, Faster / Mask / Keypoint R-CNN). The model is "
         "left untouched"
