@@ -43,6 +43,7 @@ __all__ = [
     "decode",
     "encode",
     "fitted_entries",
+    "is_grid_generator",
     "persist_anchors",
     "restore_anchors",
 ]
@@ -104,7 +105,8 @@ def decode(value: Any, *, where: str = "the state") -> tuple[Levels, Levels]:
     return tuple(out[:levels]), tuple(out[levels:])
 
 
-def _is_grid_generator(module: object) -> bool:
+def is_grid_generator(module: object) -> bool:
+    """A torchvision-style ``AnchorGenerator`` by its attributes: ``sizes``, ``aspect_ratios``, a ``cell_anchors`` list."""
     return (
         isinstance(module, nn.Module)
         and hasattr(module, "sizes")
@@ -183,7 +185,7 @@ def persist_anchors(generator: nn.Module) -> nn.Module:
     Raises:
         TypeError: if it is not such a generator.
     """
-    if not _is_grid_generator(generator):
+    if not is_grid_generator(generator):
         raise TypeError(f"persist_anchors takes a torchvision-style AnchorGenerator, got {type(generator).__name__}")
     if not getattr(generator, _MARK, False):
         generator._register_state_dict_hook(_save_hook)
@@ -269,7 +271,7 @@ def restore_anchors(model: nn.Module, state: StateLike, *, weights_only: bool = 
             "the state holds no fitted anchors (no '*." + STATE_KEY + "' entry): it was saved from a model whose "
             "anchors autoanchor did not replace, so the model's own anchors are the right ones"
         )
-    generators = {name: module for name, module in model.named_modules() if _is_grid_generator(module)}
+    generators = {name: module for name, module in model.named_modules() if is_grid_generator(module)}
     plan = []
     for saved, (sizes, ratios) in entries.items():
         candidates = [name for name in generators if _matches(saved, name)]
