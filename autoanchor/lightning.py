@@ -45,6 +45,7 @@ from typing import Any, Optional
 from torch import nn
 
 from .training.heads import find_head
+from .training.heads.unsupported import UnsupportedDetector
 from .training.hook import check_anchors
 from .training.rebuild import is_grid_generator, persist_anchors
 
@@ -73,9 +74,9 @@ def _find_detector(module: nn.Module, detect: Any) -> nn.Module:
     for name, candidate in candidates:
         try:
             find_head(candidate)
+        except UnsupportedDetector:
+            raise  # a detector autoanchor must not (or cannot) fit: say so, not "no head"
         except TypeError as error:
-            if "anchor-free" in str(error) or "default boxes" in str(error):
-                raise  # a detector autoanchor must not (or cannot) fit: say so, not "no head"
             if not name:
                 reasons.append(str(error))
             continue

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ...core.boxes import BoxSizes
 from ...core.parallel import Reducer
-from .unsupported import explain_unrecognised
+from .unsupported import UnsupportedDetector, explain_unrecognised
 
 if TYPE_CHECKING:
     from ...core.levels import BelowStride, LevelStats
@@ -357,7 +357,7 @@ def find_head(
         return family, head, where
     explained = explain_unrecognised(model, detect)  # a known kind no registered family took (SSD)
     if explained is not None:
-        raise TypeError(explained)
+        raise UnsupportedDetector(explained)
     found = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in reasons.items())
     names = ", ".join(candidate.name for candidate in candidates)
     raise TypeError(f"could not find a detection head of a known family ({names}): {found}; pass the head as detect=")

@@ -19,7 +19,12 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-__all__ = ["explain_unrecognised", "refuse_anchor_free"]
+__all__ = ["UnsupportedDetector", "explain_unrecognised", "refuse_anchor_free"]
+
+
+class UnsupportedDetector(TypeError):
+    """A detector autoanchor recognises but must not (anchor-free) or cannot yet (no family) fit;
+    the message says which and why. A ``TypeError``, as for any head no family takes."""
 
 
 def _unwrap(model: Any) -> Any:
@@ -39,11 +44,11 @@ def refuse_anchor_free(model: Any) -> None:
     """Raise if ``model`` (or its ``.module``) is an anchor-free detector such as FCOS.
 
     Raises:
-        TypeError: naming the model and why its generator's sizes must not be fitted.
+        UnsupportedDetector: (a ``TypeError``) naming the model and why its generator's sizes must not be fitted.
     """
     model = _unwrap(model)
     if _is_fcos(model):
-        raise TypeError(
+        raise UnsupportedDetector(
             f"{type(model).__name__} is anchor-free (FCOS): its anchor_generator's sizes are not anchors matched by "
             "IoU but set each level's regression range (a box goes to the level whose range, 4 to 8 times the "
             "size, holds its distances to the location), so they must not be fitted to box sizes; "
