@@ -44,6 +44,7 @@ _LAZY = {
     "check_anchor_order": "training.hook",
     "check_anchors": "training.hook",
     "find_detect": "training.hook",
+    "restore_anchors": "training.rebuild",
     "AnchorStats": "core.metrics",
     "anchor_fitness": "core.metrics",
     "anchor_stats": "core.metrics",
@@ -93,6 +94,7 @@ __all__ = [
     "ratio_metric",
     "scale_jittered_wh",
     "register_objective",
+    "restore_anchors",
     "search_anchors",
     "wh_iou",
 ]

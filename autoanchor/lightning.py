@@ -22,7 +22,7 @@ anchors are buffers; a torchvision ``AnchorGenerator`` gets the hooks of
 :func:`~autoanchor.training.rebuild.persist_anchors` in ``setup``, before Lightning
 restores a checkpoint), so ``trainer.fit(..., ckpt_path=...)`` restores them, and a
 resumed run is not refitted. Outside the Trainer, restore them with
-:func:`autoanchor.training.rebuild.restore_anchors` (``restore_anchors(module,
+:func:`autoanchor.restore_anchors` (``restore_anchors(module,
 "last.ckpt")`` then ``module.load_state_dict(state)``).
 
 The report: rank 0 logs it on the ``lightning.pytorch`` console logger (where Lightning

@@ -25,7 +25,7 @@ import os
 from deepforest import get_data, main
 
 from autoanchor.lightning import AutoAnchor
-from autoanchor.training.rebuild import restore_anchors
+from autoanchor import restore_anchors
 
 
 def build(csv_file: str, out: str) -> main.deepforest:

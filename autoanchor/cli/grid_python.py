@@ -74,6 +74,6 @@ def python_program(generator: Any, info: dict[str, Any]) -> str:
         lines += [f"model = {builder[0]}({weights}, {builder[1]}{resize})"]
     lines += [
         "# A model whose anchors autoanchor.check_anchors replaced saves them in its state_dict; load such a",
-        "# state into a model built without them with autoanchor.training.rebuild.restore_anchors(model, state).",
+        "# state into a model built without them with autoanchor.restore_anchors(model, state).",
     ]
     return "\n".join(lines) + "\n"
