@@ -181,3 +181,41 @@ def test_the_dataloaders_given_to_fit_are_the_data(tmp_path, checks):
     loader = DataLoader(TallBoxes(6), batch_size=3, collate_fn=collate)
     trainer_for(pl, tmp_path, [callback], max_steps=1).fit(module, train_dataloaders=loader)
     assert len(checks) == 1 and callback.report.replaced
+
+
+class _Strategy:
+    """Stands for a two-rank strategy: rank 0's broadcast records the payload, rank 1's returns it."""
+
+    def __init__(self, shared):
+        self.shared = shared
+
+    def broadcast(self, obj, src=0):
+        if "payload" not in self.shared:
+            self.shared["payload"] = obj
+        return self.shared["payload"]
+
+
+class _Trainer:
+    def __init__(self, rank, shared):
+        self.is_global_zero, self.strategy, self.ckpt_path = rank == 0, _Strategy(shared), None
+        self.loggers, self.global_step, self.datamodule = [], 0, None
+
+
+def test_every_rank_ends_with_rank_zero_anchors_and_rank_zero_errors_reach_every_rank():
+    pl, Detector = module_class(PACKAGES[0])
+    shared: dict = {}
+    ranks = [Detector(), Detector()]
+    callbacks = [AutoAnchor(TallBoxes()), AutoAnchor(TallBoxes())]
+    for rank, (module, callback) in enumerate(zip(ranks, callbacks)):
+        callback.setup(_Trainer(rank, shared), module, "fit")
+        callback.on_fit_start(_Trainer(rank, shared), module)
+    assert callbacks[0].report.replaced and callbacks[1].report.replaced
+    assert ranks[1].model.anchor_generator.sizes == ranks[0].model.anchor_generator.sizes != DEFAULT_SIZES
+    assert all(torch.equal(a, b) for a, b in zip(cells(ranks[1]), cells(ranks[0])))
+
+    shared = {}
+    failing = [AutoAnchor(object()), AutoAnchor(object())]  # no format reads an object()
+    with pytest.raises(TypeError, match="got object"):
+        failing[0].on_fit_start(_Trainer(0, shared), Detector())
+    with pytest.raises(RuntimeError, match="autoanchor failed on rank 0: TypeError: dataset must be"):
+        failing[1].on_fit_start(_Trainer(1, shared), Detector())
