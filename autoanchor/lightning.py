@@ -133,7 +133,9 @@ class AutoAnchor(*_BASES):  # type: ignore[misc]  # no base when neither is inst
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         if self._checked is not None or getattr(trainer, "ckpt_path", None) is not None:
             if trainer.is_global_zero:
-                _console(trainer).info("autoanchor: resumed from a checkpoint: the anchors it holds are kept, not refitted")
+                _console(trainer).info(
+                    "autoanchor: resumed from a checkpoint: the anchors it holds are kept, not refitted"
+                )
             return
         detector = _find_detector(pl_module, self.check_options.get("detect"))
         payload: dict[str, Any] = {}

@@ -13,7 +13,7 @@ By default the example trains on DeepForest's bundled sample (``OSBS_029.csv``, 
 torchvision's COCO RetinaNet weights the first time it builds a model.
 
 Needs ``pip install deepforest autoanchor[lightning]``. Run:
-    python examples/deepforest_hook.py [--csv train.csv] [--steps 1] [--threshold 0.7] [--out /tmp/deepforest-autoanchor]
+    python examples/deepforest_hook.py [--csv train.csv] [--steps 1] [--threshold 0.7] [--out folder]
 """
 
 from __future__ import annotations

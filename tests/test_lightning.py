@@ -157,7 +157,8 @@ def test_rank_zero_anchors_applied_on_another_rank_are_bit_identical():
     callback.setup(None, other, "fit")
     callback._apply(other, AutoAnchor._anchor_state(_persisted(fitted)))
     assert other.anchor_generator.sizes == fitted.anchor_generator.sizes
-    assert all(torch.equal(a, b) for a, b in zip(other.anchor_generator.cell_anchors, fitted.anchor_generator.cell_anchors))
+    pairs = zip(other.anchor_generator.cell_anchors, fitted.anchor_generator.cell_anchors)
+    assert all(torch.equal(a, b) for a, b in pairs)
 
 
 def _persisted(model):

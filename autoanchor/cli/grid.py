@@ -279,7 +279,9 @@ def _fit_output(result: Any) -> GridFitOutput:
     return result
 
 
-@register_format("python", command="fit", help="with --generator: a Python program building the AnchorGenerator and the model")
+@register_format(
+    "python", command="fit", help="with --generator: a Python program building the AnchorGenerator and the model"
+)
 def fit_python(result: Any) -> str:
     from .grid_python import python_program
 

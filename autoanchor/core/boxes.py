@@ -271,7 +271,9 @@ class BoxSizes:
             if corners.size == 0:
                 continue
             if corners.ndim != 2 or corners.shape[1] != 4:
-                raise ValueError(f"{_image_name(image_names, i)} has boxes of shape {tuple(corners.shape)}; expected [m, 4]")
+                raise ValueError(
+                    f"{_image_name(image_names, i)} has boxes of shape {tuple(corners.shape)}; expected [m, 4]"
+                )
             if not np.isfinite(corners).all() or (corners[:, 2:] < corners[:, :2]).any():
                 j = int(np.flatnonzero(~np.isfinite(corners).all(1) | (corners[:, 2:] < corners[:, :2]).any(1))[0])
                 raise ValueError(

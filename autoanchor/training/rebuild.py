@@ -106,7 +106,8 @@ def decode(value: Any, *, where: str = "the state") -> tuple[Levels, Levels]:
 
 
 def is_grid_generator(module: object) -> bool:
-    """A torchvision-style ``AnchorGenerator`` by its attributes: ``sizes``, ``aspect_ratios``, a ``cell_anchors`` list."""
+    """A torchvision-style ``AnchorGenerator``, by its attributes: ``sizes``, ``aspect_ratios`` and
+    a ``cell_anchors`` list."""
     return (
         isinstance(module, nn.Module)
         and hasattr(module, "sizes")
@@ -286,7 +287,9 @@ def restore_anchors(model: nn.Module, state: StateLike, *, weights_only: bool = 
     for name, sizes, ratios, cells in plan:  # everything checked: now write
         _write(generators[name], sizes, ratios, cells)
         persist_anchors(generators[name])
-        logger.info("restored the fitted anchors of %s: sizes %s, aspect ratios %s", name or "the generator", sizes, ratios)
+        logger.info(
+            "restored the fitted anchors of %s: sizes %s, aspect ratios %s", name or "the generator", sizes, ratios
+        )
     return weights
 
 

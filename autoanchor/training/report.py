@@ -143,7 +143,9 @@ class AnchorReport:
             ImportError: if torchvision is not installed.
         """
         if self.grid_after is None:
-            raise TypeError(f"anchor_generator() rebuilds torchvision anchor generators; this report is of a {self.family} head")
+            raise TypeError(
+                f"anchor_generator() rebuilds torchvision anchor generators; this report is of a {self.family} head"
+            )
         from .rebuild import anchor_generator
 
         return anchor_generator(self.grid_after.sizes, self.grid_after.aspect_ratios)

@@ -136,7 +136,8 @@ class _Resized(Dataset):
     def __getitem__(self, i):
         image = Image.open(self.written.image_dir / self.written.names[i]).convert("RGB")
         boxes = tv_tensors.BoundingBoxes(
-            torch.as_tensor(self.written.boxes[i]).reshape(-1, 4), format="XYXY", canvas_size=(image.height, image.width)
+            torch.as_tensor(self.written.boxes[i]).reshape(-1, 4), format="XYXY",
+            canvas_size=(image.height, image.width),
         )
         return self.transform(image, {"boxes": boxes})
 

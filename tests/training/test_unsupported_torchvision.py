@@ -27,7 +27,8 @@ def test_fcos_is_refused_as_anchor_free_and_left_untouched():
             check_anchors(BOXES, model, verbose=False, **options)
     assert (generator.sizes, generator.aspect_ratios) == before[:2]
     assert all(torch.equal(a, b) for a, b in zip(generator.cell_anchors, before[2]))
-    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()) and state.keys() == model.state_dict().keys()
+    assert state.keys() == model.state_dict().keys()
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
 
 
 def test_ssd_default_boxes_are_named_not_sent_to_detect():

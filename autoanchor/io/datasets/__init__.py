@@ -35,7 +35,8 @@ uses the registry only. Importing this package imports every built-in format.
 
 from __future__ import annotations
 
-from . import coco, csv_deepforest, csv_retinanet, npz, objects, torch_datasets, voc, yolo  # noqa: F401  (each registers its format)
+# each registers its format
+from . import coco, csv_deepforest, csv_retinanet, npz, objects, torch_datasets, voc, yolo  # noqa: F401
 from .files import IMG_EXTS, image_size
 from .load import load_boxes, load_boxes_with_report
 from .npz import BUILTIN, builtin_path

@@ -173,7 +173,8 @@ def read_coco_dataset(dataset: Any, positions: Any, request: Request) -> Loaded:
     """The images at ``positions`` (all when None) of a ``CocoDetection``, from its index: no image is decoded."""
     index, ids = dataset.coco, dataset.ids
     chosen = ids if positions is None else [ids[i] for i in positions]
-    images_by_id = {image["id"]: image for image in index.dataset["images"] if isinstance(image, dict) and "id" in image}
+    images = index.dataset["images"]
+    images_by_id = {image["id"]: image for image in images if isinstance(image, dict) and "id" in image}
     by_image: dict[Any, list[Any]] = {}
     for annotation in index.dataset.get("annotations", []):
         if isinstance(annotation, dict):

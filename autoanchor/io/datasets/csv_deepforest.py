@@ -38,7 +38,9 @@ def _read(request: Request) -> Loaded:
     header = [field.strip() for field in table[0]] if table else []
     missing = [column for column in COLUMNS if column not in header]
     if missing:
-        raise ValueError(f"{request.name} has no column {', '.join(missing)}; DeepForest's CSV needs {', '.join(COLUMNS)}")
+        raise ValueError(
+            f"{request.name} has no column {', '.join(missing)}; DeepForest's CSV needs {', '.join(COLUMNS)}"
+        )
     columns = [header.index(column) for column in COLUMNS]
 
     def parse(fields: list[str]) -> tuple[str, Optional[tuple[float, ...]]]:

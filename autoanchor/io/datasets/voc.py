@@ -169,7 +169,8 @@ def is_voc_dataset(dataset: Any) -> bool:
 
 
 def read_voc_dataset(dataset: Any, positions: Any, request: Request) -> Loaded:
-    """The images at ``positions`` (all when None) of a ``VOCDetection``, from its ``.xml`` files: no image is decoded."""
+    """The images at ``positions`` (all when None) of a ``VOCDetection``, from its ``.xml`` files
+    (no image is decoded)."""
     files = dataset.annotations
     chosen = files if positions is None else [files[i] for i in positions]
     collector = Collector()
