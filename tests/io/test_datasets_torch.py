@@ -162,3 +162,13 @@ def test_objects_nothing_reads_say_what_to_pass(written):
         load_boxes(NotDetection())
     with pytest.raises(TypeError, match="got object .*BoxSizes.from_xyxy"):
         load_boxes(object())
+
+
+def test_a_deepforest_dataset_reads_its_frame(written, reference):
+    training = pytest.importorskip("deepforest.datasets.training")
+    dataset = training.BoxDataset(csv_file=str(written.deepforest_csv), root_dir=str(written.image_dir),
+                                  label_dict={"Tree": 0})
+    boxes, summary = load_boxes_with_report(dataset)
+    assert summary.format == "torch-dataset" and boxes.image_names == written.names
+    same(boxes, reference)
+    same(load_boxes(Subset(dataset, [4, 1])), select(reference, [4, 1]))
