@@ -34,6 +34,7 @@ _LAZY = {
     "advise": "core.advise",
     "Objective": "core.objectives",
     "register_objective": "core.objectives",
+    "restore_anchors": "training.rebuild",
 }
 
 # Names autoanchor 0.1 exported here -> the subpackage they are imported from now (for the error).

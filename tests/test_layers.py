@@ -17,7 +17,11 @@ import pytest
 grimp = pytest.importorskip("grimp")
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ["autoanchor.cli", "autoanchor.training", "autoanchor.io", "autoanchor.grid", "autoanchor.core"]
+# Top first; modules in one set are siblings (neither imports the other).
+LAYERS = [
+    {"autoanchor.cli", "autoanchor.lightning"}, {"autoanchor.training"}, {"autoanchor.io"}, {"autoanchor.grid"},
+    {"autoanchor.core"},
+]
 MAX_LINES = 500
 
 
@@ -29,7 +33,8 @@ def graph():
 def test_setup_cfg_declares_the_layers_in_order():
     parser = configparser.ConfigParser()
     parser.read(ROOT / "setup.cfg")
-    declared = parser["importlinter:contract:layers"]["layers"].split()
+    lines = parser["importlinter:contract:layers"]["layers"].strip().splitlines()
+    declared = [{name.strip() for name in line.split("|")} for line in lines]
     assert declared == LAYERS
 
 

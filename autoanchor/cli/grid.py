@@ -279,9 +279,14 @@ def _fit_output(result: Any) -> GridFitOutput:
     return result
 
 
-@register_writer("python", command="fit", help="with --generator: torchvision AnchorGenerator(...)")
+@register_writer(
+    "python", command="fit", help="with --generator: a Python program building the AnchorGenerator and the model"
+)
 def fit_python(result: Any) -> str:
-    return python_text(_fit_output(result).fitted) + "\n"
+    from .grid_python import python_program
+
+    output = _fit_output(result)
+    return python_program(output.fitted, output.info)
 
 
 @register_writer("detectron2", command="fit", help="with --generator: detectron2 MODEL.ANCHOR_GENERATOR lines")
@@ -390,6 +395,8 @@ def run_grid(args: argparse.Namespace, command: str) -> int:
         "boxes": int(wh.shape[0]),
         "positions": "their real positions" if xy is not None else "a lattice of positions (no box centres)",
         "seed": seed,
+        "min_size": settings.get("min_size"),
+        "max_size": settings.get("max_size"),
     }
     before = match_stats(samples, start, threshold=settings["iou"])
     if command == "check":

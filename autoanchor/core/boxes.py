@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -215,6 +216,81 @@ class BoxSizes:
         wh = rows[:, 3:5]
         image_index = np.repeat(np.arange(len(labels), dtype=np.int64), counts)
         return cls(shapes, wh, image_index, image_names=image_names, source=source)
+
+    @classmethod
+    def from_xyxy(
+        cls,
+        boxes_per_image: Sequence[Any],
+        image_sizes: Sequence[Sequence[float]],
+        *,
+        order: str = "hw",
+        image_names: Sequence[str] | None = None,
+        source: str = "boxes",
+    ) -> BoxSizes:
+        """Build from box corners in pixels that you already hold, image by image.
+
+        Boxes partly outside their image are clipped to it and boxes with no area
+        inside it are left out, the policy of every dataset format.
+
+        Args:
+            boxes_per_image: one ``[m, 4]`` array or tensor per image, rows ``x0, y0,
+                x1, y1`` in pixels (torchvision's ``target["boxes"]``); ``m`` may be 0.
+            image_sizes: one size per image, in pixels: ``(height, width)`` as
+                torchvision gives them (``image.shape[-2:]``, ``canvas_size``) with the
+                default ``order="hw"``, or ``(width, height)`` with ``order="wh"``.
+            order: ``"hw"`` or ``"wh"``, the order of ``image_sizes``.
+            image_names: optional name of each image, for messages.
+            source: where the boxes came from, for logs.
+
+        Returns:
+            The :class:`BoxSizes`, with box centres (``xy``).
+
+        Raises:
+            ValueError: counts that disagree, an array not ``[m, 4]``, a non-finite
+                corner, ``x1 < x0`` or ``y1 < y0`` (the message names the image), an
+                unknown ``order``, or no box left.
+
+        Example:
+            >>> sizes = BoxSizes.from_xyxy([np.array([[0, 0, 32, 16]])], [(480, 640)])
+            >>> sizes.shapes.tolist(), sizes.wh.tolist()
+            ([[640.0, 480.0]], [[0.05, 0.0333]])
+        """
+        if order not in ("hw", "wh"):
+            raise ValueError(f"order must be 'hw' (height, width) or 'wh', got {order!r}")
+        sizes = np.asarray(image_sizes, dtype=np.float64)
+        if sizes.ndim != 2 or sizes.shape[1] != 2:
+            raise ValueError(f"image_sizes must be one (height, width) pair per image, got shape {tuple(sizes.shape)}")
+        shapes = sizes[:, ::-1].copy() if order == "hw" else sizes
+        if len(boxes_per_image) != len(shapes):
+            raise ValueError(f"got {len(boxes_per_image)} box arrays for {len(shapes)} image sizes")
+        wh_parts, xy_parts, index_parts = [], [], []
+        for i, boxes in enumerate(boxes_per_image):
+            if hasattr(boxes, "detach"):
+                boxes = boxes.detach().cpu().double().numpy()
+            corners = np.asarray(boxes, dtype=np.float64)
+            if corners.size == 0:
+                continue
+            if corners.ndim != 2 or corners.shape[1] != 4:
+                raise ValueError(
+                    f"{_image_name(image_names, i)} has boxes of shape {tuple(corners.shape)}; expected [m, 4]"
+                )
+            if not np.isfinite(corners).all() or (corners[:, 2:] < corners[:, :2]).any():
+                j = int(np.flatnonzero(~np.isfinite(corners).all(1) | (corners[:, 2:] < corners[:, :2]).any(1))[0])
+                raise ValueError(
+                    f"{_image_name(image_names, i)} has a box {corners[j].tolist()}; expected finite x0, y0, x1, y1 "
+                    "with x1 >= x0 and y1 >= y0, in pixels"
+                )
+            size = np.tile(shapes[i], 2)  # [4] w, h, w, h
+            inside = np.clip(corners, 0.0, size)  # [m,4]
+            kept = (inside[:, 2] > inside[:, 0]) & (inside[:, 3] > inside[:, 1])
+            inside = inside[kept]
+            wh_parts.append((inside[:, 2:] - inside[:, :2]) / shapes[i])
+            xy_parts.append(np.clip((inside[:, 2:] + inside[:, :2]) / 2 / shapes[i], 0.0, 1.0))
+            index_parts.append(np.full(len(inside), i, dtype=np.int64))
+        wh = np.concatenate(wh_parts) if wh_parts else np.zeros((0, 2))
+        xy = np.concatenate(xy_parts) if xy_parts else np.zeros((0, 2))
+        index = np.concatenate(index_parts) if index_parts else np.zeros(0, dtype=np.int64)
+        return cls(shapes, wh, index, image_names=image_names, source=source, xy=xy.astype(np.float32))
 
     @property
     def n_images(self) -> int:

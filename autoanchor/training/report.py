@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 import torch
@@ -250,9 +250,12 @@ class GridReport(AnchorReport):
     Attributes:
         note: how the figures were measured (real box positions or a lattice), shown at
             the end of the line.
+        grid_after: the final anchors as a :class:`~autoanchor.grid.anchors.GridAnchors`
+            (float64 sizes and ratios), what :meth:`anchor_generator` rebuilds.
     """
 
     note: str = ""
+    grid_after: Any = field(default=None, repr=False)
 
     @property
     def matched_before(self) -> float:
@@ -283,6 +286,26 @@ class GridReport(AnchorReport):
     def positives_after(self) -> float:
         """The same for the final anchors."""
         return self.figures_after["positives"]
+
+    def anchor_generator(self) -> Any:
+        """A new torchvision ``AnchorGenerator`` with the final sizes and ratios (torchvision family only).
+
+        Pass it as ``anchor_generator=`` (RetinaNet) or ``rpn_anchor_generator=``
+        (Faster / Mask / Keypoint R-CNN) when building the model to train or deploy
+        with the fitted anchors; its cell anchors equal the checked model's bit for
+        bit (:func:`autoanchor.training.rebuild.anchor_generator`).
+
+        Raises:
+            TypeError: if the report is not of a torchvision anchor generator.
+            ImportError: if torchvision is not installed.
+        """
+        if self.grid_after is None:
+            raise TypeError(
+                f"anchor_generator() rebuilds torchvision anchor generators; this report is of a {self.family} head"
+            )
+        from .rebuild import anchor_generator
+
+        return anchor_generator(self.grid_after.sizes, self.grid_after.aspect_ratios)
 
     def __str__(self) -> str:
         return super().__str__() + (f" ({self.note})" if self.note else "")

@@ -26,8 +26,15 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def parse_python(text: str) -> GridAnchors:
-    line = next(line for line in text.splitlines() if line.startswith("AnchorGenerator("))
-    kwargs = eval(line, {"AnchorGenerator": dict})  # the line is Python: AnchorGenerator(sizes=..., aspect_ratios=...)
+    """The ``AnchorGenerator(sizes=..., aspect_ratios=...)`` call in the output (one line in the text format,
+    several in the ``--format python`` program), evaluated with ``dict`` in its place."""
+    start = re.search(r"AnchorGenerator\(\s*sizes=", text).start()
+    depth, end = 0, start
+    for end in range(start + len("AnchorGenerator"), len(text)):
+        depth += {"(": 1, ")": -1}.get(text[end], 0)
+        if depth == 0:
+            break
+    kwargs = eval(text[start : end + 1], {"AnchorGenerator": dict})
     return kwargs["sizes"], kwargs["aspect_ratios"]
 
 

@@ -11,7 +11,14 @@ source has them, the box centres) of any registered format. Built in:
 * ``yolo``: a yolov5 data yaml (or mapping), a folder of images or a ``.txt`` list of
   images, with YOLO label files found by yolov5's rule and sizes from the image headers;
 * ``coco``: a COCO instances json;
-* ``voc``: a PASCAL VOC folder of ``.xml`` annotations (or a single ``.xml``).
+* ``voc``: a PASCAL VOC folder of ``.xml`` annotations (or a single ``.xml``);
+* ``coco-dict``: a parsed COCO instances dict (``pycocotools.COCO(...).dataset``);
+* ``deepforest-csv`` and ``retinanet-csv``: DeepForest's CSV (with a header) and
+  keras-retinanet's (without), sizes from the image headers;
+* ``torch-dataset``: PyTorch dataset objects (:mod:`.torch_datasets`): torchvision's
+  ``CocoDetection`` and ``VOCDetection`` (read from their annotations), a DeepForest
+  dataset (its frame), ``Subset``, ``ConcatDataset``, the v2 wrapper, a ``DataLoader``,
+  and any map-style dataset in torchvision's detection convention (iterated once).
 
 A new format is one module that calls :func:`register_format` with how to recognise a
 source (:class:`Request` offers the suffix, the first bytes and a folder's files) and how
@@ -28,7 +35,8 @@ uses the registry only. Importing this package imports every built-in format.
 
 from __future__ import annotations
 
-from . import coco, npz, objects, voc, yolo  # noqa: F401  (each registers its format)
+# each registers its format
+from . import coco, csv_deepforest, csv_retinanet, npz, objects, torch_datasets, voc, yolo  # noqa: F401
 from .files import IMG_EXTS, image_size
 from .load import load_boxes, load_boxes_with_report
 from .npz import BUILTIN, builtin_path

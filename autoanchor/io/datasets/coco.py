@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .registry import Request, register_format
+from .torch_datasets import register_annotation_reader
 from .summary import Collector, Loaded, clip_to_image, progress
 from .cache import cache_file_for
 
@@ -58,6 +60,11 @@ def _parse_coco(path: Path, *, include_crowd: bool, show_progress: bool) -> Load
             data = json.load(file)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot read the COCO json {path}: {error}") from error
+    return parse_coco_data(data, path, include_crowd=include_crowd, show_progress=show_progress)
+
+
+def parse_coco_data(data: Any, path: Any, *, include_crowd: bool, show_progress: bool) -> Loaded:
+    """Read a parsed COCO instances dict (``images``, ``annotations``); ``path`` names it in messages."""
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(f"{path} has no 'images' list; expected a COCO instances json")
     if not data["images"]:
@@ -145,7 +152,47 @@ def _read(request: Request) -> Loaded:
     )
 
 
+def is_coco_dict(source: Any) -> bool:
+    """A parsed COCO instances dict (``pycocotools.COCO(...).dataset``): an ``images`` list, no ``train`` key."""
+    return isinstance(source, Mapping) and isinstance(source.get("images"), list) and "train" not in source
+
+
+def _read_dict(request: Request) -> Loaded:
+    return parse_coco_data(
+        dict(request.source), "the COCO dict", include_crowd=request.include_crowd, show_progress=request.progress
+    )
+
+
+def is_coco_dataset(dataset: Any) -> bool:
+    """torchvision's ``CocoDetection`` (or alike): a pycocotools index at ``.coco`` and image ids at ``.ids``."""
+    index = getattr(dataset, "coco", None)
+    return is_coco_dict(getattr(index, "dataset", None)) and isinstance(getattr(dataset, "ids", None), list)
+
+
+def read_coco_dataset(dataset: Any, positions: Any, request: Request) -> Loaded:
+    """The images at ``positions`` (all when None) of a ``CocoDetection``, from its index: no image is decoded."""
+    index, ids = dataset.coco, dataset.ids
+    chosen = ids if positions is None else [ids[i] for i in positions]
+    images = index.dataset["images"]
+    images_by_id = {image["id"]: image for image in images if isinstance(image, dict) and "id" in image}
+    by_image: dict[Any, list[Any]] = {}
+    for annotation in index.dataset.get("annotations", []):
+        if isinstance(annotation, dict):
+            by_image.setdefault(annotation.get("image_id"), []).append(annotation)
+    data = {
+        "images": [images_by_id[i] for i in chosen if i in images_by_id],
+        "annotations": [annotation for i in chosen for annotation in by_image.get(i, [])],
+    }
+    name = f"{type(dataset).__name__} ({getattr(dataset, 'root', '?')})"
+    return parse_coco_data(data, name, include_crowd=request.include_crowd, show_progress=request.progress)
+
+
+register_format(
+    "coco-dict", description="a COCO instances dict (images, annotations), e.g. pycocotools' COCO(...).dataset",
+    accept=lambda request: is_coco_dict(request.source), read=_read_dict, priority=29,
+)
 register_format(
     "coco", description="a COCO instances .json",
     accept=lambda request: request.suffix == ".json" and request.is_file(), read=_read, priority=30,
 )
+register_annotation_reader("CocoDetection", accept=is_coco_dataset, read=read_coco_dataset)

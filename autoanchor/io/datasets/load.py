@@ -169,6 +169,13 @@ def load_boxes(
     * a COCO instances json (:mod:`~autoanchor.io.datasets.coco`);
     * a PASCAL VOC ``.xml``, a folder of them, or the folder holding ``Annotations/``
       (:mod:`~autoanchor.io.datasets.voc`); a folder with ``.xml`` and no ``.txt`` files is VOC.
+    * a COCO dict (``pycocotools.COCO(...).dataset``), and the CSVs of DeepForest
+      (``image_path,xmin,ymin,xmax,ymax,label``) and keras-retinanet (``path,x1,y1,x2,y2,class_name``);
+    * PyTorch dataset objects (:mod:`~autoanchor.io.datasets.torch_datasets`): torchvision's
+      ``CocoDetection`` and ``VOCDetection`` (read from their annotations, also under the
+      transforms-v2 wrapper), ``Subset``, ``ConcatDataset``, a ``DataLoader`` (its dataset),
+      DeepForest datasets, and any map-style dataset whose ``ds[i]`` is ``(image,
+      {"boxes": [N, 4] xyxy px, ...})``, iterated once (the image size is what it returns).
 
     Bad data is skipped and reported in one warning naming the files (the first few,
     and how many more), and counted in the summary: a missing or unreadable image, an

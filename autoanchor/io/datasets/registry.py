@@ -185,9 +185,16 @@ def find_format(request: Request, name: Optional[str] = None) -> DatasetFormat:
         if entry.accept(request):
             return entry
     if request.path is None:
+        source = request.source
+        looked = ", ".join(
+            f"{attribute} {'present' if hasattr(source, attribute) else 'absent'}"
+            for attribute in ("__getitem__", "__len__", "dataset", "shapes", "labels")
+        )
         raise TypeError(
-            f"dataset must be a path or an object a format reads, got {type(request.source).__name__}; "
-            f"known formats: {known_formats()}"
+            f"dataset must be a path or an object a format reads, got {type(source).__name__} ({looked}). "
+            "Pass the annotation files (a COCO .json, a VOC folder, a CSV, a yolov5 data .yaml), a map-style dataset "
+            "whose ds[i] is (image, {'boxes': [N, 4] x0, y0, x1, y1 px, ...}), or the boxes you hold as "
+            f"BoxSizes.from_xyxy(boxes_per_image, image_sizes); known formats: {known_formats()}"
         )
     if not request.path.exists():
         raise ValueError(f"dataset {request.name!r} does not exist")

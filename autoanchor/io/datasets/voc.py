@@ -19,6 +19,7 @@ import numpy as np
 from .cache import cache_file_for
 from .files import extension, walk
 from .registry import Request, register_format
+from .torch_datasets import register_annotation_reader
 from .summary import Collector, Loaded, clip_to_image, progress
 
 __all__: list[str] = []
@@ -161,7 +162,26 @@ def _accept(request: Request) -> bool:
     return "xml" in extensions and "txt" not in extensions
 
 
+def is_voc_dataset(dataset: Any) -> bool:
+    """torchvision's ``VOCDetection`` (or alike): ``.annotations``, a list of ``.xml`` paths."""
+    files = getattr(dataset, "annotations", None)
+    return isinstance(files, list) and bool(files) and isinstance(files[0], str) and files[0].lower().endswith(".xml")
+
+
+def read_voc_dataset(dataset: Any, positions: Any, request: Request) -> Loaded:
+    """The images at ``positions`` (all when None) of a ``VOCDetection``, from its ``.xml`` files
+    (no image is decoded)."""
+    files = dataset.annotations
+    chosen = files if positions is None else [files[i] for i in positions]
+    collector = Collector()
+    bar = progress(chosen, total=len(chosen), desc="Reading annotations", unit="files", enabled=request.progress)
+    for file in bar:
+        _read_voc_file(collector, Path(file), drop_difficult=request.drop_difficult)
+    return collector.result()
+
+
 register_format(
     "voc", description="a PASCAL VOC .xml, a folder of them, or the folder holding Annotations/",
     accept=_accept, read=_read, priority=20,
 )
+register_annotation_reader("VOCDetection", accept=is_voc_dataset, read=read_voc_dataset)

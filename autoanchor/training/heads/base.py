@@ -38,6 +38,7 @@ from ...core.boxes import BoxSizes
 from ...core.parallel import Reducer
 from ...core.registry import Registry
 from ..report import AnchorReport, Measure, Outcome
+from .unsupported import UnsupportedDetector, explain_unrecognised
 
 __all__ = [
     "FAMILIES",
@@ -214,6 +215,12 @@ class HeadFamily(ABC):
         figures; families with figures of their own return a subclass."""
         return AnchorReport.of(self.name, outcome)
 
+    def grid(self, state: HeadState, params: Tensor) -> Any:
+        """The anchors of ``params`` as the family's rebuildable description, kept in the
+        report (torchvision: a :class:`~autoanchor.grid.anchors.GridAnchors` for
+        ``GridReport.anchor_generator()``); by default None."""
+        return None
+
     def describe(self, state: HeadState, params: Tensor) -> str:
         """``params`` of the head read as ``state``, as text for a log line."""
         return str(params.tolist())
@@ -326,6 +333,9 @@ def find_head(
             reasons.setdefault(str(error), []).append(family.name)
             continue
         return family, head, where
+    explained = explain_unrecognised(model, detect)  # a known kind no registered family took (SSD)
+    if explained is not None:
+        raise UnsupportedDetector(explained)
     found = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in reasons.items())
     names = ", ".join(candidate.name for candidate in candidates)
     raise TypeError(f"could not find a detection head of a known family ({names}): {found}; pass the head as detect=")

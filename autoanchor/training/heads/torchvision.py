@@ -52,6 +52,8 @@ from .torchvision_model import (
 )
 from ...core.parallel import Reducer
 from ..report import GridReport, Outcome
+from ..rebuild import persist_anchors
+from .unsupported import refuse_anchor_free
 from .base import HeadFamily, HeadNotFound, HeadState, Measure, SearchFn, Write, register_family
 
 __all__ = ["TorchvisionAnchors", "pack", "unpack"]
@@ -171,6 +173,7 @@ class TorchvisionAnchors(HeadFamily):
     # -- finding -------------------------------------------------------------------
 
     def locate(self, model: Any) -> tuple[Any, str]:
+        refuse_anchor_free(model)  # FCOS has a generator too: refused, not fitted
         try:
             path, generator = find_anchor_generator(model)
         except TypeError as error:
@@ -245,7 +248,7 @@ class TorchvisionAnchors(HeadFamily):
     ) -> GridReport:
         """A :class:`~autoanchor.training.report.GridReport` noting which positions the figures used."""
         note = "real box positions" if data.xy is not None else "lattice positions (no box centres in the data)"
-        return GridReport.of(self.name, outcome, note=note)
+        return GridReport.of(self.name, outcome, note=note, grid_after=self.grid(state, outcome.anchors_after))
 
     # -- measuring and fitting -----------------------------------------------------
 
@@ -303,6 +306,10 @@ class TorchvisionAnchors(HeadFamily):
 
     def write(self, state: HeadState, write: Write) -> None:
         write_grid_anchors(state.extra.generator, write.payload)
+        persist_anchors(state.extra.generator)  # the fit rides in state_dict() (training/rebuild.py)
+
+    def grid(self, state: HeadState, params: Tensor) -> GridAnchors:
+        return unpack(params, state.extra.detector.generator)
 
     def describe(self, state: HeadState, params: Tensor) -> str:
         """``AnchorGenerator(sizes=..., aspect_ratios=...)`` for ``params``."""

@@ -31,6 +31,7 @@ from ...core._warn import warn
 from ...grid.fit import fit_grid_anchors, pool_samples
 from ...grid.anchors import GridAnchors, ResizeRule
 from ...grid.matching import MatchStats, match_stats
+from ..rebuild import persist_anchors
 
 __all__ = [
     "DetectorAnchors",
@@ -430,6 +431,7 @@ def check_grid_anchors(
     if replace and after.matched > before.matched:
         _path, module = find_anchor_generator(model)
         write_grid_anchors(module, after_generator)
+        persist_anchors(module)  # the fit rides in state_dict() (training/rebuild.py)
         replaced = True
     else:
         after_generator, after = start, before
