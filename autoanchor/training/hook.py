@@ -24,7 +24,8 @@ import torch
 
 from ..core._warn import warn
 from .agreement import decision_from_rank0, group_reducer, handshake, measure_from_rank0
-from .options import DEFAULT_IMGSZ, DEFAULT_THR, CheckOptions
+from ..core.defaults import DEFAULT_BPR_THRESHOLD, DEFAULT_GEN, DEFAULT_IMGSZ, DEFAULT_SEED, DEFAULT_THR
+from .options import CheckOptions
 from ..io.datasets import load_boxes
 from .distributed import DistributedReducer
 from .heads import HeadFamily, HeadState, Write, find_head, get_family
@@ -309,9 +310,9 @@ def check_anchors(
     thr: float = DEFAULT_THR,
     imgsz: float = DEFAULT_IMGSZ,
     *,
-    gen: int = 1000,
-    bpr_threshold: float = 0.98,
-    seed: int = 0,
+    gen: int = DEFAULT_GEN,
+    bpr_threshold: float = DEFAULT_BPR_THRESHOLD,
+    seed: int = DEFAULT_SEED,
     device: torch.device | str | None = None,
     verbose: bool = True,
     detect: Any = None,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ...core.validate import is_number
 from .registry import Request, register_format
 from .summary import Collector, Loaded, clip_to_image, progress
 from .cache import cache_file_for
@@ -22,7 +23,7 @@ __all__: list[str] = []
 
 
 def _positive_number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         return None
     value = float(value)
     return value if math.isfinite(value) and value > 0 else None
