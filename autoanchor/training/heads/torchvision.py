@@ -51,6 +51,7 @@ from .torchvision_model import (
     write_grid_anchors,
 )
 from ...core.parallel import Reducer
+from ...core.validate import is_number
 from .base import HeadFamily, HeadNotFound, HeadState, Measure, SearchFn, Write, register_family
 
 __all__ = ["TorchvisionAnchors", "pack", "unpack"]
@@ -156,7 +157,7 @@ class TorchvisionAnchors(HeadFamily):
     ):
         if strides is not None:
             strides = tuple(strides)
-            if not strides or any(isinstance(s, bool) or int(s) != s or s < 1 for s in strides):
+            if not strides or any(not is_number(s) or int(s) != s or s < 1 for s in strides):
                 raise ValueError(f"strides must be positive whole numbers of pixels, got {strides!r}")
             strides = tuple(int(s) for s in strides)
         if resize is not None and not isinstance(resize, ResizeRule):
