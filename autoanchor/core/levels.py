@@ -30,6 +30,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 
+from .boxes import sort_by_area
 from .defaults import DEFAULT_THR
 from .metrics import check_thr, check_wh, ratio_metric
 from .validate import check_int, check_stride_units
@@ -315,8 +316,7 @@ def split_levels(anchors: Tensor, n_levels: int) -> Tensor:
         raise ValueError(
             f"anchors must have shape [K, 2] with K a multiple of {n_levels} levels, got {list(anchors.shape)}"
         )
-    order = torch.argsort(anchors.prod(-1), stable=True)
-    return anchors[order].reshape(n_levels, -1, 2)
+    return sort_by_area(anchors).reshape(n_levels, -1, 2)
 
 
 def stride_bounds(
