@@ -54,8 +54,10 @@ def kmean_anchors(
         thr: largest allowed side ratio (yolov5's ``anchor_t``).
         gen: generations of evolution.
         verbose: show a progress bar and log a summary at INFO.
-        seed: the same dataset and seed give the same anchors (on one device).
-        device: where to search (``"cpu"``, ``"cuda"``, ...); defaults to the CPU.
+        seed: an integer from 0 to ``2**64 - 1``; the same dataset and seed give the
+            same anchors (on one device).
+        device: where to search (``"cpu"``, ``"cuda"``, ...); defaults to the CPU. A device
+            this machine lacks is refused before any work.
         metric: ``"ratio"`` (yolov5's fitness) or ``"iou"`` (Avg IoU, YOLOv2), or any
             registered objective (see :mod:`autoanchor.core.objectives`).
         method: ``"ga"`` (yolov5's mutation, batched) or ``"de"`` (differential evolution).

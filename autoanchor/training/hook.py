@@ -423,7 +423,8 @@ def check_anchors(
     Raises:
         ValueError: invalid data (no boxes, non-finite or negative sizes, label
             arrays not ``[m, 5]``; the message names the image), options
-            (``device="meta"`` included; a ``scale`` outside [0, 1), or given for a
+            (checked by :mod:`autoanchor.core.validate`: ``device="meta"``, ``"cuda"`` without
+            a GPU; a seed outside 0..2**64 - 1; a ``scale`` outside [0, 1), or given for a
             head family that does not model it; stride bounds that are not positive,
             with min above max, or given for a head family that does not take them), anchors or strides (wrong shape,
             non-finite or non-positive: the message names the level and index; on
