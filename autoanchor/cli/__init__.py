@@ -40,8 +40,7 @@ import warnings
 from collections.abc import Sequence
 
 from .. import __version__
-from ..io.configs import load_config
-from .options import EXIT_ERROR, EXIT_INTERRUPTED, CommandLineError, Parser, add_common_options
+from .options import EXIT_ERROR, EXIT_INTERRUPTED, CommandLineError, Parser, add_common_options, search_defaults
 from .registry import commands, get_command, register_command, register_writer
 
 # Output formats, then one line per subcommand: importing a module registers what it defines.
@@ -60,9 +59,9 @@ TRACEBACK_ENV = "AUTOANCHOR_TRACEBACK"
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``autoanchor`` command, one subparser per registered subcommand.
 
-    Defaults come from the shipped ``search`` config.
+    Defaults come from :mod:`autoanchor.core.defaults` (:func:`~autoanchor.cli.options.search_defaults`).
     """
-    defaults = load_config("search")
+    defaults = search_defaults()
     common = argparse.ArgumentParser(add_help=False)
     add_common_options(common, defaults)
 

@@ -12,8 +12,7 @@ import argparse
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..io.configs import load_config
-from .options import EXIT_OK, add_scale_option, add_stride_bounds_options, check_stride_bounds, non_negative_int, seed
+from .options import EXIT_OK, add_scale_option, add_stride_bounds_options, check_stride_bounds, count, search_defaults, seed
 from .registry import get_writer, register_command, register_writer, writer_help, writer_names
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ def margin(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``advise`` (besides the shared ones)."""
-    defaults = load_config("search")
+    defaults = search_defaults()
     parser.add_argument(
         "--counts", type=counts, default=counts(DEFAULT_COUNTS), metavar="N-M|N,M,...",
         help=f"anchor counts to try; a level set of L levels takes the multiples of L; default {DEFAULT_COUNTS}",
@@ -69,11 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_scale_option(parser, "compare configurations on")
     add_stride_bounds_options(parser, "each level set's")
     parser.add_argument(
-        "--sweep-gen", type=non_negative_int, default=None, metavar="GEN",
+        "--sweep-gen", type=count("--sweep-gen", low=0), default=None, metavar="GEN",
         help="generations of evolution per count in the sweep; default 100",
     )
     parser.add_argument(
-        "--gen", type=non_negative_int, default=defaults["gen"],
+        "--gen", type=count("--gen", low=0), default=defaults["gen"],
         help="generations of the final search of the recommended configuration; default %(default)s",
     )
     parser.add_argument(

@@ -8,9 +8,17 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..io.configs import anchor_config_names, anchors_by_name, load_config, strides_by_name
+from ..io.configs import anchor_config_names, anchors_by_name, strides_by_name
 from .grid import PRESETS, add_grid_options, generator_help, grid_requested, run_grid
-from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, CommandLineError, add_scale_option, probability, seed
+from .options import (
+    EXIT_BELOW_THRESHOLD,
+    EXIT_OK,
+    CommandLineError,
+    add_scale_option,
+    probability,
+    search_defaults,
+    seed,
+)
 from .registry import get_writer, register_command, writer_help, writer_names
 
 if TYPE_CHECKING:
@@ -21,7 +29,7 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``check`` (besides the shared ones)."""
-    defaults = load_config("search")
+    defaults = search_defaults()
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--model", type=Path, metavar="MODEL",

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ..io._atomic import is_read_only, write_atomic
 from ..core.boxes import MIN_BOX_PX
+from ..core.validate import check_device
 from .options import CommandLineError
 
 __all__ = [
@@ -47,16 +48,9 @@ _threads_before: list[int] = []
 def device_of(text: str) -> torch.device:
     """``--device``: a torch device that can hold the data, or a :class:`CommandLineError` saying why not."""
     try:
-        device = torch.device(text)
-    except RuntimeError as error:
-        raise CommandLineError(f"--device {text!r} is not a device (try cpu or cuda): {error}") from None
-    if device.type == "meta":
-        raise CommandLineError(
-            f"--device {text}: the meta device holds no values (only shapes), so nothing can be "
-            "measured or searched there; use cpu or cuda"
-        )
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CommandLineError(f"--device {text}: CUDA is not available on this machine")
+        device = check_device(text, "--device", optional=False)
+    except ValueError as error:
+        raise CommandLineError(str(error)) from None
     if device.type == "cpu" and THREADS_ENV not in os.environ:
         # The search works on a few thousand pooled sizes: torch's thread pool costs more than it
         # saves there (a 1000-generation fit of coco128 took 0.6-0.9 s on one thread, 3-7.5 s on

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.registry import OBJECTIVES
-from ..io.configs import load_config
 from .grid import add_grid_options, grid_requested, run_grid
 from .options import (
     EXIT_OK,
@@ -18,8 +17,8 @@ from .options import (
     add_scale_option,
     add_stride_bounds_options,
     check_stride_bounds,
-    non_negative_int,
-    positive_int,
+    count,
+    search_defaults,
     seed,
 )
 from .registry import get_writer, register_command, writer_help, writer_names
@@ -38,18 +37,18 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``fit`` (besides the shared ones)."""
-    defaults = load_config("search")
+    defaults = search_defaults()
     parser.add_argument(
-        "--n", type=positive_int, default=None,
+        "--n", type=count("--n"), default=None,
         help=f"number of anchors (default {defaults['n']}; with --model, the model's count)",
     )
     parser.add_argument(
-        "--levels", type=positive_int, default=None,
+        "--levels", type=count("--levels"), default=None,
         help=f"output levels the anchors are split into, small to large (default {defaults['levels']}; "
         "with --model, the model's levels); --n must be a multiple",
     )
     parser.add_argument(
-        "--gen", type=non_negative_int, default=defaults["gen"],
+        "--gen", type=count("--gen", low=0), default=defaults["gen"],
         help="generations of evolution after k-means; default %(default)s",
     )
     parser.add_argument(
@@ -100,7 +99,7 @@ def _levels_of(args: argparse.Namespace, model: ModelAnchors | DarknetConfig | N
                     f"{model.n_per_level} anchors); leave {option} out with --model"
                 )
         return n_model, model.n_levels
-    defaults = load_config("search")
+    defaults = search_defaults()
     n = args.n if args.n is not None else defaults["n"]
     levels = args.levels if args.levels is not None else defaults["levels"]
     if n % levels:

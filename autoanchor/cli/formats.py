@@ -129,17 +129,17 @@ def stats_line(stats: Any) -> str:
 
 @register_writer("text", command="fit", help="readable")
 def fit_text(result: FitOutput) -> str:
-    from ..io.modelyaml import level_label
+    from ..core.levels import level_name
 
     info = result.info
     lines = [
         f"{info['n']} anchors for {info['data']} ({result.boxes}; {size_text(info)}, thr {info['thr']}, "
         f"metric {info['metric']}, gen {info['gen']}, seed {info['seed']}{_scale_note(info)}), w,h in pixels:"
     ]
-    width = max(len(level_label(s)) for s in result.strides)
+    width = max(len(level_name(s, with_stride=True)) for s in result.strides)
     for level, stride in zip(result.rows, result.strides):
         pairs = "  ".join(f"{w},{h}".ljust(9) for w, h in level).rstrip()
-        lines.append(f"  {level_label(stride).ljust(width)}  {pairs}")
+        lines.append(f"  {level_name(stride, with_stride=True).ljust(width)}  {pairs}")
     lines.append(stats_line(result.stats))
     lines.append(f"({result.figures_for}, on {result.boxes})")
     lines.extend(_level_lines(result.levels, result.below_stride))
@@ -219,15 +219,15 @@ def check_text(result: CheckOutput) -> str:
     if result.strides is None:
         lines = [f"{head}: " + ",  ".join(f"{w:g},{h:g}" for w, h in result.anchors)]
     else:
-        from ..io.modelyaml import level_label
+        from ..core.levels import level_name
 
         per_level = len(result.anchors) // len(result.strides)
-        width = max(len(level_label(s)) for s in result.strides)
+        width = max(len(level_name(s, with_stride=True)) for s in result.strides)
         lines = [f"{head}, w,h in pixels:"]
         for level, stride in enumerate(result.strides):
             level_anchors = result.anchors[level * per_level : (level + 1) * per_level]
             pairs = "  ".join(f"{w:g},{h:g}".ljust(9) for w, h in level_anchors).rstrip()
-            lines.append(f"  {level_label(stride).ljust(width)}  {pairs}")
+            lines.append(f"  {level_name(stride, with_stride=True).ljust(width)}  {pairs}")
     lines += [
         f"BPR {stats.bpr:.4f}  anchors/target {stats.aat:.2f}  fitness {stats.fitness:.4f}  "
         f"Avg IoU {stats.avg_iou:.4f}",

@@ -349,9 +349,9 @@ _YOLO_ONLY = (
 
 def refuse_yolo_options(args: argparse.Namespace) -> None:
     """Refuse the YOLO options given with ``--generator``, rather than ignore them."""
-    from ..io.configs import load_config
+    from .options import search_defaults
 
-    defaults = load_config("search")
+    defaults = search_defaults()
     given = [f"--{name.replace('_', '-')}" for name, unset in _YOLO_ONLY if getattr(args, name, unset) != unset]
     given += [
         f"--{name}" for name, default in (("thr", defaults["anchor_t"]), ("metric", defaults["metric"]), ("gen", defaults["gen"]))

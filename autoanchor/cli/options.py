@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
-from typing import Callable, NoReturn
+from typing import Any, Callable, NoReturn
+
+from ..core.defaults import DEFAULT_BPR_THRESHOLD, DEFAULT_GEN, DEFAULT_IMGSZ, DEFAULT_LEVELS, DEFAULT_METRIC
+from ..core.defaults import DEFAULT_N, DEFAULT_SEED, DEFAULT_THR, MAX_SEED
+from ..core.validate import check_float, check_int, check_scale, check_seed, check_stride_units, check_thr
 
 __all__ = [
     "CommandLineError",
@@ -18,13 +21,13 @@ __all__ = [
     "add_scale_option",
     "add_stride_bounds_options",
     "check_stride_bounds",
-    "non_negative_int",
-    "positive_int",
+    "count",
+    "option_type",
     "probability",
     "ratio",
     "scale_fraction",
+    "search_defaults",
     "seed",
-    "stride_units",
 ]
 
 EXIT_OK = 0
@@ -33,8 +36,6 @@ EXIT_BELOW_THRESHOLD = 1
 # Any error: bad options or data, a file that cannot be read or written, or a bug.
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
-# torch.Generator.manual_seed takes any integer that fits in 64 unsigned bits.
-MAX_SEED = 2**64 - 1
 
 
 class CommandLineError(ValueError):
@@ -48,46 +49,38 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _int_in_range(minimum: int, maximum: int | None, wording: str) -> Callable[[str], int]:
-    """An argparse ``type`` for integers in ``[minimum, maximum]`` (no upper bound if None)."""
+def option_type(
+    parse: Callable[[str], Any], check: Callable[..., Any], flag: str, **bounds: Any
+) -> Callable[[str], Any]:
+    """An argparse ``type``: ``parse`` the text, then the library's own check (:mod:`autoanchor.core.validate`).
 
-    def parse(text: str) -> int:
+    The check's error, naming ``flag`` and the value, becomes argparse's error for the option.
+    """
+    kind = "an integer" if parse is int else "a number"
+
+    def convert(text: str) -> Any:
         try:
-            value = int(text)
+            value = parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {wording}, got {text!r}") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"expected {wording}, got {text!r}")
-        return value
+            raise argparse.ArgumentTypeError(f"{flag} must be {kind}, got {text!r}") from None
+        try:
+            return check(flag, value, **bounds)
+        except ValueError as error:  # OptionTypeError is a ValueError too
+            raise argparse.ArgumentTypeError(str(error)) from None
 
-    return parse
-
-
-positive_int = _int_in_range(1, None, "a positive integer")
-non_negative_int = _int_in_range(0, None, "an integer >= 0")
-seed = _int_in_range(0, MAX_SEED, f"an integer from 0 to 2**64 - 1 = {MAX_SEED}")
+    convert.__name__ = flag.lstrip("-").replace("-", "_")  # argparse names the type in some messages
+    return convert
 
 
-def ratio(text: str) -> float:
-    """An argparse ``type`` for a finite number greater than 1 (``--thr``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number greater than 1, got {text!r}") from None
-    if not math.isfinite(value) or value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number greater than 1, got {text!r}")
-    return value
+def count(flag: str, low: int = 1) -> Callable[[str], int]:
+    """An argparse ``type`` for an integer option of at least ``low`` (``--n``, ``--gen``, ...)."""
+    return option_type(int, check_int, flag, low=low)
 
 
-def probability(text: str) -> float:
-    """An argparse ``type`` for a number in [0, 1] (``--bpr-threshold``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return value
+seed = option_type(int, check_seed, "--seed")
+ratio = option_type(float, lambda flag, value: check_thr(value, flag), "--thr")
+probability = option_type(float, check_float, "--bpr-threshold", low=0, high=1)
+scale_fraction = option_type(float, lambda flag, value: check_scale(value, flag), "--scale")
 
 
 class _StoreImg(argparse.Action):
@@ -96,18 +89,6 @@ class _StoreImg(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
         namespace.img = values
         namespace.img_given = True
-def scale_fraction(text: str) -> float:
-    """An argparse ``type`` for yolov5's ``hyp['scale']``: a number in [0, 1) (``--scale``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a number from 0 up to, not including, 1 (yolov5's hyp['scale'], 0.5 in its default "
-            f"hyper-parameters: factors from U(1 - scale, 1 + scale)), got {text!r}"
-        )
-    return value
 
 
 def add_scale_option(parser: argparse.ArgumentParser, what: str) -> None:
@@ -120,35 +101,41 @@ def add_scale_option(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def stride_units(text: str) -> float:
-    """An argparse ``type`` for a size in strides: a finite number greater than 0 (``--min-stride-units``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a positive number of strides (1 = one grid cell), got {text!r}")
-    return value
+def _stride_units(flag: str) -> Callable[[str], float]:
+    """An argparse ``type`` for a size in strides of the level: a positive finite number."""
+    return option_type(float, check_float, flag, low=0, low_open=True, what="(strides of its level)")
 
 
 def add_stride_bounds_options(parser: argparse.ArgumentParser, strides: str) -> None:
     """``--min-stride-units M`` and ``--max-stride-units M``: bound the searched anchors by their level's stride."""
     parser.add_argument(
-        "--min-stride-units", type=stride_units, default=None, metavar="M",
+        "--min-stride-units", type=_stride_units("--min-stride-units"), default=None, metavar="M",
         help=f"keep every searched anchor at least M strides of its level (sqrt(w*h) >= M * stride; strides: "
         f"{strides}), enforced inside the search; default: unbounded, as yolov5",
     )
     parser.add_argument(
-        "--max-stride-units", type=stride_units, default=None, metavar="M",
+        "--max-stride-units", type=_stride_units("--max-stride-units"), default=None, metavar="M",
         help="keep every searched anchor at most M strides of its level; default: unbounded",
     )
 
 
 def check_stride_bounds(args: argparse.Namespace) -> None:
     """Refuse ``--min-stride-units`` above ``--max-stride-units`` before any work."""
-    low, high = args.min_stride_units, args.max_stride_units
-    if low is not None and high is not None and low > high:
-        raise CommandLineError(f"--min-stride-units {low:g} exceeds --max-stride-units {high:g}")
+    try:
+        check_stride_units(
+            args.min_stride_units, args.max_stride_units, names=("--min-stride-units", "--max-stride-units")
+        )
+    except ValueError as error:
+        raise CommandLineError(str(error)) from None
+
+
+def search_defaults() -> dict[str, Any]:
+    """The command line's defaults, from :mod:`autoanchor.core.defaults` (the dataclasses' defaults),
+    under the keys of the shipped ``search`` config (a test keeps that file equal to them)."""
+    return {
+        "anchor_t": DEFAULT_THR, "img_size": DEFAULT_IMGSZ, "n": DEFAULT_N, "levels": DEFAULT_LEVELS,
+        "gen": DEFAULT_GEN, "bpr_threshold": DEFAULT_BPR_THRESHOLD, "metric": DEFAULT_METRIC, "seed": DEFAULT_SEED,
+    }
 
 
 def add_common_options(parser: argparse.ArgumentParser, defaults: dict) -> None:
@@ -156,7 +143,7 @@ def add_common_options(parser: argparse.ArgumentParser, defaults: dict) -> None:
 
     Args:
         parser: the subcommand's parser.
-        defaults: the shipped ``search`` config (``img_size``, ``anchor_t``).
+        defaults: :func:`search_defaults` (``img_size``, ``anchor_t``).
     """
     parser.add_argument(
         "-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
@@ -172,7 +159,7 @@ def add_common_options(parser: argparse.ArgumentParser, defaults: dict) -> None:
         help="read every label file and neither read nor write the dataset's box cache",
     )
     parser.add_argument(
-        "--img", type=positive_int, default=defaults["img_size"], metavar="PX", action=_StoreImg,
+        "--img", type=count("--img"), default=defaults["img_size"], metavar="PX", action=_StoreImg,
         help="training image size in pixels (long side); default %(default)s, or with a darknet "
         "--model x.cfg its [net] width x height",
     )

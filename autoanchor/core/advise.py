@@ -42,12 +42,13 @@ from typing import Union
 import torch
 from torch import Tensor
 
+from .defaults import DEFAULT_GEN, DEFAULT_IMGSZ, DEFAULT_SEED, DEFAULT_THR
 from .boxes import BoxSizes
 from .jitter import jitter_wh, scale_jittered_wh
 from .levels import LevelStats, anchors_below_stride, level_name, level_stats, split_levels
 from .metrics import check_thr, check_wh
 from .search import search_anchors
-from .settings import SearchSettings
+from .validate import check_float, check_int, check_scale, check_seed, check_stride_units, is_integer, is_number
 
 __all__ = ["LEVEL_SETS", "AdviceRow", "Advice", "advise", "format_advice"]
 
@@ -68,11 +69,11 @@ SWEEP_GEN = 100
 relocation hops) do most of its work: on coco128 and VOC, 100 generations reach the fitness of
 1000 within 0.001 for 3 to 15 anchors. The recommended configuration is searched again in full."""
 
-SWEEP_HOPS = 12
+_SWEEP_HOPS = 12
 """Relocation hops per count in the sweep (48 in a full search): on coco128 this halves a
 sweep search's time and lowered no fitness by more than 0.002 (of about 0.7)."""
 
-SWEEP_CHAINS = 1
+_SWEEP_CHAINS = 1
 """Chains per count in the sweep (a full search on at most ``fine_points`` boxes runs two, see
 :attr:`~autoanchor.core.settings.SearchSettings.chains`): the second chain narrows the spread between
 seeds to well under the margins the sweep compares, at twice the time."""
@@ -144,8 +145,7 @@ def _check_level_sets(level_sets: Mapping[str, Sequence[float]]) -> dict[str, tu
             isinstance(strides, (str, bytes))
             or not isinstance(strides, Sequence)
             or not strides
-            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s > 0
-                       for s in strides)
+            or not all(is_number(s) and math.isfinite(s) and s > 0 for s in strides)
         ):
             raise ValueError(f"level set {name!r} must be a non-empty sequence of positive strides, got {strides!r}")
         if list(strides) != sorted(strides) or len(set(strides)) != len(strides):
@@ -156,10 +156,9 @@ def _check_level_sets(level_sets: Mapping[str, Sequence[float]]) -> dict[str, tu
 
 def _check_counts(counts: Iterable[int]) -> list[int]:
     values = list(counts)
-    bad = [c for c in values if isinstance(c, bool) or not isinstance(c, int) or c < 1]
-    if not values or bad:
+    if not values or not all(is_integer(c) and c >= 1 for c in values):
         raise ValueError(f"counts must be positive integers, got {values!r}")
-    return sorted(set(values))
+    return sorted({int(c) for c in values})
 
 
 def _box_sizes(data: Data, img_size: float, scale: float | None, seed: int) -> Tensor:
@@ -202,15 +201,15 @@ def _small_box_warnings(wh: Tensor, finest: float) -> list[str]:
 def advise(
     data: Data,
     *,
-    img_size: float = 640,
+    img_size: float = DEFAULT_IMGSZ,
     counts: Iterable[int] = range(3, 16),
     level_sets: Mapping[str, Sequence[float]] = LEVEL_SETS,
-    thr: float = 4.0,
-    seed: int = 0,
+    thr: float = DEFAULT_THR,
+    seed: int = DEFAULT_SEED,
     margin: float = 0.1,
     scale: float | None = None,
     sweep_gen: int = SWEEP_GEN,
-    gen: int = 1000,
+    gen: int = DEFAULT_GEN,
     min_stride_units: float | None = None,
     max_stride_units: float | None = None,
 ) -> Advice:
@@ -267,10 +266,11 @@ def advise(
     thr = check_thr(thr)
     sets = _check_level_sets(level_sets)
     count_values = _check_counts(counts)
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
-        raise ValueError(f"margin must be a relative fitness margin in [0, 1), got {margin!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    margin = check_float("margin", margin, low=0, high=1, high_open=True, what="(a relative fitness margin)")
+    seed = check_seed("seed", seed)
+    scale = check_scale(scale, optional=True)
+    sweep_gen, gen = check_int("sweep_gen", sweep_gen, low=0), check_int("gen", gen, low=0)
+    min_stride_units, max_stride_units = check_stride_units(min_stride_units, max_stride_units)
     wh = _box_sizes(data, img_size, scale, seed)
     plan = [(name, strides, n) for name, strides in sets.items() for n in count_values if n % len(strides) == 0]
     if not plan:
@@ -280,8 +280,6 @@ def advise(
         )
 
     bounded = min_stride_units is not None or max_stride_units is not None
-    if bounded:  # checked before any search: the ValueError names the bound
-        SearchSettings(strides=(1.0,), min_stride_units=min_stride_units, max_stride_units=max_stride_units)
 
     def bounds(strides: tuple[float, ...]) -> dict:
         if not bounded:
@@ -296,7 +294,7 @@ def advise(
         if key(strides, n) in searched:
             continue
         result = search_anchors(
-            wh, n, thr=thr, gen=sweep_gen, hops=SWEEP_HOPS, chains=SWEEP_CHAINS, seed=seed, **bounds(strides)
+            wh, n, thr=thr, gen=sweep_gen, hops=_SWEEP_HOPS, chains=_SWEEP_CHAINS, seed=seed, **bounds(strides)
         )
         searched[key(strides, n)] = result
         logger.info("advise: %d anchors, fitness %.4f, BPR %.4f", n, result.stats.fitness, result.stats.bpr)

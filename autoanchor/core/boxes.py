@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .rng import resolve_generator
+from .validate import check_device, check_float
 
 __all__ = ["BoxSizes", "MIN_BOX_PX", "MIN_ANCHOR_PX", "searchable_mask", "searchable_boxes", "sort_by_area"]
 
@@ -324,10 +325,13 @@ class BoxSizes:
 
         Returns:
             Tensor[N, 2] float32, box (width, height) in pixels.
+
+        Raises:
+            ValueError: for an ``img_size`` that is not a positive number, or a device
+                this machine lacks (:func:`~autoanchor.core.validate.check_device`).
         """
-        if not np.isfinite(img_size) or img_size <= 0:
-            raise ValueError(f"img_size must be a positive number of pixels, got {img_size!r}")
-        device = torch.device(device) if device is not None else torch.device("cpu")
+        img_size = check_float("img_size", img_size, low=0, low_open=True, what="(pixels)")
+        device = check_device(device) or torch.device("cpu")
         shapes = torch.as_tensor(self.shapes, dtype=torch.float64, device=device)
         image_scale = img_size / shapes.amax(1, keepdim=True)  # [I,1]
         if scale_jitter is not None:

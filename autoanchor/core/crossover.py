@@ -14,6 +14,7 @@ from torch import Tensor
 from .levels import within_stride_bounds
 from .objectives import Objective
 from .polish import Bounds, _climb, _Scores
+from .validate import check_int
 
 __all__ = ["crossover", "thin"]
 
@@ -51,8 +52,7 @@ def thin(objective: Objective, anchors: Tensor, k: int) -> Tensor:
         >>> thin(objective, torch.tensor([[10.0, 10.0], [11.0, 11.0], [100.0, 100.0]]), 2).tolist()
         [[10.0, 10.0], [100.0, 100.0]]
     """
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= anchors.shape[0]:
-        raise ValueError(f"k must be an integer from 1 to the {anchors.shape[0]} anchors, got {k!r}")
+    k = check_int("k", k, low=1, high=anchors.shape[0])
     return _thinned(objective, anchors, k).anchors
 
 

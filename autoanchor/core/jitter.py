@@ -19,8 +19,6 @@ augmented image; that loss is not modelled.
 
 from __future__ import annotations
 
-import math
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -28,6 +26,7 @@ from torch import Tensor
 from .boxes import BoxSizes
 from .metrics import check_wh
 from .rng import resolve_generator
+from .validate import check_device, check_int, check_scale
 
 __all__ = ["DEFAULT_DRAWS", "YOLOV5_SCALE", "scale_range", "scale_jittered_wh", "jitter_wh"]
 
@@ -54,17 +53,8 @@ def scale_range(scale: float) -> tuple[float, float]:
     Raises:
         ValueError: unless ``0 <= scale < 1`` (a factor of 0 or less has no size).
     """
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ValueError(f"scale must be a number in [0, 1) (yolov5's hyp['scale']), got {scale!r}")
-    if not 0 <= scale < 1:
-        raise ValueError(f"scale must be in [0, 1) (yolov5's hyp['scale']), got {scale!r}")
-    return 1.0 - float(scale), 1.0 + float(scale)
-
-
-def _check_draws(draws: Any) -> int:
-    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-        raise ValueError(f"draws must be an integer of at least 1, got {draws!r}")
-    return draws
+    scale = check_scale(scale)
+    return 1.0 - scale, 1.0 + scale
 
 
 def scale_jittered_wh(
@@ -113,7 +103,7 @@ def scale_jittered_wh(
     """
     if not isinstance(sizes, BoxSizes):
         raise TypeError(f"sizes must be a BoxSizes, got {type(sizes).__name__}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = check_device(device) or torch.device("cpu")
     image_index = torch.as_tensor(sizes.image_index, dtype=torch.long, device=device)
     wh = sizes.pixel_wh(img_size, device=device)
     return jitter_wh(wh, scale=scale, draws=draws, image_index=image_index, generator=generator, seed=seed)
@@ -160,7 +150,7 @@ def jitter_wh(
     """
     check_wh(wh)
     low, high = scale_range(scale)
-    draws = _check_draws(draws)
+    draws = check_int("draws", draws, low=1)
     generator = resolve_generator(generator, wh.device, seed=seed)
     if image_index is None:
         index = torch.arange(wh.shape[0], device=wh.device)

@@ -22,6 +22,7 @@ from ._warn import warn
 from .boxes import sort_by_area
 from .metrics import check_wh, wh_iou
 from .rng import resolve_generator
+from .validate import check_int
 
 __all__ = ["kmeans", "kmeans_starts"]
 
@@ -231,17 +232,14 @@ def _run(
 ) -> tuple[Tensor, Tensor]:
     """Validate, then cluster from every start: ``(centroids [S, n, 2], distortion [S])``."""
     check_wh(wh)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = check_int("n", n, low=1)
     if wh.shape[0] == 0:
         raise ValueError("kmeans needs at least one box, got an empty wh [0, 2]")
     if distance not in ("euclidean", "iou"):
         raise ValueError(f"distance must be 'euclidean' or 'iou', got {distance!r}")
     if update not in ("mean", "median"):
         raise ValueError(f"update must be 'mean' or 'median', got {update!r}")
-    for name, value in (("restarts", restarts), ("iters", iters)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+    restarts, iters = check_int("restarts", restarts, low=1), check_int("iters", iters, low=1)
     generator = resolve_generator(generator, wh.device)
 
     points = wh.double()

@@ -30,7 +30,10 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 
+from .boxes import sort_by_area
+from .defaults import DEFAULT_THR
 from .metrics import check_thr, check_wh, ratio_metric
+from .validate import check_int, check_stride_units
 
 __all__ = [
     "LevelStats",
@@ -49,16 +52,20 @@ __all__ = [
 Strides = Union[Sequence[float], Tensor]
 
 
-def level_name(stride: float) -> str:
-    """yolov5's name of the level with this stride: ``P3`` for 8, ``P5`` for 32.
+def level_name(stride: float, *, with_stride: bool = False) -> str:
+    """yolov5's name of the level with this stride: ``P3`` for 8, ``P5`` for 32 (``P3/8`` ``with_stride``).
 
     A level ``Pk`` has stride ``2**k``; a stride that is not a power of two is
-    named by its value (``"s12"``).
+    named by its value (``"s12"``, or ``"stride 12"`` ``with_stride``).
+
+    Example:
+        >>> level_name(8), level_name(8, with_stride=True), level_name(12, with_stride=True)
+        ('P3', 'P3/8', 'stride 12')
     """
     exponent = math.log2(stride) if stride > 0 else math.nan
     if math.isfinite(exponent) and exponent == round(exponent):
-        return f"P{int(exponent)}"
-    return f"s{stride:g}"
+        return f"P{int(exponent)}/{stride:g}" if with_stride else f"P{int(exponent)}"
+    return f"stride {stride:g}" if with_stride else f"s{stride:g}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,7 +180,7 @@ def _size_in_strides(anchors: Tensor, strides: Tensor) -> Tensor:
 
 
 def level_stats(
-    wh: Tensor, anchors: Tensor, strides: Strides, *, thr: float = 4.0, chunk: int = 1 << 16
+    wh: Tensor, anchors: Tensor, strides: Strides, *, thr: float = DEFAULT_THR, chunk: int = 1 << 16
 ) -> list[LevelStats]:
     """Per-level figures of a detector's anchors on box sizes.
 
@@ -209,8 +216,7 @@ def level_stats(
     thr = check_thr(thr)
     check_wh(wh)
     stride_values = _check_levels(anchors, strides)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    chunk = check_int("chunk", chunk, low=1)
     if wh.shape[0] == 0:
         raise ValueError("level_stats needs at least one box, got wh of shape [0, 2]")
     bad = ~torch.isfinite(wh).all(1) | (wh < 0).any(1)
@@ -305,14 +311,12 @@ def split_levels(anchors: Tensor, n_levels: int) -> Tensor:
     Raises:
         ValueError: if ``K`` is not a multiple of ``n_levels``.
     """
-    if isinstance(n_levels, bool) or not isinstance(n_levels, int) or n_levels < 1:
-        raise ValueError(f"n_levels must be a positive integer, got {n_levels!r}")
+    n_levels = check_int("n_levels", n_levels, low=1)
     if anchors.ndim != 2 or anchors.shape[1] != 2 or anchors.shape[0] % n_levels:
         raise ValueError(
             f"anchors must have shape [K, 2] with K a multiple of {n_levels} levels, got {list(anchors.shape)}"
         )
-    order = torch.argsort(anchors.prod(-1), stable=True)
-    return anchors[order].reshape(n_levels, -1, 2)
+    return sort_by_area(anchors).reshape(n_levels, -1, 2)
 
 
 def stride_bounds(
@@ -343,15 +347,10 @@ def stride_bounds(
     if bool((values[1:] <= values[:-1]).any()):
         raise ValueError(f"strides must be strictly increasing, got {values.tolist()}")
     nl = values.shape[0]
-    if isinstance(n_anchors, bool) or not isinstance(n_anchors, int) or n_anchors < 1 or n_anchors % nl:
+    n_anchors = check_int("n_anchors", n_anchors, low=1)
+    if n_anchors % nl:
         raise ValueError(f"n_anchors must be a positive multiple of the {nl} levels, got {n_anchors!r}")
-    for name, bound in (("min_units", min_units), ("max_units", max_units)):
-        if bound is not None and (
-            isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0
-        ):
-            raise ValueError(f"{name} must be a positive number of strides or None, got {bound!r}")
-    if min_units is not None and max_units is not None and min_units > max_units:
-        raise ValueError(f"min_units ({min_units}) must not exceed max_units ({max_units})")
+    min_units, max_units = check_stride_units(min_units, max_units, names=("min_units", "max_units"))
     per_rank = values.repeat_interleave(n_anchors // nl)  # [K] stride of each area rank
     low = per_rank * min_units if min_units is not None else torch.zeros_like(per_rank)
     high = per_rank * max_units if max_units is not None else torch.full_like(per_rank, math.inf)

@@ -13,13 +13,14 @@ side is more than ``thr`` times larger or smaller than the anchor's, that is whe
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from .defaults import DEFAULT_THR
 from .parallel import Reducer
+from .validate import check_not_meta, check_thr
 
 __all__ = [
     "AnchorStats",
@@ -35,13 +36,6 @@ __all__ = [
 ]
 
 
-def check_thr(thr: float) -> float:
-    """Validate ``thr`` (yolov5's ``anchor_t``), the largest allowed side ratio."""
-    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not math.isfinite(thr) or thr <= 1:
-        raise ValueError(f"thr must be a finite number greater than 1 (a width/height ratio), got {thr!r}")
-    return float(thr)
-
-
 def check_wh(wh: Tensor, name: str = "wh") -> Tensor:
     """Validate the shape and dtype of box sizes ``[N, 2]`` (no device sync)."""
     if not isinstance(wh, Tensor):
@@ -50,6 +44,7 @@ def check_wh(wh: Tensor, name: str = "wh") -> Tensor:
         raise ValueError(f"{name} must have shape [N, 2] (width, height), got {list(wh.shape)}")
     if not wh.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got {wh.dtype}")
+    check_not_meta(wh, name)
     return wh
 
 
@@ -155,7 +150,7 @@ def _mean(values: Tensor, weights: Tensor | None) -> Tensor:
 
 
 def best_possible_recall(
-    wh: Tensor, anchors: Tensor, *, thr: float = 4.0, weights: Tensor | None = None
+    wh: Tensor, anchors: Tensor, *, thr: float = DEFAULT_THR, weights: Tensor | None = None
 ) -> Tensor:
     """Best possible recall: the share of boxes whose best anchor passes ``1/thr``.
 
@@ -174,7 +169,7 @@ def best_possible_recall(
 
 
 def anchors_above_threshold(
-    wh: Tensor, anchors: Tensor, *, thr: float = 4.0, weights: Tensor | None = None
+    wh: Tensor, anchors: Tensor, *, thr: float = DEFAULT_THR, weights: Tensor | None = None
 ) -> Tensor:
     """Mean number of anchors per box that pass ``1/thr`` (yolov5's "anchors/target")."""
     thr = check_thr(thr)
@@ -183,7 +178,7 @@ def anchors_above_threshold(
 
 
 def anchor_fitness(
-    wh: Tensor, anchors: Tensor, *, thr: float = 4.0, weights: Tensor | None = None
+    wh: Tensor, anchors: Tensor, *, thr: float = DEFAULT_THR, weights: Tensor | None = None
 ) -> Tensor:
     """yolov5's anchor fitness ``mean(best * (best > 1/thr))`` of the ratio metric.
 
@@ -231,7 +226,7 @@ def anchor_stats(
     wh: Tensor,
     anchors: Tensor,
     *,
-    thr: float = 4.0,
+    thr: float = DEFAULT_THR,
     weights: Tensor | None = None,
     reducer: Reducer | None = None,
     chunk: int = 1 << 13,
@@ -277,7 +272,7 @@ def anchor_stats_batch(
     wh: Tensor,
     population: Tensor,
     *,
-    thr: float = 4.0,
+    thr: float = DEFAULT_THR,
     weights: Tensor | None = None,
     reducer: Reducer | None = None,
     chunk: int = 1 << 13,

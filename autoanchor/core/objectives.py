@@ -35,6 +35,7 @@ from typing import ClassVar, NamedTuple, Union
 import torch
 from torch import Tensor
 
+from .defaults import DEFAULT_THR
 from .metrics import AnchorStats, check_anchors, check_thr, check_wh, ratio_metric, size_iou, wh_iou
 from .parallel import LocalReducer, Reducer
 from .registry import OBJECTIVES
@@ -117,7 +118,7 @@ class Objective:
         wh: Tensor,
         weights: Tensor | None = None,
         *,
-        thr: float = 4.0,
+        thr: float = DEFAULT_THR,
         reducer: Reducer | None = None,
         chunk: int = 1 << 21,
     ) -> None:
@@ -270,7 +271,7 @@ def make_objective(
     wh: Tensor,
     weights: Tensor | None = None,
     *,
-    thr: float = 4.0,
+    thr: float = DEFAULT_THR,
     reducer: Reducer | None = None,
     chunk: int = 1 << 21,
 ) -> Objective:

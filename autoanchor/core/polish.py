@@ -24,7 +24,6 @@ from .boxes import MIN_ANCHOR_PX
 from .levels import within_stride_bounds
 from .objectives import Objective
 from .rng import resolve_generator
-from .settings import MERGE_PAIRS
 
 __all__ = ["polish"]
 
@@ -40,6 +39,8 @@ _MOVE_ROWS = 16384
 _DENSE_MOVES = 1 << 19
 # Boxes per chunk when building the table of scores.
 _TABLE_ROWS = 65536
+# A kick merges one of this many nearest pairs of anchors (drawn at random).
+_MERGE_PAIRS = 3
 
 
 class _Scores:
@@ -321,7 +322,7 @@ def _split_merge(scores: _Scores, kick_size: float, generator: torch.Generator) 
     log_anchors = anchors.log()
     distance = (log_anchors[:, None] - log_anchors[None]).abs().amax(-1)  # [K,K], L-inf in log units
     distance.fill_diagonal_(math.inf)  # an anchor is no pair with itself
-    nearest = distance.flatten().argsort()[: 2 * min(MERGE_PAIRS, k * (k - 1) // 2) : 2]  # each pair is there twice
+    nearest = distance.flatten().argsort()[: 2 * min(_MERGE_PAIRS, k * (k - 1) // 2) : 2]  # each pair is there twice
     pair = int(nearest[int(torch.randint(len(nearest), (1,), generator=generator, device=device))])
     kept, freed = pair // k, pair % k
     deficit = (1 - scores.first).clamp(min=0) * scores.objective.weights
@@ -375,7 +376,7 @@ def polish(
     without, which no small step can fix.
 
     With ``kicks > 0`` the search then kicks the best anchors found by a
-    split and a merge: one of the :data:`~autoanchor.core.settings.MERGE_PAIRS`
+    split and a merge: one of the three
     nearest pairs of anchors (drawn with ``generator``) becomes one anchor at
     their geometric mean, and the freed anchor splits another in two, ``±
     kick_size`` log units apart in a random direction; the anchor split is

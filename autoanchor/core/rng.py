@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import torch
 
+from .defaults import DEFAULT_SEED
+from .validate import check_seed
+
 __all__ = ["DEFAULT_SEED", "resolve_generator"]
 
-DEFAULT_SEED = 0
-"""The seed of the generator used when a caller passes none."""
 
 
 def resolve_generator(
@@ -25,7 +26,7 @@ def resolve_generator(
     Args:
         generator: the caller's generator, returned unchanged (not re-seeded).
         device: where a new generator draws (the CPU when omitted).
-        seed: the seed of a new generator, a non-negative integer.
+        seed: the seed of a new generator, an integer from 0 to ``2**64 - 1``.
 
     Returns:
         A ``torch.Generator``.
@@ -40,6 +41,5 @@ def resolve_generator(
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         return generator
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = check_seed("seed", seed)
     return torch.Generator(device=torch.device(device) if device is not None else "cpu").manual_seed(seed)

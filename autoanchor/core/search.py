@@ -3,16 +3,8 @@
 :func:`search_anchors` works on box sizes in pixels; its options are one
 :class:`~autoanchor.core.settings.SearchSettings`. (The drop-in that takes a dataset,
 :func:`~autoanchor.training.dropins.kmean_anchors`, sits in :mod:`autoanchor.training.dropins`: the
-search core never reads files.)
-
-How the search stays fast on millions of boxes: box sizes are pooled into cells
-of a grid in log space (few boxes are merged only where identical), each pool
-standing for its boxes by their weighted mean log size and count. The evolution
-runs on the coarsest pooling (a few hundred sizes), k-means and the relocation
-hops on a coarse one (about a thousand), the last climbs on finer ones, and the
-figures reported are computed on every box. The search's cost therefore hardly
-depends on the number of boxes; only letterboxing, pooling and the final figures
-grow with it, linearly.
+search core never reads files.) The stages, their numbers and why the cost hardly grows with
+the number of boxes (pooling in log space): ``docs/search.md``.
 """
 
 from __future__ import annotations
@@ -35,24 +27,17 @@ from .metrics import AnchorStats, anchor_stats_batch, check_wh
 from .objectives import Objective, objective_class
 from .parallel import LocalReducer, Reducer
 from .crossover import crossover
+from .defaults import DEFAULT_N
 from .polish import polish
-from .settings import (
-    FINE_CELL,
-    FINE_CLIMB,
-    HOP_MIN_STEP,
-    KICK_SIZE,
-    MIDDLE_CLIMB,
-    SearchSettings,
-    _check_int,
-    cpu_threads,
-)
+from .settings import _FINE_CELL, _FINE_CLIMB, _HOP_MIN_STEP, _KICK_SIZE, _MIDDLE_CLIMB, SearchSettings, cpu_threads
+from .validate import check_int
 
 __all__ = ["SearchResult", "search_anchors", "pool_sizes"]
 
 logger = logging.getLogger(__name__)
 
 # Boxes with a side under this many pixels are counted in a warning.
-SMALL_BOX_PX = 3.0
+_SMALL_BOX_PX = 3.0
 
 
 @dataclass(frozen=True)
@@ -153,7 +138,7 @@ class _Bar:
 
 def search_anchors(
     wh: Tensor,
-    n: int = 9,
+    n: int = DEFAULT_N,
     *,
     settings: SearchSettings | None = None,
     reducer: Reducer | None = None,
@@ -162,73 +147,11 @@ def search_anchors(
 ) -> SearchResult:
     """Find ``n`` anchors that fit the box sizes ``wh``.
 
-    The stages (the option names are fields of
-    :class:`~autoanchor.core.settings.SearchSettings`):
-
-    1. Boxes with both sides under 2 px are left out (yolov5's rule,
-       :func:`~autoanchor.core.boxes.searchable_mask`); those with a side under 3 px are
-       counted in a warning.
-    2. The sizes are pooled (:func:`pool_sizes`) four times: a fine pooling of
-       at most ``fine_points`` sizes (identical sizes only, when there are few
-       boxes), then ever coarser ones with cells of ``middle_cell``,
-       ``coarse_cell`` and ``evolve_cell`` (log units; by default the
-       objective's :attr:`~autoanchor.core.objectives.Objective.cells`: 0.04, 0.12 and
-       0.24 for the ratio metric; 0.02, 0.06 and 0.12 for IoU, whose optima lie
-       closer together).
-    3. k-means on the coarse pooling from ``starts`` k-means++ seeds, with the
-       objective's distance and update (whitened Euclidean and means for
-       ``metric="ratio"``, as yolov5; ``1 - IoU`` and medians for ``"iou"``); the
-       start with the best objective is kept.
-    4. ``gen`` generations of evolution on the coarsest pooling: yolov5's
-       mutation with ``population`` mutants per generation (``method="ga"``), or
-       differential evolution (``"de"``). It only has to bring the start near a
-       good optimum; the stages after it work on finer poolings.
-    5. :func:`~autoanchor.core.polish.polish` on the coarse pooling: a climb, then up
-       to ``hops`` relocation hops (``relocations`` sizes drawn per hop, the best
-       ``tries`` climbed from, ending after ``patience`` draws without gain), then
-       up to ``kicks`` split-and-merge kicks (ending after ``kick_patience``
-       in a row without gain: 6 with at most ``fine_points`` boxes, else 3).
-    6. With ``chains`` above 1 (by default 2 when there are at most
-       ``fine_points`` boxes), stages 3 to 5 run that many times, one after
-       the other from the same generator (the first chain is exactly a
-       one-chain search), and the fittest result is crossed with each other
-       one (:func:`~autoanchor.core.crossover.crossover`: the union thinned greedily
-       back to ``n`` anchors, then climbed, kept only if fitter). With few
-       boxes the fitness has many optima a few boxes apart; two chains rarely
-       both end in a poor one, and crossing them mends one that went wrong
-       only in part of the sizes.
-    7. Climbs on the middle and then the fine pooling, each stopping at steps
-       near its cell size. (With so many distinct sizes that the fine pooling
-       needs cells as large as ``middle_cell``, the two are one.)
-
-    With ``min_stride_units`` or ``max_stride_units`` (and the levels'
-    ``strides``), every anchor of level ``l`` (anchors sorted by area, split
-    evenly over the levels, the smallest on the finest) keeps
-    ``min_stride_units * strides[l] <= sqrt(w * h) <= max_stride_units * strides[l]``,
-    enforced inside every stage rather than by clipping the result: the k-means
-    starts and every evolution candidate are projected onto the bounds
-    (:func:`~autoanchor.core.levels.clamp_to_strides`: an anchor scaled to its
-    bound, aspect ratio kept), and the climbs and hops never take a move that
-    leaves them (:func:`~autoanchor.core.levels.within_stride_bounds`). The start is
-    then the best projected k-means start. Without bounds every stage is as
-    before, bit for bit.
-
-    With ``scale`` (yolov5's ``hyp['scale']``) the search runs on
-    :data:`~autoanchor.core.jitter.DEFAULT_DRAWS` copies of the sizes, each box scaled
-    by its own factor from U(1 - scale, 1 + scale) per copy
-    (:func:`~autoanchor.core.jitter.jitter_wh`; ``wh`` carries no image index, so the
-    factors are per box, which gives the same distribution as per-image
-    factors), drawn with a generator seeded by ``seed``. The figures are then
-    those of the jittered sizes. (With a ``reducer`` each process draws for its
-    own share with that seed.)
-
-    Every figure in the result is measured on all kept boxes, and the result is
-    never less fit than the (first chain's) k-means start. Stages 3 to 7 run torch on
-    ``threads`` CPU threads (default 1, see
-    :data:`~autoanchor.core.settings.SEARCH_THREADS`: their tensors are too small to
-    gain from more, and thread barriers stall when another process holds a
-    core); the previous count is restored afterwards, and ``threads=None``
-    leaves it alone.
+    k-means++ starts on pooled sizes, then ``gen`` generations of evolution, then climbs,
+    relocation hops and split-and-merge kicks, with two chains crossed when there are few
+    boxes, and last climbs on finer poolings; ``docs/search.md`` describes each stage and its
+    numbers. Every figure in the result is measured on all kept boxes (both sides of at least
+    2 px), and the result is never less fit than the k-means start.
 
     Args:
         wh (Tensor[N, 2]): box (width, height) in pixels of the letterboxed
@@ -240,27 +163,20 @@ def search_anchors(
             :mod:`autoanchor.core.parallel`); every process must pass the same options
             and seed, and gets the same result.
         progress: show a progress bar over the generations.
-        **options: any field of :class:`~autoanchor.core.settings.SearchSettings`:
-            ``thr`` (yolov5's ``anchor_t``), ``gen``, ``metric`` (``"ratio"``
-            maximises yolov5's fitness, ``"iou"`` the Avg IoU; or any registered
-            objective), ``method`` (``"ga"`` or ``"de"``), ``seed`` (the same
-            inputs and seed give the same anchors on the same device),
-            ``population``, ``starts``, ``kmeans_iters``, ``evolve_cell``,
-            ``coarse_cell``, ``middle_cell``, ``fine_points``, ``relocations``,
-            ``tries``, ``patience``, ``hops``, ``kicks``, ``kick_patience``, ``chains``, ``threads``,
-            ``strides``, ``min_stride_units``, ``max_stride_units`` (in strides of each
-            anchor's level), ``scale``. With the defaults a search takes
-            about a second of CPU time or less (160k VOC boxes: 0.7 s; coco128's 929
-            boxes, two chains: 1.2 s).
+        **options: any field of :class:`~autoanchor.core.settings.SearchSettings`
+            (``thr``, ``gen``, ``metric``, ``method``, ``seed``, ``strides``,
+            ``min_stride_units``, ``max_stride_units``, ``scale``, ...), documented there.
 
     Returns:
         A :class:`SearchResult` with the anchors sorted by area.
 
     Raises:
         ValueError: for empty, non-finite or negative sizes, no box of at least
-            2 px, an invalid option (the message names it), or ``n`` not a
-            multiple of the number of ``strides``.
-        TypeError: if ``wh`` is not a floating-point tensor, or for an unknown option.
+            2 px, sizes on the meta device, an invalid option (the message names it and
+            the value; see :mod:`autoanchor.core.validate`), or ``n`` not a multiple of the
+            number of ``strides``.
+        TypeError: if ``wh`` is not a floating-point tensor, for an option of the wrong
+            type, or for an unknown option.
 
     Example:
         >>> from autoanchor import load_boxes
@@ -270,7 +186,7 @@ def search_anchors(
         (torch.Size([9, 2]), 0.996)
     """
     check_wh(wh)
-    n = _check_int("n", n, 1)
+    n = check_int("n", n, low=1)
     settings = SearchSettings.from_options(settings, **options)
     settings.check_levels(n)
     reducer = reducer if reducer is not None else LocalReducer()
@@ -286,9 +202,9 @@ def search_anchors(
     generator = torch.Generator(device=device).manual_seed(settings.seed)
 
     # Pool finely, then ever coarser; every process ends up with the same pools.
-    fine_cell = 0.0 if settings.few_boxes(n_boxes) else FINE_CELL
+    fine_cell = 0.0 if settings.few_boxes(n_boxes) else _FINE_CELL
     fine_set = _gather_pools(*pool_sizes(kept, cell=fine_cell), reducer)
-    cell = FINE_CELL
+    cell = _FINE_CELL
     while fine_set[0].shape[0] > settings.fine_points:
         fine_set = pool_sizes(*fine_set, cell=cell)
         fine_cell, cell = cell, cell * 2
@@ -320,11 +236,11 @@ def search_anchors(
         runs.sort(key=lambda run: -float(run[2]))  # fittest first; a stable sort keeps ties in chain order
         best = runs[0][1]
         for _, other, _ in runs[1:]:
-            best, _ = crossover(coarse, best, other, min_step=HOP_MIN_STEP, bounds=bounds)
-        best, _ = polish(middle, best, step=MIDDLE_CLIMB[0], min_step=MIDDLE_CLIMB[1], bounds=bounds)
+            best, _ = crossover(coarse, best, other, min_step=_HOP_MIN_STEP, bounds=bounds)
+        best, _ = polish(middle, best, step=_MIDDLE_CLIMB[0], min_step=_MIDDLE_CLIMB[1], bounds=bounds)
         if not fine_is_middle:
             best, _ = polish(
-                objective(*fine_set, thr=thr), best, step=FINE_CLIMB[0], min_step=FINE_CLIMB[1], bounds=bounds
+                objective(*fine_set, thr=thr), best, step=_FINE_CLIMB[0], min_step=_FINE_CLIMB[1], bounds=bounds
             )
 
     start_stats, stats = anchor_stats_batch(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
@@ -371,8 +287,8 @@ def _chain(
     # Steps much finer than a pooling's cells only chase its rounding: each stage stops near them.
     best, fitness = polish(
         coarse, best, relocations=settings.relocations, tries=settings.tries, patience=settings.patience,
-        hops=settings.hops, kicks=settings.kicks, kick_size=KICK_SIZE, kick_patience=kick_patience,
-        min_step=HOP_MIN_STEP, hop_min_step=HOP_MIN_STEP, generator=generator, bounds=bounds,
+        hops=settings.hops, kicks=settings.kicks, kick_size=_KICK_SIZE, kick_patience=kick_patience,
+        min_step=_HOP_MIN_STEP, hop_min_step=_HOP_MIN_STEP, generator=generator, bounds=bounds,
     )
     return start, best, fitness
 
@@ -390,14 +306,14 @@ def _searchable(wh: Tensor, reducer: Reducer) -> tuple[Tensor, int, int]:
         row = int((wh < 0).any(1).nonzero()[0])
         raise ValueError(f"box {row} has a negative size {wh[row].tolist()}")
     counts = reducer.sum(
-        torch.stack([torch.tensor(wh.shape[0]), ((wh < SMALL_BOX_PX).any(1)).sum().cpu()]).to(wh.device)
+        torch.stack([torch.tensor(wh.shape[0]), ((wh < _SMALL_BOX_PX).any(1)).sum().cpu()]).to(wh.device)
     )
     total_boxes, n_small = int(counts[0]), int(counts[1])
     if total_boxes == 0:
         raise ValueError("no boxes to search anchors for (wh is empty)")
     if n_small:
         warn(
-            f"{n_small} of {total_boxes} boxes have a side under {SMALL_BOX_PX:g} px; "
+            f"{n_small} of {total_boxes} boxes have a side under {_SMALL_BOX_PX:g} px; "
             "such small objects are hard to detect"
         )
     kept = wh[searchable_mask(wh)].float()

@@ -1,5 +1,7 @@
 """The settings of the anchor search: one frozen, validated object, and the constants behind it.
 
+The stages these settings drive, and their numbers, are described once, in ``docs/search.md``.
+
 :class:`SearchSettings` holds every option of :func:`autoanchor.core.search.search_anchors`
 but the data and the per-call plumbing (``reducer``, ``progress``); it is checked
 once, when it is made, and every error names the field and the value.
@@ -15,25 +17,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Tuple, Union
 
-import numpy as np
 import torch
 
 from torch import Tensor
 
-from .metrics import check_thr
+from .defaults import DEFAULT_GEN, DEFAULT_METHOD, DEFAULT_METRIC, DEFAULT_SEED, DEFAULT_THR
 from .objectives import Objective, objective_class
+from .validate import OptionTypeError, check_choice, check_float, check_int, check_scale, check_seed
+from .validate import check_stride_units, check_thr, is_number
 
 __all__ = [
     "SearchSettings",
     "METHODS",
-    "FINE_CELL",
-    "HOP_MIN_STEP",
-    "MIDDLE_CLIMB",
-    "FINE_CLIMB",
-    "KICK_SIZE",
     "KICK_PATIENCE",
     "MANY_BOX_KICK_PATIENCE",
-    "MERGE_PAIRS",
     "FEW_BOX_CHAINS",
     "SEARCH_THREADS",
     "cpu_threads",
@@ -42,16 +39,14 @@ __all__ = [
 METHODS = ("ga", "de")
 """Evolution methods: yolov5's mutation (``"ga"``) or differential evolution (``"de"``)."""
 
-FINE_CELL = 0.005
-"""Finest pooling cell, in log units (0.005 is about 0.5 % of a size)."""
-HOP_MIN_STEP = 0.008
-"""Where the climbs on the coarse pooling (and after each relocation hop) stop, in log units."""
-MIDDLE_CLIMB = (0.02, 0.004)
-"""``(step, min_step)`` in log units of the climb on the middle pooling."""
-FINE_CLIMB = (0.01, 0.002)
-"""``(step, min_step)`` of the last climb, on the fine pooling: a quarter of a percent is enough."""
-KICK_SIZE = 0.3
-"""Half the distance between the two halves of an anchor split by a kick, in log units (about 35 %)."""
+# Internal tuning of the stages (docs/search.md gives their meaning; not options).
+_FINE_CELL = 0.005  # finest pooling cell, log units (about 0.5 % of a size)
+_HOP_MIN_STEP = 0.008  # where the climbs on the coarse pooling (and after each hop) stop, log units
+_MIDDLE_CLIMB = (0.02, 0.004)  # (step, min_step) of the climb on the middle pooling, log units
+_FINE_CLIMB = (0.01, 0.002)  # (step, min_step) of the last climb, on the fine pooling
+_KICK_SIZE = 0.3  # half the distance between the two halves of a split anchor, log units (about 35 %)
+_MERGE_PAIRS = 3  # a kick merges one of this many nearest pairs of anchors (drawn at random)
+
 KICK_PATIENCE = 6
 """Kicks in a row without gain before the kicks end, with at most ``fine_points`` boxes (see
 :attr:`SearchSettings.kick_patience`)."""
@@ -60,8 +55,6 @@ MANY_BOX_KICK_PATIENCE = 3
 fitness is smoother: with 3, seeds 0-9 on VOC 2012 (31,561 boxes) at 640 and 1280, both metrics,
 ended within 0.1 % of the best known as with 6, and on 160k tiled VOC boxes (seeds 0-4) no kick
 gained at all with 6."""
-MERGE_PAIRS = 3
-"""A kick merges one of this many nearest pairs of anchors (drawn at random)."""
 FEW_BOX_CHAINS = 2
 """Chains the search runs by default when it has at most ``fine_points`` boxes (see :attr:`SearchSettings.chains`)."""
 SEARCH_THREADS = 1
@@ -71,34 +64,17 @@ _DEFAULT_POPULATION = {"ga": 4, "de": 16}
 _MIN_POPULATION = {"ga": 1, "de": 4}
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_positive(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
-        0 < value < math.inf
-    ):
-        raise ValueError(f"{name} must be a positive finite number or None, got {value!r}")
-    return float(value)
-
-
 def _check_strides(value: Any) -> tuple[float, ...] | None:
     if value is None:
         return None
     if isinstance(value, Tensor):
         value = value.tolist()
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ValueError(f"strides must be a sequence of positive numbers (pixels per grid cell), got {value!r}")
+        raise OptionTypeError(
+            f"strides must be a sequence of positive numbers (pixels per grid cell), got {value!r}"
+        )
     strides = tuple(value)
-    if not strides or not all(
-        not isinstance(s, bool) and isinstance(s, (int, float, np.integer, np.floating)) and 0 < s < math.inf
-        for s in strides
-    ):
+    if not strides or not all(is_number(s) and 0 < s < math.inf for s in strides):
         raise ValueError(f"strides must be positive finite numbers (pixels per grid cell), got {value!r}")
     strides = tuple(float(s) for s in strides)
     if any(b <= a for a, b in zip(strides, strides[1:])):
@@ -106,25 +82,13 @@ def _check_strides(value: Any) -> tuple[float, ...] | None:
     return strides
 
 
-def _check_cell(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value < math.inf:
-        raise ValueError(f"{name} must be a cell size of at least 0 (log units), got {value!r}")
-    return float(value)
-
-
-def _check_scale(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
-        0 <= value < 1
-    ):
-        raise ValueError(f"scale must be a number in [0, 1) (yolov5's hyp['scale']) or None, got {value!r}")
-    return float(value)
-
-
 @dataclass(frozen=True)
 class SearchSettings:
     """Every option of :func:`~autoanchor.core.search.search_anchors`, validated once.
+
+    The defaults are those of :mod:`autoanchor.core.defaults`; the rules (numpy scalars
+    accepted, bools refused, seeds up to ``2**64 - 1``) those of :mod:`autoanchor.core.validate`.
+    What each stage does with these numbers: ``docs/search.md``.
 
     ``None`` for a cell or the population means "the default for this metric or
     method"; the resolved values are :meth:`cells_for` and :attr:`population_size`.
@@ -132,7 +96,8 @@ class SearchSettings:
 
     Raises:
         ValueError: for a bad value; the message names the field and the value.
-        TypeError: for a ``metric`` that is neither a name nor an objective class.
+        TypeError: for a value of the wrong type (also a ``ValueError``), or a ``metric``
+            that is neither a name nor an objective class.
 
     Example:
         >>> settings = SearchSettings(gen=500, metric="iou")
@@ -144,16 +109,16 @@ class SearchSettings:
         ValueError: tries must be an integer of at least 1, got 0
     """
 
-    thr: float = 4.0
+    thr: float = DEFAULT_THR
     """Largest allowed side ratio between a box and an anchor (yolov5's ``anchor_t``)."""
-    gen: int = 1000
+    gen: int = DEFAULT_GEN
     """Generations of evolution (0 skips it)."""
-    metric: Union[str, type[Objective]] = "ratio"
+    metric: Union[str, type[Objective]] = DEFAULT_METRIC
     """What is maximised: a registered objective's name or an objective class."""
-    method: str = "ga"
+    method: str = DEFAULT_METHOD
     """``"ga"`` (yolov5's mutation, batched) or ``"de"`` (differential evolution)."""
-    seed: int = 0
-    """Seeds the search's own generator."""
+    seed: int = DEFAULT_SEED
+    """Seeds the search's own generator: an integer from 0 to ``2**64 - 1``."""
     population: Union[int, None] = None
     """Candidates per generation; 4 for ``"ga"`` and 16 for ``"de"`` when ``None``."""
     starts: int = 4
@@ -184,13 +149,9 @@ class SearchSettings:
     most :attr:`fine_points` boxes, else :data:`MANY_BOX_KICK_PATIENCE` (:meth:`kick_patience_for`)."""
     chains: Union[int, None] = None
     """Independent runs of the k-means starts, evolution, hops and kicks, whose results are then
-    crossed (:func:`~autoanchor.core.crossover.crossover`) before the last climbs. With few boxes each box
-    weighs much in the fitness, which then has many local optima a few boxes apart, and one run can
-    end in any of them; a second run and the crossing of the two rarely both miss. ``None``:
-    :data:`FEW_BOX_CHAINS` when there are at most :attr:`fine_points` boxes (where the runs are
-    cheap), else 1 (:meth:`chains_for`). The first chain draws from the seed's generator exactly
-    as a one-chain search does, so its result is never fitter than the crossed one on the pooling
-    they are compared on."""
+    crossed (:func:`~autoanchor.core.crossover.crossover`) before the last climbs; ``None``:
+    :data:`FEW_BOX_CHAINS` with at most :attr:`fine_points` boxes, else 1 (:meth:`chains_for`).
+    Why two help with few boxes: ``docs/search.md``, stage 6."""
     threads: Union[int, None] = SEARCH_THREADS
     """Torch CPU threads while the search works on its pooled sizes (the previous count is
     restored afterwards); ``None`` leaves torch's setting alone. Ignored off the CPU."""
@@ -212,40 +173,30 @@ class SearchSettings:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "thr", check_thr(self.thr))
-        set_(self, "gen", _check_int("gen", self.gen, 0))
+        set_(self, "gen", check_int("gen", self.gen, low=0))
         if isinstance(self.metric, str) or isinstance(self.metric, type):
             objective_class(self.metric)  # raises for an unknown name, listing the known ones
         else:
             raise TypeError(f"metric must be a name or an Objective subclass, got {type(self.metric).__name__}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        set_(self, "seed", _check_int("seed", self.seed, 0))
-        if self.population is not None:
-            set_(self, "population", _check_int("population", self.population, _MIN_POPULATION[self.method]))
+        check_choice("method", self.method, METHODS)
+        set_(self, "seed", check_seed("seed", self.seed))
+        minimum = {"population": _MIN_POPULATION[self.method], "chains": 1, "kick_patience": 1, "threads": 1}
+        for name, low in minimum.items():
+            set_(self, name, check_int(name, getattr(self, name), low=low, optional=True))
         for name in ("starts", "kmeans_iters", "fine_points", "tries", "patience"):
-            set_(self, name, _check_int(name, getattr(self, name), 1))
+            set_(self, name, check_int(name, getattr(self, name), low=1))
         for name in ("relocations", "hops", "kicks"):
-            set_(self, name, _check_int(name, getattr(self, name), 0))
+            set_(self, name, check_int(name, getattr(self, name), low=0))
         for name in ("evolve_cell", "coarse_cell", "middle_cell"):
-            set_(self, name, _check_cell(name, getattr(self, name)))
-        for name in ("chains", "kick_patience"):
-            if getattr(self, name) is not None:
-                set_(self, name, _check_int(name, getattr(self, name), 1))
-        if self.threads is not None:
-            set_(self, "threads", _check_int("threads", self.threads, 1))
+            set_(self, name, check_float(name, getattr(self, name), low=0, what="(log units)", optional=True))
         set_(self, "strides", _check_strides(self.strides))
-        for name in ("min_stride_units", "max_stride_units"):
-            set_(self, name, _check_positive(name, getattr(self, name)))
-            if getattr(self, name) is not None and self.strides is None:
-                raise ValueError(f"{name}={getattr(self, name)!r} needs the levels' strides; strides is None")
-        low, high = self.min_stride_units, self.max_stride_units
-        # Both bounds scale with the same stride, so a level is feasible exactly when low <= high.
-        if low is not None and high is not None and low > high:
-            raise ValueError(
-                f"min_stride_units ({low!r}) exceeds max_stride_units ({high!r}): no anchor size fits a level"
-            )
-        if self.scale is not None:
-            set_(self, "scale", _check_scale(self.scale))
+        low, high = check_stride_units(self.min_stride_units, self.max_stride_units)
+        set_(self, "min_stride_units", low)
+        set_(self, "max_stride_units", high)
+        for name, value in (("min_stride_units", low), ("max_stride_units", high)):
+            if value is not None and self.strides is None:
+                raise ValueError(f"{name}={value!r} needs the levels' strides; strides is None")
+        set_(self, "scale", check_scale(self.scale, optional=True))
 
     @classmethod
     def from_options(cls, settings: SearchSettings | None = None, **options: Any) -> SearchSettings:

@@ -20,12 +20,13 @@ reproduced, all in pixels of the model's input image (after its transform resize
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from ..core.validate import check_int, is_number
 
 __all__ = ["GridAnchors", "ResizeRule", "cell_anchors", "grid_anchors", "lattice_offsets"]
 
@@ -39,7 +40,7 @@ def _as_levels(values: Sequence, name: str) -> tuple[tuple[float, ...], ...]:
             raise TypeError(f"{name}[{index}] must be a non-empty sequence of numbers, got {level!r}")
         row = []
         for value in level:
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            if not is_number(value):
                 raise TypeError(f"{name}[{index}] must hold numbers, got {value!r}")
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}[{index}] must hold finite positive numbers, got {value!r}")
@@ -119,8 +120,7 @@ def lattice_offsets(count: int, *, dtype: torch.dtype = torch.float64, device=No
     Returns:
         Tensor[count, 2]: ``(x, y)`` in ``[0, 1)``.
     """
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"count must be an integer >= 1, got {count!r}")
+    count = check_int("count", count, low=1)
     plastic = 1.324717957244746
     index = torch.arange(count, dtype=torch.float64)
     steps = torch.tensor([1 / plastic, 1 / plastic**2], dtype=torch.float64)
@@ -159,7 +159,7 @@ class GridAnchors:
             raise TypeError(f"strides must be a sequence of integers, got {self.strides!r}")
         strides = []
         for stride in self.strides:
-            if isinstance(stride, bool) or not isinstance(stride, numbers.Real) or stride != int(stride):
+            if not is_number(stride) or stride != int(stride):
                 raise TypeError(f"strides must hold integers, got {stride!r} in {self.strides!r}")
             if stride < 1:
                 raise ValueError(f"strides must be >= 1 pixel, got {stride!r} in {self.strides!r}")
@@ -267,7 +267,7 @@ class ResizeRule:
     def __post_init__(self) -> None:
         for name in ("min_size", "max_size", "size_divisible"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if not is_number(value) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if self.fixed_size is not None and (len(self.fixed_size) != 2 or min(self.fixed_size) <= 0):
             raise ValueError(f"fixed_size must be (width, height) > 0, got {self.fixed_size!r}")

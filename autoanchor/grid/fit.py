@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from ..core.validate import check_float, check_int, check_seed
 from .anchors import GridAnchors
 from .matching import MatchStats, Samples, _check_threshold, nearest_offset, pool_samples
 
@@ -376,12 +376,10 @@ def fit_grid_anchors(
         xy = torch.as_tensor(xy, device=wh.device)
         if xy.shape != wh.shape or not torch.isfinite(xy).all():
             raise ValueError(f"xy must be finite and [{wh.shape[0]}, 2] like wh, got shape {tuple(xy.shape)}")
-    if not math.isfinite(iou_weight) or iou_weight < 0:
-        raise ValueError(f"iou_weight must be finite and >= 0, got {iou_weight!r}")
-    if kicks < 0:
-        raise ValueError(f"kicks must be >= 0, got {kicks!r}")
-    if isinstance(coarse_factor, bool) or not isinstance(coarse_factor, int) or coarse_factor < 1:
-        raise ValueError(f"coarse_factor must be an integer >= 1, got {coarse_factor!r}")
+    iou_weight = check_float("iou_weight", iou_weight, low=0)
+    kicks = check_int("kicks", kicks, low=0)
+    coarse_factor = check_int("coarse_factor", coarse_factor, low=1)
+    seed = check_seed("seed", seed)
     if generator is None:
         generator = torch.Generator().manual_seed(seed)
 

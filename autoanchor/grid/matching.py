@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..core.validate import check_float
 from .anchors import GridAnchors, lattice_offsets
 
 __all__ = [
@@ -259,9 +260,7 @@ def _rows(samples: Samples, part: slice) -> Samples:
 
 
 def _check_threshold(threshold: float) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
-        raise ValueError(f"threshold must be an IoU in (0, 1], got {threshold!r}")
-    return float(threshold)
+    return check_float("threshold", threshold, low=0, low_open=True, high=1, what="(an IoU)")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from .modelyaml import level_label, round_anchors
+from ..core.levels import level_name
+from .modelyaml import round_anchors
 
 __all__ = ["mmyolo_snippet"]
 
@@ -37,6 +38,6 @@ def mmyolo_snippet(anchors: Tensor | Sequence, strides: Sequence[int]) -> str:
     lines = ["prior_generator=dict(", "    type='mmdet.YOLOAnchorGenerator',", "    base_sizes=["]
     for level, stride in zip(levels, strides):
         pairs = ", ".join(f"({w}, {h})" for w, h in level)
-        lines.append(f"        [{pairs}],  # {level_label(stride)}")
+        lines.append(f"        [{pairs}],  # {level_name(stride, with_stride=True)}")
     lines += ["    ],", f"    strides={strides}),"]
     return "\n".join(lines) + "\n"

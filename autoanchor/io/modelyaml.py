@@ -32,6 +32,7 @@ import torch
 import yaml
 from torch import Tensor
 
+from ..core.levels import level_name
 from ._atomic import write_atomic
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "anchor_rows_tensor",
     "anchors_yaml_block",
     "default_strides",
-    "level_label",
     "round_anchors",
 ]
 
@@ -78,12 +78,6 @@ class ModelAnchors:
 def default_strides(n_levels: int) -> list[int]:
     """Strides of ``n_levels`` levels starting at P3/8, as in every yolov5 model: 8, 16, 32, ..."""
     return [8 * 2**level for level in range(n_levels)]
-
-
-def level_label(stride: int) -> str:
-    """yolov5's name of the level with this stride: ``P3/8`` for 8 (``P{log2 stride}/{stride}``)."""
-    power = math.log2(stride)
-    return f"P{int(power)}/{stride}" if power.is_integer() else f"stride {stride}"
 
 
 def round_anchors(anchors: Tensor | Sequence) -> list[list[list[int]]]:
@@ -131,7 +125,7 @@ def anchors_yaml_block(
     if len(strides) != len(rows):
         raise ValueError(f"got {len(strides)} strides for {len(rows)} levels")
     lines = [f"{indent}anchors:"]
-    lines += [f"{indent}  - {_row_text(row)}  # {level_label(s)}" for row, s in zip(rows, strides)]
+    lines += [f"{indent}  - {_row_text(row)}  # {level_name(s, with_stride=True)}" for row, s in zip(rows, strides)]
     return newline.join(lines)
 
 

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ._atomic import write_atomic
 from ..core.metrics import check_thr, check_wh
-from .modelyaml import level_label
+from ..core.levels import level_name
 
 __all__ = ["check_plot_path", "plot_anchors", "require_matplotlib"]
 
@@ -98,7 +98,7 @@ def _level_list(anchors_by_level: Tensor | Sequence) -> list[np.ndarray]:
 
 
 def _level_name(index: int, strides: Sequence[int] | None) -> str:
-    return f"level {index}" if strides is None else level_label(int(strides[index]))
+    return f"level {index}" if strides is None else level_name(int(strides[index]), with_stride=True)
 
 
 def plot_anchors(

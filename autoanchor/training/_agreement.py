@@ -28,6 +28,11 @@ def _crc32(*parts: bytes) -> int:
     return value
 
 
+def _as_int64(seed: int) -> int:
+    """A seed in [0, 2**64) as the int64 of the same 64 bits (undone by ``% 2**64``)."""
+    return seed - 2**64 if seed >= 2**63 else seed
+
+
 def handshake(
     reducer: DistributedReducer, options: CheckOptions, sizes: BoxSizes, family: HeadFamily, state: HeadState
 ) -> int:
@@ -35,7 +40,7 @@ def handshake(
     data = _crc32(sizes.shapes.tobytes(), sizes.wh.tobytes(), sizes.image_index.tobytes())
     model = _crc32(family.name.encode(), family.identity(state))
     row = torch.tensor(
-        [[options.seed, sizes.n_images, sizes.n_boxes, data, state.params.numel(), model,
+        [[_as_int64(options.seed), sizes.n_images, sizes.n_boxes, data, state.params.numel(), model,
           _crc32(options.settings_key())]],
         dtype=torch.int64,
     )
@@ -59,7 +64,7 @@ def handshake(
                 f"check_anchors needs the same thr, imgsz, gen, bpr_threshold, scale and stride bounds on every rank; "
                 f"rank {rank}'s differ from rank 0's"
             )
-    return int(table[0, 0])
+    return int(table[0, 0]) % 2**64  # back from int64 (seeds go up to 2**64 - 1)
 
 
 def measure_from_rank0(reducer: DistributedReducer, measure: Measure) -> Measure:

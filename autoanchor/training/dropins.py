@@ -14,10 +14,14 @@ import numpy as np
 import torch
 
 from ..core._format import format_anchors
+from ..core.defaults import DEFAULT_GEN, DEFAULT_IMGSZ, DEFAULT_METHOD, DEFAULT_METRIC, DEFAULT_N, DEFAULT_SEED
+from ..core.defaults import DEFAULT_THR
 from ..io.datasets import load_boxes
 from ..core.jitter import scale_jittered_wh
 from ..core.objectives import Objective
 from ..core.search import search_anchors
+from ..core.settings import SearchSettings
+from ..core.validate import check_device, check_float, check_int, check_scale
 
 __all__ = ["kmean_anchors"]
 
@@ -26,16 +30,16 @@ logger = logging.getLogger(__name__)
 
 def kmean_anchors(
     dataset: Any = None,
-    n: int = 9,
-    img_size: int = 640,
-    thr: float = 4.0,
-    gen: int = 1000,
+    n: int = DEFAULT_N,
+    img_size: int = DEFAULT_IMGSZ,
+    thr: float = DEFAULT_THR,
+    gen: int = DEFAULT_GEN,
     verbose: bool = True,
     *,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     device: torch.device | str | None = None,
-    metric: str | type[Objective] = "ratio",
-    method: str = "ga",
+    metric: str | type[Objective] = DEFAULT_METRIC,
+    method: str = DEFAULT_METHOD,
     scale: float | None = None,
 ) -> np.ndarray:
     """Anchors evolved from a dataset's boxes: the drop-in for yolov5's ``kmean_anchors``.
@@ -50,8 +54,10 @@ def kmean_anchors(
         thr: largest allowed side ratio (yolov5's ``anchor_t``).
         gen: generations of evolution.
         verbose: show a progress bar and log a summary at INFO.
-        seed: the same dataset and seed give the same anchors (on one device).
-        device: where to search (``"cpu"``, ``"cuda"``, ...); defaults to the CPU.
+        seed: an integer from 0 to ``2**64 - 1``; the same dataset and seed give the
+            same anchors (on one device).
+        device: where to search (``"cpu"``, ``"cuda"``, ...); defaults to the CPU. A device
+            this machine lacks is refused before any work.
         metric: ``"ratio"`` (yolov5's fitness) or ``"iou"`` (Avg IoU, YOLOv2), or any
             registered objective (see :mod:`autoanchor.core.objectives`).
         method: ``"ga"`` (yolov5's mutation, batched) or ``"de"`` (differential evolution).
@@ -66,19 +72,26 @@ def kmean_anchors(
         sorted by area, like yolov5's.
 
     Raises:
-        ValueError, TypeError: for an unreadable dataset or an invalid option.
+        ValueError, TypeError: for an unreadable dataset or an invalid option (checked
+            before the dataset is read; the message names the option and the value).
 
     Example:
         >>> anchors = kmean_anchors(None, n=9, img_size=640, gen=1000, verbose=False)
         >>> anchors.shape
         (9, 2)
     """
+    # Every option is checked before the dataset is read.
+    settings = SearchSettings(thr=thr, gen=gen, metric=metric, method=method, seed=seed)
+    n = check_int("n", n, low=1)
+    check_float("img_size", img_size, low=0, low_open=True, what="(pixels)")
+    scale = check_scale(scale, optional=True)
+    device = check_device(device)
     sizes = load_boxes(dataset, verbose=verbose)
     if scale is None:
         wh = sizes.pixel_wh(img_size, device=device)
     else:  # per image, as training draws it (search_anchors's own scale= has no images and draws per box)
-        wh = scale_jittered_wh(sizes, img_size, scale=scale, seed=seed, device=device)
-    result = search_anchors(wh, n, thr=thr, gen=gen, metric=metric, method=method, seed=seed, progress=verbose)
+        wh = scale_jittered_wh(sizes, img_size, scale=scale, seed=settings.seed, device=device)
+    result = search_anchors(wh, n, settings=settings, progress=verbose)
     if verbose:
         stats, start = result.stats, result.start_stats
         logger.info(

@@ -24,11 +24,12 @@ import torch
 from ..core.search import search_anchors
 from ._steps import decide, measure, plan_report
 from ._agreement import group_reducer
+from ..core.defaults import DEFAULT_BPR_THRESHOLD, DEFAULT_GEN, DEFAULT_IMGSZ, DEFAULT_SEED, DEFAULT_THR
 from .distributed import DistributedReducer
 from .heads import HeadFamily, find_head
 from .heads.base import SearchFn
 from .heads.yolov5 import YoloHead
-from .options import DEFAULT_IMGSZ, DEFAULT_THR, CheckOptions
+from .options import CheckOptions
 from .report import AnchorReport
 
 __all__ = ["AnchorReport", "CheckOptions", "check_anchors", "check_anchor_order", "find_detect", "run_check"]
@@ -175,9 +176,9 @@ def check_anchors(
     thr: float = DEFAULT_THR,
     imgsz: float = DEFAULT_IMGSZ,
     *,
-    gen: int = 1000,
-    bpr_threshold: float = 0.98,
-    seed: int = 0,
+    gen: int = DEFAULT_GEN,
+    bpr_threshold: float = DEFAULT_BPR_THRESHOLD,
+    seed: int = DEFAULT_SEED,
     device: torch.device | str | None = None,
     verbose: bool = True,
     detect: Any = None,
@@ -287,7 +288,8 @@ def check_anchors(
     Raises:
         ValueError: invalid data (no boxes, non-finite or negative sizes, label
             arrays not ``[m, 5]``; the message names the image), options
-            (``device="meta"`` included; a ``scale`` outside [0, 1), or given for a
+            (checked by :mod:`autoanchor.core.validate`: ``device="meta"``, ``"cuda"`` without
+            a GPU; a seed outside 0..2**64 - 1; a ``scale`` outside [0, 1), or given for a
             head family that does not model it; stride bounds that are not positive,
             with min above max, or given for a head family that does not take them), anchors or strides (wrong shape,
             non-finite or non-positive: the message names the level and index; on

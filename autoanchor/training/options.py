@@ -2,41 +2,35 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-
-from ..core.jitter import scale_range
-from ..core.metrics import check_thr
+from ..core.defaults import DEFAULT_BPR_THRESHOLD, DEFAULT_GEN, DEFAULT_IMGSZ, DEFAULT_SEED, DEFAULT_THR
+from ..core.validate import check_device, check_float, check_int, check_scale, check_seed, check_stride_units
+from ..core.validate import check_thr, is_integer
 
 __all__ = ["CheckOptions", "DEFAULT_IMGSZ", "DEFAULT_THR"]
-
-DEFAULT_THR = 4.0
-"""check_anchors' default ``thr`` (yolov5's ``hyp['anchor_t']``)."""
-DEFAULT_IMGSZ = 640
-"""check_anchors' default ``imgsz`` in pixels."""
-
-
-def _is_int(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
 
 
 @dataclass(frozen=True)
 class CheckOptions:
     """The settings of one check, validated on construction (see :func:`check_anchors`).
 
+    Numbers may be Python or numpy scalars; they are stored as Python ``int`` / ``float``
+    (:mod:`autoanchor.core.validate` gives the rules).
+
     Raises:
-        ValueError: for a value out of range; the message names the option and value.
+        ValueError: for a value out of range or a device this machine lacks; the message
+            names the option and value.
+        TypeError: for a value of the wrong type (also a ``ValueError``:
+            :class:`~autoanchor.core.validate.OptionTypeError`).
     """
 
     thr: float = DEFAULT_THR
     imgsz: float = DEFAULT_IMGSZ
-    gen: int = 1000
-    bpr_threshold: float = 0.98
-    seed: int = 0
+    gen: int = DEFAULT_GEN
+    bpr_threshold: float = DEFAULT_BPR_THRESHOLD
+    seed: int = DEFAULT_SEED
     device: Any = None
     verbose: bool = True
     scale: float | None = None
@@ -48,43 +42,18 @@ class CheckOptions:
     """A search keeps every anchor at most this many strides of its level."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "thr", check_thr(self.thr))
-        for name in ("min_stride_units", "max_stride_units"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise ValueError(f"{name} must be a positive number of strides or None, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        low, high = self.min_stride_units, self.max_stride_units
-        if low is not None and high is not None and low > high:
-            raise ValueError(f"min_stride_units ({low!r}) exceeds max_stride_units ({high!r})")
-        if self.scale is not None:
-            scale_range(self.scale)  # ValueError naming scale unless 0 <= scale < 1
-            object.__setattr__(self, "scale", float(self.scale))
-        imgsz = self.imgsz
-        if isinstance(imgsz, bool) or not isinstance(imgsz, (int, float)) or not math.isfinite(imgsz) or imgsz <= 0:
-            raise ValueError(f"imgsz must be a positive number of pixels, got {imgsz!r}")
-        if not _is_int(self.gen) or self.gen < 0:
-            raise ValueError(f"gen must be a non-negative integer (generations), got {self.gen!r}")
-        threshold = self.bpr_threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-            raise ValueError(f"bpr_threshold must be a number in [0, 1], got {threshold!r}")
-        if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
-        object.__setattr__(self, "gen", int(self.gen))
-        object.__setattr__(self, "seed", int(self.seed))
-        if self.device is not None:
-            try:
-                device = torch.device(self.device)
-            except (RuntimeError, TypeError, ValueError) as error:
-                raise ValueError(f"device must name a torch device ('cpu', 'cuda:0', ...), got {self.device!r}") from error
-            if device.type == "meta":
-                raise ValueError(
-                    f"device={self.device!r}: the meta device holds no values (only shapes), so nothing can be "
-                    "measured or searched there; pass 'cpu' or 'cuda'"
-                )
-            object.__setattr__(self, "device", device)
+        set_ = object.__setattr__
+        set_(self, "thr", check_thr(self.thr))
+        low, high = check_stride_units(self.min_stride_units, self.max_stride_units)
+        set_(self, "min_stride_units", low)
+        set_(self, "max_stride_units", high)
+        set_(self, "scale", check_scale(self.scale, optional=True))
+        imgsz = check_float("imgsz", self.imgsz, low=0, low_open=True, what="(pixels)")
+        set_(self, "imgsz", int(self.imgsz) if is_integer(self.imgsz) else imgsz)  # an int stays an int
+        set_(self, "gen", check_int("gen", self.gen, low=0))
+        set_(self, "bpr_threshold", check_float("bpr_threshold", self.bpr_threshold, low=0, high=1))
+        set_(self, "seed", check_seed("seed", self.seed))
+        set_(self, "device", check_device(self.device))
 
     def settings_key(self) -> bytes:
         """What every rank of a distributed check must agree on, as bytes."""

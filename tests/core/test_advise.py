@@ -147,7 +147,7 @@ def test_box_sizes_are_letterboxed_and_scale_is_pooled(one_cpu_thread):
         ({"counts": [5, 7]}, ValueError, r"no count in \[5, 7\] is a multiple of the levels"),
         ({"counts": [0, 3]}, ValueError, "counts must be positive integers"),
         ({"counts": []}, ValueError, "counts must be positive integers"),
-        ({"margin": 1.0}, ValueError, r"margin must be a relative fitness margin in \[0, 1\), got 1.0"),
+        ({"margin": 1.0}, ValueError, r"margin must be a finite number in \[0, 1\) \(a relative fitness margin\), got 1.0"),
         ({"margin": -0.1}, ValueError, "margin must be"),
         ({"seed": -1}, ValueError, "seed must be"),
         ({"thr": 0.5}, ValueError, "thr must be"),

@@ -76,11 +76,11 @@ def random_case(seed: int):
         ({"strides": "8,16"}, "strides must be a sequence"),
         ({"min_stride_units": 1.0}, "min_stride_units=1.0 needs the levels' strides"),
         ({"max_stride_units": 4.0}, "max_stride_units=4.0 needs the levels' strides"),
-        ({"strides": (8,), "min_stride_units": 0}, "min_stride_units must be a positive"),
-        ({"strides": (8,), "max_stride_units": math.inf}, "max_stride_units must be a positive"),
-        ({"strides": (8,), "min_stride_units": 2, "max_stride_units": 1.5}, r"min_stride_units \(2.0\) exceeds"),
-        ({"scale": 1.0}, "scale must be a number in"),
-        ({"scale": -0.1}, "scale must be a number in"),
+        ({"strides": (8,), "min_stride_units": 0}, "min_stride_units must be a finite number greater than 0"),
+        ({"strides": (8,), "max_stride_units": math.inf}, "max_stride_units must be a finite number greater than 0"),
+        ({"strides": (8,), "min_stride_units": 2, "max_stride_units": 1.5}, r"min_stride_units \(2\) exceeds"),
+        ({"scale": 1.0}, "scale must be a finite number in"),
+        ({"scale": -0.1}, "scale must be a finite number in"),
     ],
 )
 def test_bad_settings_name_the_field(options, match):
@@ -244,9 +244,9 @@ def test_check_anchors_without_bounds_passes_none():
 @pytest.mark.parametrize(
     "options, match",
     [
-        ({"min_stride_units": -1}, "min_stride_units must be a positive"),
-        ({"max_stride_units": "4"}, "max_stride_units must be a positive"),
-        ({"min_stride_units": 2, "max_stride_units": 1}, r"min_stride_units \(2.0\) exceeds"),
+        ({"min_stride_units": -1}, "min_stride_units must be a finite number greater than 0"),
+        ({"max_stride_units": "4"}, "max_stride_units must be a finite number greater than 0"),
+        ({"min_stride_units": 2, "max_stride_units": 1}, r"min_stride_units \(2\) exceeds"),
     ],
 )
 def test_check_anchors_refuses_bad_bounds(options, match):
@@ -265,7 +265,7 @@ def test_advise_with_a_minimum_has_no_anchor_under_it():
     for row in advice.rows:
         for level in row.level_stats:
             assert bool((level.size_in_strides >= 1 - 1e-6).all()), (row.levels, level.size_in_strides)
-    with pytest.raises(ValueError, match="min_stride_units must be a positive"):
+    with pytest.raises(ValueError, match="min_stride_units must be a finite number greater than 0"):
         advise(load_boxes(None), counts=[3], min_stride_units=0.0)
 
 
@@ -307,8 +307,8 @@ def test_cli_fit_bounds_use_the_model_yaml_levels(capsys, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--min-stride-units", "0"], "expected a positive number of strides"),
-        (["--min-stride-units", "2", "--max-stride-units", "1"], "--min-stride-units 2 exceeds --max-stride-units 1"),
+        (["--min-stride-units", "0"], "--min-stride-units must be a finite number greater than 0"),
+        (["--min-stride-units", "2", "--max-stride-units", "1"], "--min-stride-units (2) exceeds --max-stride-units (1)"),
     ],
 )
 def test_cli_refuses_bad_bounds(capsys, args, message):

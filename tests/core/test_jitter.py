@@ -120,7 +120,7 @@ def test_jitter_wh_stays_on_device(device):
     [
         ({"draws": 0}, ValueError, "draws must be an integer of at least 1, got 0"),
         ({"draws": 2.0}, ValueError, "draws must be"),
-        ({"scale": 1.5}, ValueError, r"scale must be in \[0, 1\)"),
+        ({"scale": 1.5}, ValueError, r"scale must be a finite number in \[0, 1\)"),
         ({"seed": -1}, ValueError, "seed must be"),
         ({"generator": 3}, TypeError, "generator must be a torch.Generator"),
         ({"image_index": torch.zeros(4, dtype=torch.long)}, ValueError, r"shape \[5\].*\[4\]"),

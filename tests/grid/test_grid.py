@@ -509,7 +509,7 @@ def test_best_without_one_size_or_ratio_against_a_loop(sizes_per_level):
 
 
 def test_fit_rejects_a_bad_coarse_factor():
-    with pytest.raises(ValueError, match="coarse_factor must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="coarse_factor must be an integer of at least 1, got 0"):
         fit_grid_anchors(torch.ones(3, 2) * 10, None, RETINANET, threshold=0.5, coarse_factor=0)
 
 

@@ -250,7 +250,7 @@ def test_darknet_resize_matches_a_plain_loop(letter_box, size):
 @pytest.mark.parametrize("bad", [0, -416, float("nan"), True, "416"])
 def test_darknet_resize_refuses_a_bad_size(bad):
     boxes = BoxSizes(np.array([[640, 480]]), np.array([[0.5, 0.25]]), np.array([0]))
-    with pytest.raises(ValueError, match="width must be a positive number of pixels"):
+    with pytest.raises(ValueError, match=r"width must be a finite number greater than 0 \(pixels\)"):
         darknet_pixel_wh(boxes, bad, 416)
 
 

@@ -9,7 +9,8 @@ kinds of file are shipped:
   ``anchors``, one flat ``[w1,h1, w2,h2, ...]`` row per level, small to large,
   in pixels of the letterboxed training image, exactly as in a yolov5 model yaml;
 * ``search``: the default settings of the anchor search (yolov5's AutoAnchor
-  hyper-parameters), used as the command line's defaults.
+  hyper-parameters), a readable copy of :mod:`autoanchor.core.defaults` (which the
+  library and the command line use; a test keeps the two equal).
 
 Example:
     >>> anchors_by_name("yolov5-p5").shape

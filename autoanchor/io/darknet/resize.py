@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from ...core.boxes import BoxSizes
+from ...core.validate import check_device, check_float
 
 __all__ = ["darknet_pixel_wh"]
 
@@ -34,9 +33,8 @@ def darknet_pixel_wh(
         Tensor[N, 2] float32, box (width, height) in pixels of the network input.
     """
     for name, value in (("width", width), ("height", height)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-            raise ValueError(f"{name} must be a positive number of pixels, got {value!r}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
+        check_float(name, value, low=0, low_open=True, what="(pixels)")
+    device = check_device(device) or torch.device("cpu")
     wh = torch.as_tensor(boxes.wh, dtype=torch.float64, device=device)
     network = torch.tensor([width, height], dtype=torch.float64, device=device)
     if not letter_box:

@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 
 from .._atomic import write_atomic
-from ..modelyaml import level_label, read_text_file, round_anchors
+from ...core.levels import level_name
+from ..modelyaml import read_text_file, round_anchors
 from .cfg import YOLO_SECTIONS, DarknetConfig, _sections, parse_cfg
 
 __all__ = ["darknet_lines", "rewrite_cfg_anchors", "write_cfg_anchors"]
@@ -145,6 +146,6 @@ def darknet_lines(
     lines = ["anchors = " + ",  ".join(f"{w},{h}" for w, h in rows)]
     for level, mask in enumerate(masks):
         if strides is not None:
-            lines.append(f"# {level_label(strides[level])}")
+            lines.append(f"# {level_name(strides[level], with_stride=True)}")
         lines.append("mask = " + ",".join(str(i) for i in mask))
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ...core.validate import is_number
 from .registry import Request, register_format
 from .torch_datasets import register_annotation_reader
 from .summary import Collector, Loaded, clip_to_image, progress
@@ -24,7 +25,7 @@ __all__: list[str] = []
 
 
 def _positive_number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         return None
     value = float(value)
     return value if math.isfinite(value) and value > 0 else None

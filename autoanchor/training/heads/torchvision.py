@@ -54,6 +54,7 @@ from ...core.parallel import Reducer
 from ..report import GridReport, Outcome
 from ..rebuild import persist_anchors
 from .unsupported import refuse_anchor_free
+from ...core.validate import is_number
 from .base import HeadFamily, HeadNotFound, HeadState, Measure, SearchFn, Write, register_family
 
 __all__ = ["TorchvisionAnchors", "pack", "unpack"]
@@ -159,7 +160,7 @@ class TorchvisionAnchors(HeadFamily):
     ):
         if strides is not None:
             strides = tuple(strides)
-            if not strides or any(isinstance(s, bool) or int(s) != s or s < 1 for s in strides):
+            if not strides or any(not is_number(s) or int(s) != s or s < 1 for s in strides):
                 raise ValueError(f"strides must be positive whole numbers of pixels, got {strides!r}")
             strides = tuple(int(s) for s in strides)
         if resize is not None and not isinstance(resize, ResizeRule):

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ...core._format import format_anchors
 from ...core.boxes import BoxSizes
 from ...core.jitter import DEFAULT_DRAWS, scale_jittered_wh
-from ...core.levels import LevelStats, anchors_below_stride, level_stats
+from ...core.levels import LevelStats, anchors_below_stride, level_stats, split_levels
 from ...core.metrics import anchor_stats
 from ...core.parallel import Reducer
 from ..report import Outcome, YoloReport
@@ -317,8 +317,7 @@ class YoloHead(HeadFamily):
 def _assign_levels(anchors_px: Tensor, stride: Tensor, na: int) -> Tensor:
     """``[nl·na, 2]`` pixel anchors -> ``[nl, na, 2]``: sorted by area, split evenly,
     the smallest ``na`` on the level with the smallest stride and so on."""
-    order = torch.argsort(anchors_px.prod(-1), stable=True)
-    chunks = anchors_px[order].view(-1, na, 2)  # [nl,na,2], small to large
+    chunks = split_levels(anchors_px, anchors_px.shape[0] // na)  # [nl,na,2], small to large
     levels = torch.empty_like(chunks)
     levels[torch.argsort(stride, stable=True)] = chunks
     return levels
