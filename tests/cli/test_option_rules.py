@@ -25,7 +25,7 @@ from autoanchor.core.boxes import BoxSizes
 from autoanchor.core.search import search_anchors
 from autoanchor.core.settings import SearchSettings
 from autoanchor.io.configs import load_config
-from autoanchor.training.agreement import _as_int64
+from autoanchor.training._agreement import _as_int64
 from autoanchor.training.dropins import kmean_anchors
 from autoanchor.training.hook import check_anchors
 from autoanchor.training.options import CheckOptions
