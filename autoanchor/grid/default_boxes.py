@@ -34,6 +34,9 @@ __all__ = ["DefaultBoxes", "fit_default_boxes"]
 #: Decimals of the scales and ratios written into a generator (0.0001 of 300 px is 0.03 px).
 SCALE_DECIMALS = 4
 RATIO_DECIMALS = 3
+#: Fitted ratios stay within [1, MAX_RATIO] (each level holds ``a`` and ``1 / a``); wider
+#: ones are clipped to image-wide strips on the coarse levels.
+MAX_RATIO = 8.0
 
 
 def _positive(value: object, name: str) -> float:
@@ -205,7 +208,7 @@ def _from_theta(theta: Tensor, like: DefaultBoxes, fit_ratios: bool) -> DefaultB
     if any(b <= a for a, b in zip(scales, scales[1:])) or scales[0] <= 0:
         return None  # levels in scale order: each level's boxes larger than the previous level's
     if fit_ratios:
-        flat = iter(round(2.0 ** abs(float(v)), RATIO_DECIMALS) for v in theta[n:])
+        flat = iter(round(min(2.0 ** abs(float(v)), MAX_RATIO), RATIO_DECIMALS) for v in theta[n:])
         ratios = tuple(tuple(next(flat) for _ in level) for level in like.aspect_ratios)
     else:
         ratios = like.aspect_ratios

@@ -221,12 +221,15 @@ def _theta(anchors: EffdetAnchors) -> Tensor:
     return torch.tensor([scale] + octaves + ratios, dtype=torch.float64)
 
 
-def _from_theta(theta: Tensor, like: EffdetAnchors) -> EffdetAnchors | None:
+def _from_theta(theta: Tensor, like: EffdetAnchors, fit_octaves: bool = True) -> EffdetAnchors | None:
     """Settings from the parameters (log2 anchor scale, octave exponents after the
     first, log2 of each aspect's x / y at its start area), rounded; None when the
     octaves are out of order."""
     n = len(like.octave_scales)
-    octaves = [0.0] + [round(float(v), OCTAVE_DECIMALS) for v in theta[1:n]]
+    if fit_octaves:
+        octaves = [0.0] + [round(float(v), OCTAVE_DECIMALS) for v in theta[1:n]]
+    else:
+        octaves = [o - like.octave_scales[0] for o in like.octave_scales]
     if any(b <= a for a, b in zip(octaves, octaves[1:])):
         return None  # octave scales increasing: the level's anchors in scale order
     scale = round(2.0 ** float(theta[0]), SCALE_DECIMALS)
@@ -246,6 +249,7 @@ def fit_effdet_anchors(
     start: EffdetAnchors,
     *,
     threshold: float = 0.5,
+    fit_octaves: bool = True,
     seed: int = 0,
     generator: torch.Generator | None = None,
     max_boxes: int = 4096,
@@ -265,6 +269,8 @@ def fit_effdet_anchors(
         extent: ``[N, 2]`` (width, height) of each box's image content in input pixels.
         start: the model's anchor settings.
         threshold: the matcher's IoU (effdet: 0.5).
+        fit_octaves: fit the octave exponents (else keep the start's, e.g. effdet's
+            ``i / num_scales``, which its config can express).
         seed, generator, max_boxes, positions, iou_weight, kicks: as for
             :func:`~autoanchor.grid.default_boxes.fit_default_boxes`.
 
@@ -279,14 +285,22 @@ def fit_effdet_anchors(
     samples = image_samples(wh, xy, extent, positions=positions, max_boxes=max_boxes, generator=generator)
     levels = start.levels()
 
+    theta0 = _theta(start)
+    n = len(start.octave_scales)
+    held = theta0[1:n]  # the octave entries, when they are not fitted
+
+    def full(theta: Tensor) -> Tensor:
+        return theta if fit_octaves else torch.cat([theta[:1], held, theta[1:]])
+
     def build(theta: Tensor) -> list[Tensor] | None:
-        anchors = _from_theta(theta, start)
+        anchors = _from_theta(full(theta), start, fit_octaves)
         return None if anchors is None else anchors.anchor_wh()
 
+    searched = theta0 if fit_octaves else torch.cat([theta0[:1], theta0[n:]])
     theta, fitness, fitness_start = fit_centred(
-        samples, levels, _theta(start), build, threshold=threshold, iou_weight=iou_weight, kicks=kicks,
+        samples, levels, searched, build, threshold=threshold, iou_weight=iou_weight, kicks=kicks,
         generator=generator,
     )
-    fitted = _from_theta(theta, start) if fitness > fitness_start else start
+    fitted = _from_theta(full(theta), start, fit_octaves) if fitness > fitness_start else start
     before, after = fit_summary(samples, levels, fitted.levels(), threshold=threshold)
     return CentredFit(fitted, start, before, after, fitness_start, max(fitness, fitness_start), samples.wh.shape[0])
