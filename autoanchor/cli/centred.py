@@ -89,7 +89,8 @@ def _output(preset: dict[str, Any], anchors: Any) -> str:
 
 
 def run_centred(args: argparse.Namespace, command: str) -> int:
-    """``fit`` or ``check`` with a centred-grid ``--generator``; returns the exit code."""
+    """``fit`` or ``check`` with a centred-grid ``--generator`` (the YOLO options already
+    refused by the caller, :func:`autoanchor.cli.grid.run_grid`); returns the exit code."""
     import torch
 
     from ..grid.centred import image_samples, match_stats_centred
@@ -97,9 +98,7 @@ def run_centred(args: argparse.Namespace, command: str) -> int:
     from ..grid.effdet_anchors import EffdetAnchors, fit_effdet_anchors, letterbox
     from ..io.datasets import load_boxes
     from .common import emit
-    from .grid import refuse_yolo_options
 
-    refuse_yolo_options(args)
     given = [f"--{name.replace('_', '-')}" for name in _GRID_OPTIONS if getattr(args, name, None) is not None]
     if given:
         raise CommandLineError(f"{', '.join(given)} apply to torchvision AnchorGenerator presets, not to --generator {args.generator}")

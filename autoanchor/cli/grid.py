@@ -369,11 +369,11 @@ def run_grid(args: argparse.Namespace, command: str) -> int:
     """``fit`` or ``check`` with ``--generator``; returns the exit code."""
     import torch
 
+    refuse_yolo_options(args)
     if getattr(args, "generator", None) in CENTRED_PRESETS:
         from .centred import run_centred
 
         return run_centred(args, command)
-    refuse_yolo_options(args)
 
     from ..grid import fit_grid_anchors, match_stats, pool_samples
     from .common import emit

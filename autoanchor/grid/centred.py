@@ -23,9 +23,10 @@ each with weight ``1 / positions``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +57,19 @@ class CentredLevel:
     xs: Tensor
     ys: Tensor
     wh: Tensor
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for the many small CPU tensors of matching and search
+    (restored afterwards): extra threads only add barriers, which stall for seconds
+    when another process holds a core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def image_samples(
@@ -159,6 +173,11 @@ def match_stats_centred(
 ) -> MatchStats:
     """Share matched at ``threshold``, mean best IoU and positives per box (forced match included)."""
     threshold = _check_threshold(threshold)
+    with one_thread():
+        return _match_stats(samples, levels, threshold, positives)
+
+
+def _match_stats(samples: Samples, levels: list[CentredLevel], threshold: float, positives: bool) -> MatchStats:
     best = torch.cat([
         best_iou_centred(Samples(samples.wh[i : i + 65536], samples.xy[i : i + 65536], samples.weight[i : i + 65536]), levels)
         for i in range(0, samples.wh.shape[0], 65536)
@@ -256,6 +275,11 @@ def fit_centred(
     threshold = _check_threshold(threshold)
     if not math.isfinite(iou_weight) or iou_weight < 0:
         raise ValueError(f"iou_weight must be finite and >= 0, got {iou_weight!r}")
+    with one_thread():
+        return _search(samples, levels, theta, build, threshold, iou_weight, kicks, kick_scale, generator)
+
+
+def _search(samples, levels, theta, build, threshold, iou_weight, kicks, kick_scale, generator):
     scorer = _Scorer(samples, levels, threshold, iou_weight)
     start_sizes = build(theta)
     if start_sizes is None:

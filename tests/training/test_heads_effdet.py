@@ -165,3 +165,14 @@ def test_kept_bit_identical_when_good_enough(one_cpu_thread):
     before = state_of(bench)
     report = check_anchors(load_boxes(None), bench, bpr_threshold=0.0, verbose=False)
     assert report.family == "effdet" and not report.searched and not report.replaced and unchanged(bench, before)
+
+
+def test_cli_preset_is_effdet_d0s_config():
+    from effdet.config import get_efficientdet_config
+
+    from autoanchor.cli.centred import CENTRED_PRESETS
+
+    preset, config = CENTRED_PRESETS["efficientdet-d0"], get_efficientdet_config("efficientdet_d0")
+    assert preset["levels"] == (config.min_level, config.max_level) and preset["num_scales"] == config.num_scales
+    assert [tuple(a) for a in config.aspect_ratios] == list(preset["aspect_ratios"])
+    assert preset["anchor_scale"] == config.anchor_scale and tuple(config.image_size) == preset["image_size"]

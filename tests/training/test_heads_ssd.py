@@ -179,3 +179,22 @@ def test_kept_bit_identical_when_good_enough(one_cpu_thread):
     before = state_of(model)
     report = check_anchors(load_boxes(None), model, bpr_threshold=0.0, verbose=False)
     assert report.family == "ssd" and not report.searched and not report.replaced and unchanged(model, before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ssd300", "ssdlite320"])
+def test_cli_presets_are_the_real_models_numbers(name):
+    from autoanchor.cli.centred import CENTRED_PRESETS
+    from autoanchor.training.heads import find_head
+
+    preset = CENTRED_PRESETS[name]
+    family, head, where = find_head(build(name))
+    extra = family.read(head, where).extra
+    if "scales" in preset:
+        expected = DefaultBoxes(preset["scales"], preset["aspect_ratios"], preset["steps"])
+    else:
+        expected = DefaultBoxes.from_ratios(preset["aspect_ratios"], min_ratio=preset["min_ratio"],
+                                            max_ratio=preset["max_ratio"])
+    assert extra.boxes == expected
+    assert extra.grid_sizes == list(preset["grid_sizes"]) and extra.image_size == preset["image_size"]
+    assert extra.threshold == 0.5
