@@ -18,6 +18,9 @@ For every model and dataset the script also checks:
   subset of 400 rows, each box alone in its image;
 * a training step runs on the model after the replacement.
 
+``efficientdet_d0_fixed_octaves`` is D0 fitted with ``EffdetFamily(fit_octaves=False)``:
+effdet's octave scales ``2 ** (i / 3)`` kept, so that its config describes the anchors.
+
     python benchmarks/ssd_effdet_table.py [--datasets coco128,widerface_val] [--out FILE]
 
 WIDER FACE is research-only: read from the shared data, never copied here.
@@ -45,12 +48,13 @@ from autoanchor import check_anchors  # noqa: E402
 from autoanchor.grid.centred import image_samples, match_stats_centred  # noqa: E402
 from autoanchor.io.datasets import load_boxes  # noqa: E402
 from autoanchor.training.heads import find_head  # noqa: E402
+from autoanchor.training.heads.effdet import EffdetFamily  # noqa: E402
 
 LIBRARY_ROWS = 400
 
 
 def build(name: str):
-    if name == "efficientdet_d0":
+    if name.startswith("efficientdet_d0"):
         from effdet import create_model
 
         return create_model("efficientdet_d0", bench_task="train", pretrained=False, pretrained_backbone=False,
@@ -68,7 +72,7 @@ def library_check(name: str, model, boxes) -> float:
     data = family.data(state, boxes, imgsz=640, seed=0, device=None, rank=0, world_size=1)
     pick = torch.randperm(data.wh.shape[0], generator=torch.Generator().manual_seed(0))[: LIBRARY_ROWS // 2]
     samples = image_samples(data.wh[pick], None, data.extent[pick], positions=2)
-    if name == "efficientdet_d0":
+    if name.startswith("efficientdet_d0"):
         from effdet.object_detection import ArgMaxMatcher, BoxList, IouSimilarity
 
         levels = state.extra.anchors.levels()
@@ -112,7 +116,7 @@ def library_check(name: str, model, boxes) -> float:
 
 
 def in_scale_order(name: str, model) -> bool:
-    if name == "efficientdet_d0":
+    if name.startswith("efficientdet_d0"):
         anchors = model.anchors
         octaves = [entry[1] for entry in anchors.config[anchors.min_level][:: len(anchors.aspect_ratios)]]
         return all(b > a for a, b in zip(octaves, octaves[1:]))
@@ -125,7 +129,7 @@ def in_scale_order(name: str, model) -> bool:
 
 def training_step(name: str, model) -> float:
     model.train()
-    if name == "efficientdet_d0":
+    if name.startswith("efficientdet_d0"):
         images = torch.rand(2, 3, 512, 512, generator=torch.Generator().manual_seed(0))
         target = {"bbox": torch.tensor([[[30.0, 20.0, 150.0, 120.0]], [[60.0, 50.0, 200.0, 240.0]]]),
                   "cls": torch.tensor([[1.0], [2.0]])}
@@ -141,7 +145,10 @@ def training_step(name: str, model) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default="coco128,widerface_val")
-    parser.add_argument("--models", default="ssd300_vgg16,ssdlite320_mobilenet_v3_large,efficientdet_d0")
+    parser.add_argument(
+        "--models",
+        default="ssd300_vgg16,ssdlite320_mobilenet_v3_large,efficientdet_d0,efficientdet_d0_fixed_octaves",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     lines = [
@@ -160,7 +167,8 @@ def main() -> int:
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                report = check_anchors(boxes, model, verbose=False)
+                family = EffdetFamily(fit_octaves=False) if name == "efficientdet_d0_fixed_octaves" else None
+                report = check_anchors(boxes, model, verbose=False, family=family)
             seconds = time.perf_counter() - start
             family, head, where = find_head(model)
             fitted = family.describe_state(family.read(head, where), family.read(head, where).params)
