@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..io.configs import anchor_config_names, anchors_by_name, strides_by_name
-from .grid import PRESETS, add_grid_options, generator_help, grid_requested, run_grid
+from .grid import GENERATOR_CHOICES, add_grid_options, generator_help, grid_requested, run_grid
 from .options import (
     EXIT_BELOW_THRESHOLD,
     EXIT_OK,
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="anchors as 'w1,h1, w2,h2, ...' in pixels, or the name of a shipped set: "
         + ", ".join(anchor_config_names()),
     )
-    source.add_argument("--generator", choices=tuple(PRESETS), help=generator_help())
+    source.add_argument("--generator", choices=GENERATOR_CHOICES, help=generator_help())
     parser.add_argument(
         "--bpr-threshold", type=probability, default=defaults["bpr_threshold"], metavar="BPR",
         help="the anchors fit when their best possible recall (with --generator: the share of boxes matched) "

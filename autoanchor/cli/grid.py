@@ -26,10 +26,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .centred import CENTRED_PRESETS
 from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, CommandLineError
 from .registry import register_writer
 
 __all__ = [
+    "GENERATOR_CHOICES",
     "PRESETS", "GridCheckOutput", "GridFitOutput", "add_grid_options", "generator_help", "grid_requested", "run_grid",
 ]
 
@@ -65,6 +67,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 """The presets' numbers, as torchvision's builders set them."""
+GENERATOR_CHOICES = tuple(PRESETS) + tuple(CENTRED_PRESETS)
+"""``--generator`` values: these grid presets and the centred ones of :mod:`.centred` (SSD, EfficientDet)."""
 
 _OPTIONS = ("sizes", "ratios", "strides", "min_size", "max_size", "iou")
 GRID_FORMATS = ("text", "python", "detectron2", "mmdet")
@@ -76,7 +80,7 @@ def add_grid_options(parser: argparse.ArgumentParser, *, generator: bool = True)
         "torchvision grid anchors (RetinaNet, Faster R-CNN; presets are numbers, torchvision is not needed)"
     )
     if generator:
-        group.add_argument("--generator", choices=tuple(PRESETS), help=generator_help())
+        group.add_argument("--generator", choices=GENERATOR_CHOICES, help=generator_help())
     group.add_argument(
         "--sizes", metavar="S", help="anchor sizes in input pixels per level: '32,40,50; 64,80,101; ...'"
     )
@@ -92,8 +96,8 @@ def add_grid_options(parser: argparse.ArgumentParser, *, generator: bool = True)
 
 def generator_help() -> str:
     return "fit or check a torchvision anchor generator with a preset's defaults: " + "; ".join(
-        f"{name} = {preset['model']}" for name, preset in PRESETS.items()
-    ) + " (sizes, ratios, strides, resize, IoU; numbers only, torchvision is not needed)"
+        f"{name} = {preset['model']}" for name, preset in {**PRESETS, **CENTRED_PRESETS}.items()
+    ) + " (sizes, ratios, strides, resize, IoU; numbers only, torchvision and effdet are not needed)"
 
 
 def grid_requested(args: argparse.Namespace) -> bool:
@@ -371,6 +375,10 @@ def run_grid(args: argparse.Namespace, command: str) -> int:
     import torch
 
     refuse_yolo_options(args)
+    if getattr(args, "generator", None) in CENTRED_PRESETS:
+        from .centred import run_centred
+
+        return run_centred(args, command)
 
     from ..grid import fit_grid_anchors, match_stats, pool_samples
     from .common import emit

@@ -7,10 +7,10 @@ import torch
 
 torchvision = pytest.importorskip("torchvision")
 from torchvision.models.detection import fcos_resnet50_fpn, ssdlite320_mobilenet_v3_large  # noqa: E402
+from torchvision.models.detection.anchor_utils import DefaultBoxGenerator  # noqa: E402
 
 from autoanchor import BoxSizes, check_anchors  # noqa: E402
-from autoanchor.training.heads import HeadFamily, HeadNotFound, register_family  # noqa: E402
-from autoanchor.training.heads import base  # noqa: E402
+from autoanchor.training.heads import find_head  # noqa: E402
 
 pytestmark = pytest.mark.slow  # building FCOS and SSDlite takes 5-20 s on a shared CPU
 from autoanchor.training.heads.torchvision import TorchvisionAnchors  # noqa: E402
@@ -32,31 +32,19 @@ def test_fcos_is_refused_as_anchor_free_and_left_untouched():
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
 
 
-def test_ssd_default_boxes_are_named_not_sent_to_detect():
-    model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None)
-    with pytest.raises(TypeError, match="DefaultBoxGenerator at anchor_generator") as error:
-        check_anchors(BOXES, model, verbose=False)
+def test_a_bare_default_box_generator_is_named_not_sent_to_detect():
+    # the ssd family reads the whole detector (input size, feature maps, matcher): a bare generator
+    # is named, with what to pass instead, and left untouched
+    generator = DefaultBoxGenerator([[2], [2, 3]])
+    before = [pair.clone() for pair in generator._wh_pairs]
+    with pytest.raises(TypeError, match="DefaultBoxGenerator at the model.*pass the whole model") as error:
+        check_anchors(BOXES, generator, verbose=False)
     assert "detect=" not in str(error.value)
+    assert all(torch.equal(a, b) for a, b in zip(generator._wh_pairs, before))
 
 
-def test_a_registered_family_for_default_boxes_takes_precedence(monkeypatch):
-    class DefaultBoxes(HeadFamily):
-        name = "default-boxes-test"
-
-        def locate(self, model):
-            return model.anchor_generator, "model.anchor_generator"
-
-        def recognise(self, head, where):
-            if not hasattr(head, "steps"):
-                raise HeadNotFound(f"{where} has no steps")
-
-        def read(self, head, where):
-            raise ValueError("reached the registered family")
-
-        data = measure = fit = prepare = write = None
-
-    monkeypatch.setattr(base, "_FAMILIES", dict(base._FAMILIES))
-    register_family(DefaultBoxes)
+def test_an_ssd_model_goes_to_the_registered_ssd_family():
+    # the fallback above never pre-empts a family: torchvision's SSDlite is the ssd family's
     model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None)
-    with pytest.raises(ValueError, match="reached the registered family"):
-        check_anchors(BOXES, model, verbose=False)
+    family, _head, where = find_head(model)
+    assert (family.name, where) == ("ssd", "model.anchor_generator")

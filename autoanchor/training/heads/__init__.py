@@ -25,6 +25,8 @@ from .base import (
 from . import yolov5  # noqa: E402,F401  yolov5 v6+ Detect (lazy grid lists)
 from . import yolov7  # noqa: E402,F401  yolov7 IDetect / yolov5 v5.0 Detect (anchor_grid buffer)
 from . import torchvision  # noqa: E402,F401  torchvision AnchorGenerator (RetinaNet, Faster/Mask/Keypoint R-CNN)
+from . import ssd  # noqa: E402,F401  torchvision DefaultBoxGenerator (SSD300, SSDlite320)
+from . import effdet  # noqa: E402,F401  effdet Anchors (EfficientDet DetBenchTrain / DetBenchPredict)
 
 __all__ = [
     "FAMILIES",

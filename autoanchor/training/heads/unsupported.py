@@ -8,9 +8,11 @@
   sizes would move the levels' regression ranges, not anchors, and break the
   assignment the head was trained (or designed) with. :func:`refuse_anchor_free`
   raises before anything is read or written.
-* **No family yet** (torchvision SSD's ``DefaultBoxGenerator``: ``scales``,
-  ``aspect_ratios``, ``steps``): :func:`explain_unrecognised` names it when no
-  registered family took the model, so a family registered for it takes precedence.
+* **A bare SSD generator** (torchvision's ``DefaultBoxGenerator`` on its own, or in a
+  model the ``ssd`` family cannot read): the family needs the detector around it (its
+  transform's input size, its backbone's feature maps, its matcher), so
+  :func:`explain_unrecognised` names the generator and says to pass the whole SSD model;
+  a registered family always takes precedence.
 
 Nothing here imports torchvision: models are recognised by their attributes.
 """
@@ -75,7 +77,8 @@ def explain_unrecognised(model: Any, detect: Any = None) -> Optional[str]:
     owner = type(detect if detect is not None else model).__name__
     return (
         f"{owner} has SSD default boxes (a DefaultBoxGenerator at {where}: scales relative to the input, "
-        "aspect_ratios and steps), which no registered head family fits yet; autoanchor supports YOLO Detect "
-        "heads and torchvision AnchorGenerators (RetinaNet, Faster / Mask / Keypoint R-CNN). The model is "
-        "left untouched"
+        "aspect_ratios and steps), but not the SSD detector around them, which the ssd family reads for its "
+        "input size, feature maps and matcher: pass the whole model (torchvision's ssd300_vgg16 or "
+        "ssdlite320_mobilenet_v3_large, or your SSD with .anchor_generator, .transform and .backbone). "
+        "The generator is left untouched"
     )
