@@ -234,7 +234,7 @@ def _plan(
     if searched and after.score <= threshold < 1 and rank == 0:
         warn(
             f"the anchors still fit the data poorly ({after.score:.4f} <= bpr_threshold {threshold}); "
-            f"{family.poor_fit_advice()}"
+            f"{family.poor_fit_advice_for(after)}"
         )
     return _Plan(report, family, state, write)
 

@@ -11,11 +11,16 @@ import numpy as np
 import pytest
 import torch
 from helpers import fail_after_prepare
-from test_generators import ToyAnchorGenerator, ToyFasterRCNN, ToyRetinaNet, Wrapper, coco128, snapshot
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "grid"))  # the toy modules live in tests/grid/test_grid.py
+from test_grid import ToyAnchorGenerator, ToyFasterRCNN, ToyRetinaNet, Wrapper, coco128, snapshot
 from torch import nn
 
 from autoanchor import BoxSizes, check_anchors
 from autoanchor.grid import GridAnchors, make_samples, match_stats
+from autoanchor.grid.inputs import input_samples
 from autoanchor.training.heads.torchvision_model import boxes_to_input, read_detector
 from autoanchor.training.heads import find_head, get_family
 from autoanchor.training.heads.torchvision import generator_line, pack, unpack
@@ -60,16 +65,19 @@ def test_replaced_only_when_the_share_matched_rises(one_cpu_thread):
     assert report.bpr_after == report.figures_after["matched"]  # the score is the share matched
     # The report's figures are those of the model's anchors now, measured independently here.
     detector = read_detector(model)
-    wh, _xy, _extent = boxes_to_input(boxes.shapes, boxes.wh, boxes.image_index, None, detector.resize)
-    samples = make_samples(wh, None, detector.generator.cell)
+    samples = input_samples(boxes.shapes, boxes.wh, boxes.image_index, None, detector.resizes)
     stats = match_stats(samples, detector.generator, threshold=0.5)
-    assert stats.matched == pytest.approx(report.figures_after["matched"], abs=0.01)
+    assert stats.matched == report.figures_after["matched"] and stats.positives == report.figures_after["positives"]
+    assert report.figures_after["low-quality only"] == pytest.approx(1 - stats.matched)
+    # The fitted levels are in scale order: every size of the stride-16 level above the stride-8 level's.
+    assert min(detector.generator.sizes[1]) > max(detector.generator.sizes[0])
     assert [c.data_ptr() for c in module.cell_anchors] == pointers
     for cell, expected in zip(module.cell_anchors, detector.generator.cell_anchors()):
         assert cell.dtype == torch.float32 and torch.equal(cell, expected)
     assert torch.equal(report.anchors_after, pack(detector.generator).float())  # float32 in the report
     line = str(report)
-    assert "\n" not in line and "replaced" in line and "matched" in line and "lattice positions" in line
+    assert "\n" not in line and "replaced" in line and "matched" in line and "positions spread" in line
+    assert "IoU >= 0.5" in line and "resize min_size" in line
 
 
 def test_kept_bit_identical_when_good_enough_or_not_better(one_cpu_thread):
