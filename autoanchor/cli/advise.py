@@ -80,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", choices=format_names("advise"), default="text",
         help=f"{format_help('advise')}; default %(default)s",
     )
+    from .grid import add_grid_options
+
+    add_grid_options(parser)
 
 
 class AdviseOutput:
@@ -111,8 +114,12 @@ def run(args: argparse.Namespace) -> int:
     from .common import device_of, emit, load
     from .levels import scale_fields, training_wh
 
-    writer = get_format("advise", args.format)
+    from .grid import grid_requested, run_grid_advise
+
     check_stride_bounds(args)
+    if grid_requested(args):
+        return run_grid_advise(args)
+    writer = get_format("advise", args.format)
     device = device_of(args.device)
     sizes, wh, name = load(args.data, args.img, device, progress=not args.quiet, cache=args.cache)
     wh = training_wh(sizes, wh, device, scale=args.scale, seed=args.seed)
