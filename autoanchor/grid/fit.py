@@ -444,6 +444,17 @@ def _fit(
     best_sizes, best_ratios, best_fitness = _climb(
         explore, [s.clone() for s in first], [r.clone() for r in given_ratios], shared, _STEPS, rules
     )
+    if rules.level_order:
+        # Moves one size at a time cannot carry a level past its neighbour: climb once without the
+        # order, deal the sizes found out again in stride order, and climb from there under it.
+        free = LevelRules(rules.strides, False, rules.min_stride_units, rules.max_stride_units)
+        sizes, ratios, _free_fitness = _climb(
+            explore, [s.clone() for s in first], [r.clone() for r in given_ratios], shared, _STEPS, free
+        )
+        sizes, ratios, fitness = _climb(explore, _project_log(sizes, rules), ratios, shared, _STEPS[1:], rules)
+        logger.debug("climb from the dealt-out free climb reached fitness %.5f", fitness)
+        if fitness > best_fitness:
+            best_sizes, best_ratios, best_fitness = sizes, ratios, fitness
     logger.debug("climb reached fitness %.5f", best_fitness)
     for kick in range(kicks):
         noise_sizes = _project_log([

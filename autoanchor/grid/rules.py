@@ -75,7 +75,12 @@ class LevelRules:
         return True
 
     def project(self, sizes: list[list[float]]) -> list[list[float]]:
-        """Sizes (whole pixels, per level) moved the least way found into the rules.
+        """Sizes (whole pixels, per level) brought into the rules.
+
+        With ``level_order`` the sizes are first sorted and dealt out again in stride
+        order (each level keeps its count: the smallest sizes go to the finest
+        stride), then raised or lowered by the fewest pixels that keep the order and
+        the stride bounds.
 
         Raises:
             ValueError: if no sizes keep the rules (stride bounds too tight for the order).
@@ -84,6 +89,13 @@ class LevelRules:
         for level, stride in enumerate(self.strides):
             groups.setdefault(stride, []).append(level)
         order = [groups[stride] for stride in sorted(groups)]
+        if self.level_order:
+            pool = iter(sorted(v for level in sizes for v in level))
+            dealt = [list(v) for v in sizes]
+            for group in order:
+                for level in group:
+                    dealt[level] = [next(pool) for _ in sizes[level]]
+            sizes = dealt
 
         def forward(values: list[list[float]]) -> list[list[float]]:
             result = [list(v) for v in values]
