@@ -23,7 +23,9 @@ the levels in stride order), a coordinate climb moves one log size or one log ra
 a time over a ladder of shrinking steps, re-scoring only the anchors that move (the
 best IoU of every row without the moving anchors is read from the per-level top two,
 kept current); a few seeded random kicks of all parameters are then climbed again and
-kept if better. The climb and the kicks run on a coarser pool (half the bins per
+kept if better. This search ignores the level order (one-size moves cannot carry a
+level past its neighbour); under the order, its result dealt out again in stride order
+and the ordered start are each climbed keeping the order, and the better one wins. The climb and the kicks run on a coarser pool (half the bins per
 octave and half the positions, ``coarse_factor``); the best point is then climbed on
 the full pool at the finest step.
 Sizes are rounded to whole pixels and ratios to 3 decimals while scoring, so the
@@ -441,34 +443,38 @@ def _fit(
         )
         if coarse.wh.shape[0] < samples.wh.shape[0]:
             explore = _Scorer(coarse, start.strides, threshold, iou_weight)
+    # The search (climb, then seeded kicks) runs without the level order: moves of one size at a
+    # time cannot carry a level past its neighbour, so under the order it stalls early.
+    free = LevelRules(rules.strides, False, rules.min_stride_units, rules.max_stride_units)
     best_sizes, best_ratios, best_fitness = _climb(
-        explore, [s.clone() for s in first], [r.clone() for r in given_ratios], shared, _STEPS, rules
+        explore, [s.clone() for s in first], [r.clone() for r in given_ratios], shared, _STEPS, free
     )
-    if rules.level_order:
-        # Moves one size at a time cannot carry a level past its neighbour: climb once without the
-        # order, deal the sizes found out again in stride order, and climb from there under it.
-        free = LevelRules(rules.strides, False, rules.min_stride_units, rules.max_stride_units)
-        sizes, ratios, _free_fitness = _climb(
-            explore, [s.clone() for s in first], [r.clone() for r in given_ratios], shared, _STEPS, free
-        )
-        sizes, ratios, fitness = _climb(explore, _project_log(sizes, rules), ratios, shared, _STEPS[1:], rules)
-        logger.debug("climb from the dealt-out free climb reached fitness %.5f", fitness)
-        if fitness > best_fitness:
-            best_sizes, best_ratios, best_fitness = sizes, ratios, fitness
     logger.debug("climb reached fitness %.5f", best_fitness)
     for kick in range(kicks):
         noise_sizes = _project_log([
             s + kick_scale * torch.randn(s.shape, generator=generator, dtype=torch.float64).to(device)
             for s in best_sizes
-        ], rules)
+        ], free)
         ratio_noise = [
             kick_scale * torch.randn(r.shape, generator=generator, dtype=torch.float64).to(device) for r in best_ratios
         ]
         if shared:
             ratio_noise = [ratio_noise[0]] * len(ratio_noise)
         noise_ratios = [r + n for r, n in zip(best_ratios, ratio_noise)]
-        sizes, ratios, fitness = _climb(explore, noise_sizes, noise_ratios, shared, _STEPS[1:], rules)
+        sizes, ratios, fitness = _climb(explore, noise_sizes, noise_ratios, shared, _STEPS[1:], free)
         logger.debug("kick %d reached fitness %.5f (best %.5f)", kick, fitness, best_fitness)
+        if fitness > best_fitness:
+            best_sizes, best_ratios, best_fitness = sizes, ratios, fitness
+    if rules.level_order:
+        # Under the order: the free result's sizes dealt out again in stride order (itself when it
+        # keeps the order), and the ordered start, each climbed under the order; the better one wins.
+        best_sizes, best_ratios, best_fitness = _climb(
+            explore, _project_log(best_sizes, rules), best_ratios, shared, _STEPS[1:], rules
+        )
+        sizes, ratios, fitness = _climb(
+            explore, [s.clone() for s in first], [r.clone() for r in given_ratios], shared, _STEPS, rules
+        )
+        logger.debug("under the level order: %.5f from the free search, %.5f from the start", best_fitness, fitness)
         if fitness > best_fitness:
             best_sizes, best_ratios, best_fitness = sizes, ratios, fitness
     if explore is not scorer:

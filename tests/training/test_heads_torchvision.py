@@ -172,3 +172,30 @@ def test_real_positions_are_used_when_known(one_cpu_thread):
 def test_generator_line_is_python():
     line = generator_line(GridAnchors(((32, 40), (64,)), ((0.5, 1.0), (2.0,)), (8, 16)))
     assert line == "AnchorGenerator(sizes=((32, 40), (64,)), aspect_ratios=((0.5, 1.0), (2.0,)))"
+
+
+def test_stride_bounds_and_the_per_level_table_through_check_anchors(one_cpu_thread):
+    model = ToyFasterRCNN()  # strides 8 and 16, two sizes per level
+    report = check_anchors(
+        coco128(), model, min_stride_units=3, max_stride_units=12, bpr_threshold=1.0, verbose=False
+    )
+    sizes = model.rpn.anchor_generator.sizes
+    assert report.replaced
+    assert all(3 * 8 <= v <= 12 * 8 for v in sizes[0]) and all(3 * 16 <= v <= 12 * 16 for v in sizes[1])
+    assert min(sizes[1]) > max(sizes[0])  # scale order
+    # The per-level table: each level's sizes in strides, its shares adding up.
+    assert [level.stride for level in report.levels] == [8.0, 16.0]
+    assert sum(level.best for level in report.levels) == pytest.approx(1.0)
+    first = report.levels[0]
+    widths_heights = first.anchors  # [r*k, 2] rounded anchors
+    assert torch.allclose(first.size_in_strides, widths_heights.prod(dim=1).sqrt() / 8)
+
+
+def test_the_family_can_drop_the_level_order():
+    from autoanchor.training.heads.torchvision import TorchvisionAnchors
+
+    with pytest.raises(TypeError, match="level_order must be True or False"):
+        TorchvisionAnchors(level_order="no")
+    with pytest.raises(ValueError, match="min_stride_units"):
+        TorchvisionAnchors(min_stride_units=-1)
+    assert TorchvisionAnchors(level_order=False).level_order is False and TorchvisionAnchors.supports_stride_bounds
