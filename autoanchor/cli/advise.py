@@ -13,7 +13,15 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..io.configs import load_config
-from .options import EXIT_OK, add_scale_option, add_stride_bounds_options, check_stride_bounds, non_negative_int, seed
+from .options import (
+    EXIT_OK,
+    CommandLineError,
+    add_scale_option,
+    add_stride_bounds_options,
+    check_stride_bounds,
+    non_negative_int,
+    seed,
+)
 from .registry import format_help, format_names, get_format, register_command, register_format
 
 if TYPE_CHECKING:
@@ -118,6 +126,17 @@ def run(args: argparse.Namespace) -> int:
 
     check_stride_bounds(args)
     if grid_requested(args):
+        reasons = [
+            f"--{name.replace('_', '-')} {why}" for name, unset, why in (
+                ("counts", counts(DEFAULT_COUNTS), "sets YOLO anchor counts; with grid anchors advise tries 1, 2 and 3 "
+                 "sizes per level"),
+                ("margin", 0.1, "picks among YOLO configurations; with grid anchors the fewest sizes per level within "
+                 "one point of share matched of the best is recommended"),
+                ("sweep_gen", None, "sets YOLO evolution generations; the grid fit is a seeded climb"),
+            ) if getattr(args, name, unset) != unset
+        ]
+        if reasons:
+            raise CommandLineError("with grid anchors: " + "; ".join(reasons))
         return run_grid_advise(args)
     writer = get_format("advise", args.format)
     device = device_of(args.device)

@@ -370,19 +370,6 @@ def run_grid_advise(args: argparse.Namespace) -> int:
     from .grid_formats import advise_json, advise_text
 
     refuse_yolo_options(args)
-    from .advise import DEFAULT_COUNTS, counts
-
-    reasons = [
-        f"--{name.replace('_', '-')} {why}" for name, unset, why in (
-            ("counts", counts(DEFAULT_COUNTS), "sets YOLO anchor counts; with grid anchors advise tries 1, 2 and 3 "
-             "sizes per level"),
-            ("margin", 0.1, "picks among YOLO configurations; with grid anchors the fewest sizes per level within "
-             "one point of share matched of the best is recommended"),
-            ("sweep_gen", None, "sets YOLO evolution generations; the grid fit is a seeded climb"),
-        ) if getattr(args, name, unset) != unset
-    ]
-    if reasons:
-        raise CommandLineError("with grid anchors: " + "; ".join(reasons))
     _check_format(args, "advise")
     settings = _settings(args)
     samples, name, given, resizes, known = _samples(args, settings)
