@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from helpers import shared_npz
 
 from autoanchor.grid import GridAnchors, ResizeRule, fit_grid_anchors, match_stats
 from autoanchor.grid.inputs import describe_resizes, input_samples
@@ -103,7 +104,7 @@ def test_bounds_follow_the_neighbours_and_the_stride_units():
 @pytest.fixture(scope="module")
 def wider_small():
     """2000 WIDER FACE val boxes (tiny faces) at 800 / 1333, centres spread over their images."""
-    with np.load("/work/shared/data/widerface_val.npz") as data:
+    with np.load(shared_npz("widerface_val")) as data:
         keep = np.isin(data["image_index"], np.arange(150))
         return input_samples(data["shapes"], data["wh"][keep], data["image_index"][keep], None,
                              (ResizeRule(800, 1333),), positions=1)
