@@ -12,7 +12,16 @@ import argparse
 import re
 from typing import TYPE_CHECKING, Any
 
-from .options import EXIT_OK, add_scale_option, add_stride_bounds_options, check_stride_bounds, count, search_defaults, seed
+from .options import (
+    EXIT_OK,
+    CommandLineError,
+    add_scale_option,
+    add_stride_bounds_options,
+    check_stride_bounds,
+    count,
+    search_defaults,
+    seed,
+)
 from .registry import get_writer, register_command, register_writer, writer_help, writer_names
 
 if TYPE_CHECKING:
@@ -79,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", choices=writer_names("advise"), default="text",
         help=f"{writer_help('advise')}; default %(default)s",
     )
+    from .grid import add_grid_options
+
+    add_grid_options(parser)
 
 
 class AdviseOutput:
@@ -110,8 +122,23 @@ def run(args: argparse.Namespace) -> int:
     from .common import device_of, emit, load
     from .levels import scale_fields, training_wh
 
-    writer = get_writer("advise", args.format)
+    from .grid import grid_requested, run_grid_advise
+
     check_stride_bounds(args)
+    if grid_requested(args):
+        reasons = [
+            f"--{name.replace('_', '-')} {why}" for name, unset, why in (
+                ("counts", counts(DEFAULT_COUNTS), "sets YOLO anchor counts; with grid anchors advise tries 1, 2 and 3 "
+                 "sizes per level"),
+                ("margin", 0.1, "picks among YOLO configurations; with grid anchors the fewest sizes per level within "
+                 "one point of share matched of the best is recommended"),
+                ("sweep_gen", None, "sets YOLO evolution generations; the grid fit is a seeded climb"),
+            ) if getattr(args, name, unset) != unset
+        ]
+        if reasons:
+            raise CommandLineError("with grid anchors: " + "; ".join(reasons))
+        return run_grid_advise(args)
+    writer = get_writer("advise", args.format)
     device = device_of(args.device)
     sizes, wh, name = load(args.data, args.img, device, progress=not args.quiet, cache=args.cache)
     wh = training_wh(sizes, wh, device, scale=args.scale, seed=args.seed)

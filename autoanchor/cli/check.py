@@ -30,7 +30,7 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``check`` (besides the shared ones)."""
     defaults = search_defaults()
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--model", type=Path, metavar="MODEL",
         help="the anchors of a yolov5 model yaml, or of a darknet .cfg level by level as its masks pick them "
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", choices=writer_names("check"), default="text",
         help=f"{writer_help('check')}; default %(default)s",
     )
-    add_grid_options(parser, generator=False)
+    add_grid_options(parser, generator=False, plot=True)
 
 
 def _parse_anchor_text(text: str) -> tuple[Tensor, str | None]:
@@ -104,9 +104,13 @@ def run(args: argparse.Namespace) -> int:
     from .levels import per_level, scale_fields, training_wh
 
     if grid_requested(args):
-        if args.generator is None:
-            raise CommandLineError("--sizes, --ratios, --strides, --min-size, --max-size and --iou need --generator")
         return run_grid(args, "check")
+    if args.model is None and args.anchors is None:
+        raise CommandLineError(
+            "give the anchors to check: --model, --anchors, --generator, or grid anchors as --sizes/--strides/--iou"
+        )
+    if args.plot is not None:
+        raise CommandLineError("check --plot draws grid anchors (--generator); for YOLO anchors use 'fit --plot'")
     writer = get_writer("check", args.format)
     network = strides = None
     if is_cfg(args.model):

@@ -13,26 +13,41 @@ imported or needed):
   resize 800 / 1333, IoU 0.7.
 
 ``--sizes``, ``--ratios``, ``--strides``, ``--min-size``, ``--max-size`` and ``--iou``
-override a preset's values, or give them all without one. The fitted generator is
-written as Python (``AnchorGenerator(...)``), detectron2 config lines and an
-mmdetection ``anchor_generator=dict(...)`` (``--format python|detectron2|mmdet``, or
-all three in the text output).
+override a preset's values, or give them all without one (``fit``, ``check`` and
+``advise`` take the same options). ``--min-size`` takes every size the transform
+trains at (``480,512,...,800``): boxes are fitted and measured at each. The fit keeps
+the levels in scale order (``--no-level-order`` lifts it) and within
+``--min-stride-units`` / ``--max-stride-units``. The figures are every box's, on its
+image's padded grid at each size: the figures torchvision's own count gives. The
+fitted generator is written as Python that runs as printed, a detectron2 YAML block
+and an mmdetection ``anchor_generator=dict(...)`` (:mod:`.grid_formats`).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+import time
 from typing import Any
 
+from .grid_formats import (  # noqa: F401  (re-exported: the writers register their formats on import)
+    GridCheckOutput,
+    GridFitOutput,
+    detectron2_text,
+    grid_check_text,
+    grid_fit_text,
+    grid_json,
+    mmdet_fields,
+    mmdet_text,
+    python_text,
+)
 from .centred import CENTRED_PRESETS
 from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, CommandLineError
-from .registry import register_writer
 
 __all__ = [
     "GENERATOR_CHOICES",
     "PRESETS", "GridCheckOutput", "GridFitOutput", "add_grid_options", "generator_help", "grid_requested", "run_grid",
+    "run_grid_advise",
 ]
 
 _RETINANET_SIZES = tuple((x, int(x * 2 ** (1 / 3)), int(x * 2 ** (2 / 3))) for x in (32, 64, 128, 256, 512))
@@ -71,11 +86,16 @@ GENERATOR_CHOICES = tuple(PRESETS) + tuple(CENTRED_PRESETS)
 """``--generator`` values: these grid presets and the centred ones of :mod:`.centred` (SSD, EfficientDet)."""
 
 _OPTIONS = ("sizes", "ratios", "strides", "min_size", "max_size", "iou")
-GRID_FORMATS = ("text", "python", "detectron2", "mmdet")
+GRID_FORMATS = {
+    "fit": ("text", "json", "python", "detectron2", "mmdet"),
+    "check": ("text", "json"),
+    "advise": ("text", "json"),
+}
 
 
-def add_grid_options(parser: argparse.ArgumentParser, *, generator: bool = True) -> None:
-    """``--generator`` (unless the command adds it itself) and the explicit grid options."""
+def add_grid_options(parser: argparse.ArgumentParser, *, generator: bool = True, plot: bool = False) -> None:
+    """``--generator`` (unless the command adds it itself), the explicit grid options, and
+    ``--plot`` for a command that has none of its own."""
     group = parser.add_argument_group(
         "torchvision grid anchors (RetinaNet, Faster R-CNN; presets are numbers, torchvision is not needed)"
     )
@@ -89,9 +109,26 @@ def add_grid_options(parser: argparse.ArgumentParser, *, generator: bool = True)
         help="aspect ratios (height/width): one list for every level '0.5,1,2', or per level separated by ';'",
     )
     group.add_argument("--strides", metavar="S", help="stride of each level in pixels: '8,16,32,64,128'")
-    group.add_argument("--min-size", type=float, metavar="PX", help="the transform's min_size (short side)")
+    group.add_argument(
+        "--min-size", metavar="PX",
+        help="the transform's min_size (short side): one size, or every size it trains at '480,512,...,800' "
+        "(boxes are fitted and measured at each)",
+    )
     group.add_argument("--max-size", type=float, metavar="PX", help="the transform's max_size (long side cap)")
     group.add_argument("--iou", type=float, metavar="IOU", help="the matcher's foreground IoU threshold")
+    if plot:
+        from pathlib import Path
+
+        group.add_argument(
+            "--plot", type=Path, metavar="PNG",
+            help="draw box sizes against each level's anchors at the model's resize, unmatched boxes in red "
+            "(.png, .svg, .pdf, ...; needs matplotlib)",
+        )
+    group.add_argument(
+        "--no-level-order", dest="level_order", action="store_false",
+        help="let the fit give any level any size (by default every size of a level is above every size of "
+        "the levels of smaller stride, as an FPN assigns objects)",
+    )
 
 
 def generator_help() -> str:
@@ -133,12 +170,22 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         preset["strides"] = strides[0]
     if args.ratios is not None:
         preset["ratios"] = _levels(args.ratios, "--ratios", float)
-    for name in ("min_size", "max_size", "iou"):
+    if args.min_size is not None:
+        min_sizes = _levels(args.min_size, "--min-size", float)
+        if len(min_sizes) != 1:
+            raise CommandLineError(f"--min-size {args.min_size!r}: one list of sizes, separated by commas")
+        preset["min_size"] = min_sizes[0]
+    elif "min_size" in preset:
+        preset["min_size"] = (preset["min_size"],)
+    for name in ("max_size", "iou"):
         if getattr(args, name) is not None:
             preset[name] = float(getattr(args, name))
     missing = [f"--{name.replace('_', '-')}" for name in ("sizes", "strides", "iou") if name not in preset]
     if missing:
-        raise CommandLineError(f"without --generator give {', '.join(missing)}")
+        raise CommandLineError(
+            f"grid anchors without --generator need {', '.join(missing)} (the sizes, strides and foreground IoU "
+            "a preset would give)"
+        )
     n_levels = len(preset["sizes"])
     ratios = preset.get("ratios", ((0.5, 1.0, 2.0),))
     if len(ratios) == 1:
@@ -156,273 +203,213 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return preset
 
 
-@dataclass(frozen=True)
-class GridFitOutput:
-    """What ``fit --generator`` found.
-
-    Attributes:
-        start: the GridAnchors fitted from (the preset's or given ones).
-        fitted: the GridAnchors found (the start when nothing matched more boxes).
-        before: MatchStats of ``start``; after: of ``fitted`` (pooled boxes, positions as ``positions``).
-        info: ``data``, ``model``, ``iou``, ``resize``, ``boxes``, ``positions``, ``seed``.
-    """
-
-    start: Any
-    fitted: Any
-    before: Any
-    after: Any
-    info: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class GridCheckOutput:
-    """What ``check --generator`` measured: ``anchors`` (GridAnchors), ``stats`` (MatchStats), ``info``."""
-
-    anchors: Any
-    stats: Any
-    bpr_threshold: float
-    info: dict[str, Any]
-
-    @property
-    def fits(self) -> bool:
-        return self.stats.matched > self.bpr_threshold
-
-
-def _stats_text(stats: Any) -> str:
-    return (
-        f"matched {stats.matched:.4f} at IoU >= {stats.threshold:g}, mean best IoU {stats.mean_iou:.4f}, "
-        f"positives/box {stats.positives:.2f}"
-    )
-
-
-def _header(info: dict[str, Any]) -> str:
-    resize = info["resize"] or "boxes at the images' stored size"
-    return (
-        f"{info['data']}: {info['boxes']} boxes at {info['positions']}, {resize}, generator {info['model']}"
-    )
-
-
-def python_text(generator: Any) -> str:
-    """``AnchorGenerator(sizes=..., aspect_ratios=...)`` (torchvision)."""
-    from ..training.heads.torchvision import generator_line
-
-    return generator_line(generator)
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def detectron2_text(generator: Any) -> str:
-    """detectron2 config lines (``MODEL.ANCHOR_GENERATOR.SIZES`` / ``ASPECT_RATIOS``)."""
-    sizes = "[" + ", ".join("[" + ", ".join(_number(v) for v in level) + "]" for level in generator.sizes) + "]"
-    ratio_levels = generator.aspect_ratios[:1] if generator.shared_ratios else generator.aspect_ratios
-    ratios = "[" + ", ".join("[" + ", ".join(repr(float(v)) for v in level) + "]" for level in ratio_levels) + "]"
-    return f"MODEL.ANCHOR_GENERATOR.SIZES = {sizes}\nMODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = {ratios}"
-
-
-def mmdet_fields(generator: Any) -> tuple[dict[str, Any], float]:
-    """mmdetection ``AnchorGenerator`` arguments for ``generator`` and how far they are from it.
-
-    mmdet's anchors on a level are ``base_size * scale`` for each of one shared list of
-    ``scales`` and one shared list of ``ratios`` (height / width). So ``base_sizes`` are
-    each level's first size and ``scales`` the sizes of level 0 divided by its first;
-    this is exact when every level's sizes are in the same proportions (one size per
-    level always is) and ratios are shared.
-
-    Returns:
-        ``(fields, worst)``: the arguments, and the largest relative difference between
-        a size of ``generator`` and mmdet's ``base_size * scale`` (0 when exact).
-
-    Raises:
-        ValueError: if the levels have different numbers of sizes or different ratios
-            (mmdet's generator shares both).
-    """
-    counts = {len(level) for level in generator.sizes}
-    if len(counts) != 1 or not generator.shared_ratios:
-        raise ValueError(
-            "mmdetection's AnchorGenerator shares the scales and ratios across levels; these anchors have "
-            f"sizes per level {[len(s) for s in generator.sizes]} and shared ratios: {generator.shared_ratios}"
-        )
-    base_sizes = [float(level[0]) for level in generator.sizes]
-    scales = [float(v) / base_sizes[0] for v in generator.sizes[0]]
-    worst = max(
-        abs(base * scale - size) / size
-        for base, level in zip(base_sizes, generator.sizes)
-        for scale, size in zip(scales, level)
-    )
-    fields = {
-        "type": "AnchorGenerator",
-        "strides": list(generator.strides),
-        "ratios": [float(v) for v in generator.aspect_ratios[0]],
-        "scales": scales,
-        "base_sizes": base_sizes,
-    }
-    return fields, worst
-
-
-def mmdet_text(generator: Any) -> str:
-    """An mmdetection ``anchor_generator=dict(...)``."""
-    try:
-        fields, worst = mmdet_fields(generator)
-    except ValueError as error:
-        return f"# {error}"
-    body = ",\n".join(f"    {key}={value!r}" for key, value in fields.items())
-    text = f"anchor_generator=dict(\n{body})"
-    if worst > 1e-9:
-        text = (
-            f"# mmdet shares scales across levels: level 0's proportions are used, so sizes differ from the fitted "
-            f"ones by up to {worst:.1%}\n{text}"
-        )
-    return text
-
-
-def _fit_output(result: Any) -> GridFitOutput:
-    if not isinstance(result, GridFitOutput):
-        raise CommandLineError("--format python, detectron2 and mmdet write torchvision grid anchors: add --generator")
-    return result
-
-
-@register_writer(
-    "python", command="fit", help="with --generator: a Python program building the AnchorGenerator and the model"
-)
-def fit_python(result: Any) -> str:
-    from .grid_python import python_program
-
-    output = _fit_output(result)
-    return python_program(output.fitted, output.info)
-
-
-@register_writer("detectron2", command="fit", help="with --generator: detectron2 MODEL.ANCHOR_GENERATOR lines")
-def fit_detectron2(result: Any) -> str:
-    return detectron2_text(_fit_output(result).fitted) + "\n"
-
-
-@register_writer("mmdet", command="fit", help="with --generator: an mmdetection anchor_generator=dict(...)")
-def fit_mmdet(result: Any) -> str:
-    return mmdet_text(_fit_output(result).fitted) + "\n"
-
-
-def grid_fit_text(result: GridFitOutput) -> str:
-    info = result.info
-    verdict = "fitted" if result.fitted != result.start else "nothing matched more boxes: the start is kept"
-    lines = [
-        _header(info) + f", seed {info['seed']}",
-        f"  start:  {_stats_text(result.before)}",
-        f"  fitted: {_stats_text(result.after)} ({verdict})",
-        "",
-        "# torchvision",
-        python_text(result.fitted),
-        "",
-        "# detectron2",
-        detectron2_text(result.fitted),
-        "",
-        "# mmdetection",
-        mmdet_text(result.fitted),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _boxes(args: argparse.Namespace, settings: dict[str, Any]):
-    """``(wh, xy or None, name, start GridAnchors, resize)`` in the model's input pixels."""
-    from ..io.datasets import load_boxes
+def _samples(args: argparse.Namespace, settings: dict[str, Any]):
+    """``(samples, name, start GridAnchors, resizes, positions known)``: every box at every training size."""
     from ..grid import GridAnchors, ResizeRule
-    from ..training.heads.torchvision_model import boxes_to_input
+    from ..grid.inputs import input_samples
+    from ..io.datasets import load_boxes
 
-    sizes = load_boxes(args.data, progress=not args.quiet, cache=args.cache)
-    resize = ResizeRule(settings["min_size"], settings["max_size"]) if "min_size" in settings else None
     try:
         start = GridAnchors(settings["sizes"], settings["ratios"], settings["strides"])
     except (TypeError, ValueError) as error:
         raise CommandLineError(str(error)) from None
-    wh, xy, _extent = boxes_to_input(sizes.shapes, sizes.wh, sizes.image_index, sizes.xy, resize)
-    usable = (wh > 0).all(dim=1)
-    if not bool(usable.any()):
+    sizes = load_boxes(args.data, progress=not args.quiet, cache=args.cache)
+    resizes = (
+        tuple(ResizeRule(m, settings["max_size"]) for m in settings["min_size"]) if "min_size" in settings else (None,)
+    )
+    samples = input_samples(sizes.shapes, sizes.wh, sizes.image_index, sizes.xy, resizes)
+    if samples.wh.shape[0] == 0:
         raise CommandLineError(f"no box of positive size in {args.data or 'the built-in coco128'}")
-    wh, xy = wh[usable], None if xy is None else xy[usable]
     name = "built-in coco128" if args.data is None else str(args.data)
-    return wh, xy, name, start, resize
+    return samples, name, start, resizes, sizes.xy is not None
 
 
-# Options of the YOLO path that grid anchors do not read, each with its value when not given.
+# Options of the YOLO path that grid anchors do not read: (name, value when not given, why not).
 _YOLO_ONLY = (
-    ("model", None), ("anchors", None), ("write", False), ("plot", None), ("scale", None),
-    ("min_stride_units", None), ("max_stride_units", None), ("n", None), ("levels", None),
+    ("model", None, "reads a YOLO model's anchors; grid anchors come from --generator or --sizes/--strides"),
+    ("anchors", None, "gives YOLO anchors as w,h pairs; grid anchors are --sizes per level with --ratios"),
+    ("write", False, "rewrites a YOLO model file; for grid anchors paste the python, detectron2 or mmdet output"),
+    ("scale", None, "is YOLO's scale jitter; a torchvision transform trains at the sizes of --min-size "
+     "(give them all: '480,512,...,800')"),
+    ("n", None, "sets the number of YOLO anchors; a grid generator keeps its sizes and ratios per level "
+     "(give --sizes and --ratios to change them)"),
+    ("levels", None, "sets YOLO output levels; a grid generator's levels are its --strides"),
 )
 
 
 def refuse_yolo_options(args: argparse.Namespace) -> None:
-    """Refuse the YOLO options given with ``--generator``, rather than ignore them."""
+    """Refuse the YOLO options given with grid anchors, each with its own reason, rather than ignore them."""
     from .options import search_defaults
 
     defaults = search_defaults()
-    given = [f"--{name.replace('_', '-')}" for name, unset in _YOLO_ONLY if getattr(args, name, unset) != unset]
-    given += [
-        f"--{name}" for name, default in (("thr", defaults["anchor_t"]), ("metric", defaults["metric"]), ("gen", defaults["gen"]))
-        if getattr(args, name, default) != default
-    ]
+    reasons = [f"--{name.replace('_', '-')} {why}" for name, unset, why in _YOLO_ONLY if getattr(args, name, unset) != unset]
+    for name, default, why in (
+        ("thr", defaults["anchor_t"], "is YOLO's width/height ratio limit; grid anchors match by IoU (set --iou)"),
+        ("metric", defaults["metric"], "picks a YOLO search metric; grid anchors are fitted on IoU at their grid "
+         "positions"),
+        ("gen", defaults["gen"], "sets YOLO evolution generations; the grid fit is a seeded climb (set --seed)"),
+    ):
+        if getattr(args, name, default) != default:
+            reasons.append(f"--{name} {why}")
     if getattr(args, "img_given", False):
-        given.append("--img")
-    if given:
+        reasons.append("--img is YOLO's letterbox size; grid anchors are measured at the model's resize "
+                       "(set --min-size/--max-size)")
+    if reasons:
+        raise CommandLineError("with grid anchors: " + "; ".join(reasons))
+
+
+def _check_format(args: argparse.Namespace, command: str) -> None:
+    allowed = GRID_FORMATS[command]
+    if args.format in allowed:
+        return
+    if command == "check" and args.format in GRID_FORMATS["fit"]:
         raise CommandLineError(
-            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to YOLO anchors, not to --generator (grid anchors are matched by IoU "
-            "at the model's resize; set --min-size/--max-size/--iou instead)"
+            f"check --format {args.format}: check measures anchors and writes {' or '.join(allowed)}; "
+            f"'fit --generator ... --format {args.format}' writes the fitted generator as {args.format}"
         )
+    raise CommandLineError(
+        f"--format {args.format} writes YOLO anchors; {command} with grid anchors writes {', '.join(allowed)}"
+    )
+
+
+def _info(args, settings, name, samples, resizes, known, seed) -> dict[str, Any]:
+    from ..grid.inputs import describe_resizes
+
+    return {
+        "data": name,
+        "model": settings["model"],
+        "iou": settings["iou"],
+        "resize": describe_resizes(resizes),
+        "boxes": int(round(samples.total_weight)),
+        "positions": "their real positions" if known else "positions spread over each image (no box centres)",
+        "seed": seed,
+        "min_size": settings.get("min_size"),
+        "max_size": settings.get("max_size"),
+        "level_order": getattr(args, "level_order", True),
+        "min_stride_units": getattr(args, "min_stride_units", None),
+        "max_stride_units": getattr(args, "max_stride_units", None),
+    }
 
 
 def run_grid(args: argparse.Namespace, command: str) -> int:
-    """``fit`` or ``check`` with ``--generator``; returns the exit code."""
+    """``fit`` or ``check`` with grid anchors; returns the exit code."""
     import torch
+
+    from ..grid import fit_grid_anchors, match_stats
+    from ..grid.matching import level_match_stats
+    from .common import emit
 
     refuse_yolo_options(args)
     if getattr(args, "generator", None) in CENTRED_PRESETS:
         from .centred import run_centred
 
         return run_centred(args, command)
+    _check_format(args, command)
+    from .options import check_stride_bounds
 
-    from ..grid import fit_grid_anchors, match_stats, pool_samples
-    from .common import emit
-
-    if args.format not in GRID_FORMATS and not (command == "check" and args.format == "text"):
-        raise CommandLineError(
-            f"--format {args.format} is for YOLO anchors; with --generator use one of {', '.join(GRID_FORMATS)}"
-        )
-    if command == "check" and args.format != "text":
-        raise CommandLineError("check --generator writes text only")
+    if getattr(args, "min_stride_units", None) is not None or getattr(args, "max_stride_units", None) is not None:
+        check_stride_bounds(args)
     settings = _settings(args)
-    wh, xy, name, start, resize = _boxes(args, settings)
+    if getattr(args, "plot", None) is not None:
+        from ..io.plot import check_plot_path
+
+        try:
+            check_plot_path(args.plot)
+        except ValueError as error:
+            raise CommandLineError(f"--plot: {error}") from None
+    samples, name, start, resizes, known = _samples(args, settings)
     seed = args.seed
-    samples = pool_samples(
-        wh, xy, start.cell, bins_per_octave=12, positions_per_pool=16, generator=torch.Generator().manual_seed(seed)
-    )
-    info = {
-        "data": name,
-        "model": settings["model"],
-        "iou": settings["iou"],
-        "resize": f"resize {resize.min_size:g} / {resize.max_size:g}" if resize is not None else None,
-        "boxes": int(wh.shape[0]),
-        "positions": "their real positions" if xy is not None else "a lattice of positions (no box centres)",
-        "seed": seed,
-        "min_size": settings.get("min_size"),
-        "max_size": settings.get("max_size"),
-    }
-    before = match_stats(samples, start, threshold=settings["iou"])
+    info = _info(args, settings, name, samples, resizes, known, seed)
+    iou = settings["iou"]
+    before = match_stats(samples, start, threshold=iou)
+    levels_before = level_match_stats(samples, start, threshold=iou)
     if command == "check":
-        output = GridCheckOutput(start, before, args.bpr_threshold, info)
-        verdict = (
-            f"matched above {args.bpr_threshold:g}: these anchors fit the data" if output.fits
-            else f"matched not above {args.bpr_threshold:g}: consider 'autoanchor fit --generator' for this data"
-        )
-        emit(f"{_header(info)}\n  {python_text(start)}\n  {_stats_text(before)}\n{verdict}\n", None)
+        output = GridCheckOutput(start, before, levels_before, args.bpr_threshold, info)
+        emit(grid_check_text(output) if args.format == "text" else grid_json(output), getattr(args, "out", None))
+        _plot(args, samples, start, iou, info, before)
         return EXIT_OK if output.fits else EXIT_BELOW_THRESHOLD
-    result = fit_grid_anchors(wh, xy, start, threshold=settings["iou"], generator=torch.Generator().manual_seed(seed))
+    began = time.perf_counter()
+    try:
+        # The fit searches on the rows the figures are measured on (equal weights), at their real grids.
+        result = fit_grid_anchors(
+            samples.wh, samples.xy, start, threshold=iou, generator=torch.Generator().manual_seed(seed),
+            extent=samples.extent, level_order=args.level_order, min_stride_units=args.min_stride_units,
+            max_stride_units=args.max_stride_units,
+        )
+    except ValueError as error:
+        raise CommandLineError(str(error)) from None
     fitted = result.generator
-    after = match_stats(samples, fitted, threshold=settings["iou"]) if fitted != start else before
+    after = match_stats(samples, fitted, threshold=iou) if fitted != start else before
     if after.matched <= before.matched:  # replace only when the share matched rises, as the hook does
         fitted, after = start, before
-    output = GridFitOutput(start, fitted, before, after, info)
+    info["seconds"] = time.perf_counter() - began
+    levels_after = level_match_stats(samples, fitted, threshold=iou) if fitted != start else levels_before
+    output = GridFitOutput(start, fitted, before, after, levels_before, levels_after, info)
     from .registry import get_writer
 
-    text = grid_fit_text(output) if args.format == "text" else get_writer("fit", args.format).write(output)
+    if args.format == "text":
+        text = grid_fit_text(output)
+    elif args.format == "json":
+        text = grid_json(output)
+    else:
+        text = get_writer("fit", args.format).write(output)
     emit(text, args.out)
+    _plot(args, samples, fitted, iou, info, after)
+    return EXIT_OK
+
+
+def _plot(args, samples, generator, iou, info, stats) -> None:
+    if getattr(args, "plot", None) is None:
+        return
+    from .grid_plot import plot_grid_anchors
+
+    plot_grid_anchors(
+        samples, generator, iou, args.plot,
+        title=f"Box sizes and grid anchors: {info['data']}, {info['boxes']} boxes, {info['resize']}",
+        subtitle=str(stats),
+    )
+
+
+def run_grid_advise(args: argparse.Namespace) -> int:
+    """``advise`` with grid anchors: fit 1, 2 and 3 sizes per level and say what each level serves."""
+    import torch
+
+    from ..grid import GridAnchors, fit_grid_anchors, match_stats
+    from ..grid.matching import level_match_stats
+    from .common import emit
+    from .grid_formats import advise_json, advise_text
+
+    refuse_yolo_options(args)
+    _check_format(args, "advise")
+    settings = _settings(args)
+    samples, name, given, resizes, known = _samples(args, settings)
+    info = _info(args, settings, name, samples, resizes, known, args.seed)
+    iou = settings["iou"]
+    rows = []
+    for count in (1, 2, 3):
+        # Sizes spread over the level's octave, as torchvision's presets spread theirs.
+        sizes = tuple(
+            tuple(float(round(min(level) * 2 ** (i / count))) for i in range(count)) for level in given.sizes
+        )
+        start = GridAnchors(sizes, given.aspect_ratios, given.strides)
+        began = time.perf_counter()
+        try:
+            result = fit_grid_anchors(
+                samples.wh, samples.xy, start, threshold=iou, generator=torch.Generator().manual_seed(args.seed),
+                extent=samples.extent, level_order=args.level_order, min_stride_units=args.min_stride_units,
+                max_stride_units=args.max_stride_units,
+            )
+        except ValueError as error:
+            raise CommandLineError(str(error)) from None
+        stats = match_stats(samples, result.generator, threshold=iou)
+        rows.append({
+            "sizes_per_level": count,
+            "anchors_per_location": len(given.aspect_ratios[0]) * count,
+            "generator": result.generator,
+            "stats": stats,
+            "levels": level_match_stats(samples, result.generator, threshold=iou),
+            "seconds": time.perf_counter() - began,
+        })
+    text = advise_text(rows, info) if args.format == "text" else advise_json(rows, info)
+    emit(text, None)
     return EXIT_OK

@@ -40,8 +40,12 @@ def python_program(generator: Any, info: dict[str, Any]) -> str:
     to it, since the anchors were fitted for it.
     """
     resize = ""
-    if info.get("min_size") is not None and (info["min_size"], info["max_size"]) != (800.0, 1333.0):
-        resize = f", min_size={info['min_size']:g}, max_size={info['max_size']:g}"
+    min_size = info.get("min_size")
+    if isinstance(min_size, (tuple, list)):  # the training sizes (one, or several for multi-scale training)
+        min_size = float(min_size[0]) if len(min_size) == 1 else tuple(float(v) for v in min_size)
+    if min_size is not None and (min_size, info["max_size"]) != (800.0, 1333.0):
+        sizes = f"{min_size:g}" if isinstance(min_size, float) else "(" + ", ".join(f"{v:g}" for v in min_size) + ")"
+        resize = f", min_size={sizes}, max_size={info['max_size']:g}"
     lines = [
         f"# Anchors fitted by autoanchor to {info.get('data', 'the data')} for {info.get('model', 'the model')}.",
         "from torchvision.models.detection.anchor_utils import AnchorGenerator",

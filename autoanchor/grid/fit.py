@@ -23,18 +23,30 @@ the levels in stride order), a coordinate climb moves one log size or one log ra
 a time over a ladder of shrinking steps, re-scoring only the anchors that move (the
 best IoU of every row without the moving anchors is read from the per-level top two,
 kept current); a few seeded random kicks of all parameters are then climbed again and
-kept if better. The climb and the kicks run on a coarser pool (half the bins per
+kept if better. This search ignores the level order (one-size moves cannot carry a
+level past its neighbour); under the order, its result dealt out again in stride order
+and the ordered start are each climbed keeping the order, and the better one wins. The climb and the kicks run on a coarser pool (half the bins per
 octave and half the positions, ``coarse_factor``); the best point is then climbed on
 the full pool at the finest step.
 Sizes are rounded to whole pixels and ratios to 3 decimals while scoring, so the
 score is that of the generator that gets written.
+
+Level rules (:class:`LevelRules`), kept by every start, move and kick: with
+``level_order`` (the default) levels are in scale order, as an FPN assigns objects:
+**every size of a level is larger (by at least one pixel) than every size of each
+level of a smaller stride** (levels of equal stride are not ordered among
+themselves); with ``min_stride_units`` / ``max_stride_units`` every size of a level
+of stride ``s`` lies in ``[min * s, max * s]`` pixels.
+
+The scores here are the search's proxy (pooled boxes, nominal strides, positions
+modulo the grid's period); the figures to report come from
+:func:`~autoanchor.grid.matching.match_stats` on every box.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
+import math
 from dataclasses import dataclass
 
 import torch
@@ -42,9 +54,10 @@ from torch import Tensor
 
 from ..core.validate import check_float, check_int, check_seed
 from .anchors import GridAnchors
-from .matching import MatchStats, Samples, _check_threshold, nearest_offset, pool_samples
+from .matching import MatchStats, Samples, _check_threshold, _one_cpu_thread, nearest_offset, pool_samples
+from .rules import LevelRules, _pixels, _project_log
 
-__all__ = ["FitResult", "fit_grid_anchors"]
+__all__ = ["FitResult", "LevelRules", "fit_grid_anchors"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,24 +89,6 @@ class FitResult:
     pools: int
 
 
-@contextlib.contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """One intra-op thread while scoring small CPU tensors (restored afterwards).
-
-    The rows are a few thousand; extra threads only add barriers, which stall for
-    seconds when another process holds a core.
-    """
-    if device.type != "cpu":
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class _Scorer:
     """Scores parameter sets on pooled samples; only moved anchors are re-scored.
 
@@ -109,7 +104,7 @@ class _Scorer:
         self.weight = (samples.weight / samples.weight.sum()).float()
         self.threshold = threshold
         self.iou_weight = iou_weight
-        self.offsets = [nearest_offset(samples.xy, s).float() for s in strides]  # L x [S,2]
+        self.offsets = [nearest_offset(samples.xy, s, samples.extent).float() for s in strides]  # L x [S,2]
 
     @staticmethod
     def anchor_wh(log_sizes: Tensor, log_ratios: Tensor) -> Tensor:
@@ -216,7 +211,7 @@ class _Best:
 
 
 def _climb(
-    scorer: _Scorer, log_sizes: list[Tensor], log_ratios: list[Tensor], shared: bool, steps
+    scorer: _Scorer, log_sizes: list[Tensor], log_ratios: list[Tensor], shared: bool, steps, rules: LevelRules
 ) -> tuple[list[Tensor], list[Tensor], float]:
     best = _Best(scorer.table(log_sizes, log_ratios))
     fitness = float(scorer.score(best.best()))
@@ -243,6 +238,9 @@ def _climb(
                     old = other[rows, None]
                     delta = scorer.gain(torch.maximum(old, trial_iou)) - scorer.gain(old)
                     scores = base + torch.tensordot(scorer.weight[rows], delta, dims=([0], [0]))
+                    low, high = rules.bounds(level, _pixels(log_sizes))
+                    pixels = torch.round(torch.exp2(trials)).clamp(min=1).to(scores.device)
+                    scores = torch.where((pixels >= low) & (pixels <= high), scores, torch.full_like(scores, -math.inf))
                     best_t = int(torch.argmax(scores))
                     if float(scores[best_t]) > fitness + 1e-7:
                         fitness = float(scores[best_t])
@@ -334,6 +332,10 @@ def fit_grid_anchors(
     kicks: int = 2,
     kick_scale: float = 0.2,
     coarse_factor: int = 2,
+    level_order: bool = True,
+    min_stride_units: float | None = None,
+    max_stride_units: float | None = None,
+    extent: Tensor | None = None,
 ) -> FitResult:
     """Search sizes per level and aspect ratios that match the most boxes.
 
@@ -356,6 +358,14 @@ def fit_grid_anchors(
             (``bins_per_octave`` and ``positions_per_pool`` divided by this), then the
             best point is polished on the full pool at the finest step; 1 searches on
             the full pool throughout.
+        level_order: keep the levels in scale order (see :class:`LevelRules`):
+            every size of a level above every size of the levels of smaller stride.
+        min_stride_units, max_stride_units: bounds on every size of a level, in
+            strides of that level (None: unbounded).
+        extent: ``[N, 2]`` padded input (width, height) of each box's image, with
+            ``xy``: boxes are then scored at their real centres on their image's real
+            grid (:func:`~autoanchor.grid.matching.level_grid`), as the figures are
+            measured, instead of at their centres modulo the grid's period.
 
     Returns:
         FitResult; ``generator`` equals ``start`` (rounded) if nothing scored higher.
@@ -376,26 +386,37 @@ def fit_grid_anchors(
         xy = torch.as_tensor(xy, device=wh.device)
         if xy.shape != wh.shape or not torch.isfinite(xy).all():
             raise ValueError(f"xy must be finite and [{wh.shape[0]}, 2] like wh, got shape {tuple(xy.shape)}")
+    if extent is not None:
+        extent = torch.as_tensor(extent, device=wh.device)
+        if xy is None or extent.shape != wh.shape or not (extent > 0).all():
+            raise ValueError(
+                f"extent needs xy and must be positive and [{wh.shape[0]}, 2] like wh, got shape {tuple(extent.shape)}"
+            )
     iou_weight = check_float("iou_weight", iou_weight, low=0)
     kicks = check_int("kicks", kicks, low=0)
     coarse_factor = check_int("coarse_factor", coarse_factor, low=1)
     seed = check_seed("seed", seed)
+    if not isinstance(level_order, bool):
+        raise TypeError(f"level_order must be True or False, got {level_order!r}")
+    rules = LevelRules(start.strides, level_order, min_stride_units, max_stride_units)
+    rules.project([list(level) for level in start.sizes])  # raises when no sizes keep the rules
     if generator is None:
         generator = torch.Generator().manual_seed(seed)
 
     with _one_cpu_thread(wh.device):
         return _fit(
             wh, xy, start, threshold, generator, iou_weight, bins_per_octave, positions_per_pool, kicks, kick_scale,
-            coarse_factor,
+            coarse_factor, rules, extent,
         )
 
 
 def _fit(
     wh, xy, start, threshold, generator, iou_weight, bins_per_octave, positions_per_pool, kicks, kick_scale,
-    coarse_factor,
+    coarse_factor, rules, extent,
 ) -> FitResult:
     samples = pool_samples(
-        wh, xy, start.cell, bins_per_octave=bins_per_octave, positions_per_pool=positions_per_pool, generator=generator
+        wh, xy, start.cell, bins_per_octave=bins_per_octave, positions_per_pool=positions_per_pool,
+        generator=generator, extent=extent,
     )
     scorer = _Scorer(samples, start.strides, threshold, iou_weight)
     device = samples.wh.device
@@ -405,44 +426,63 @@ def _fit(
     total = float(wh.shape[0])
     before, fitness_before = _pooled_stats(scorer, start, total)
 
-    quantile_sizes = _quantile_start(samples, start)
+    quantile_sizes = _project_log(_quantile_start(samples, start), rules)
     quantile_fitness = _pooled_stats(scorer, _to_generator(quantile_sizes, given_ratios, start.strides), total)[1]
-    first = quantile_sizes if quantile_fitness > fitness_before else given_sizes
+    given_fitness = fitness_before
+    if not rules.keeps(_pixels(given_sizes)):
+        given_sizes = _project_log(given_sizes, rules)
+        given_fitness = _pooled_stats(scorer, _to_generator(given_sizes, given_ratios, start.strides), total)[1]
+    first = quantile_sizes if quantile_fitness > given_fitness else given_sizes
     explore = scorer
     if coarse_factor > 1:
         coarse = pool_samples(
             wh, xy, start.cell, bins_per_octave=max(1, bins_per_octave // coarse_factor),
-            positions_per_pool=max(1, positions_per_pool // coarse_factor), generator=generator,
+            positions_per_pool=max(1, positions_per_pool // coarse_factor), generator=generator, extent=extent,
         )
         if coarse.wh.shape[0] < samples.wh.shape[0]:
             explore = _Scorer(coarse, start.strides, threshold, iou_weight)
+    # The search (climb, then seeded kicks) runs without the level order: moves of one size at a
+    # time cannot carry a level past its neighbour, so under the order it stalls early.
+    free = LevelRules(rules.strides, False, rules.min_stride_units, rules.max_stride_units)
     best_sizes, best_ratios, best_fitness = _climb(
-        explore, [s.clone() for s in first], [r.clone() for r in given_ratios], shared, _STEPS
+        explore, [s.clone() for s in first], [r.clone() for r in given_ratios], shared, _STEPS, free
     )
     logger.debug("climb reached fitness %.5f", best_fitness)
     for kick in range(kicks):
-        noise_sizes = [
+        noise_sizes = _project_log([
             s + kick_scale * torch.randn(s.shape, generator=generator, dtype=torch.float64).to(device)
             for s in best_sizes
-        ]
+        ], free)
         ratio_noise = [
             kick_scale * torch.randn(r.shape, generator=generator, dtype=torch.float64).to(device) for r in best_ratios
         ]
         if shared:
             ratio_noise = [ratio_noise[0]] * len(ratio_noise)
         noise_ratios = [r + n for r, n in zip(best_ratios, ratio_noise)]
-        sizes, ratios, fitness = _climb(explore, noise_sizes, noise_ratios, shared, _STEPS[1:])
+        sizes, ratios, fitness = _climb(explore, noise_sizes, noise_ratios, shared, _STEPS[1:], free)
         logger.debug("kick %d reached fitness %.5f (best %.5f)", kick, fitness, best_fitness)
+        if fitness > best_fitness:
+            best_sizes, best_ratios, best_fitness = sizes, ratios, fitness
+    if rules.level_order:
+        # Under the order: the free result's sizes dealt out again in stride order (itself when it
+        # keeps the order), and the ordered start, each climbed under the order; the better one wins.
+        best_sizes, best_ratios, best_fitness = _climb(
+            explore, _project_log(best_sizes, rules), best_ratios, shared, _STEPS[1:], rules
+        )
+        sizes, ratios, fitness = _climb(
+            explore, [s.clone() for s in first], [r.clone() for r in given_ratios], shared, _STEPS, rules
+        )
+        logger.debug("under the level order: %.5f from the free search, %.5f from the start", best_fitness, fitness)
         if fitness > best_fitness:
             best_sizes, best_ratios, best_fitness = sizes, ratios, fitness
     if explore is not scorer:
         # Polish on the fine pool: the finest steps only, from the best point of the coarse search.
-        best_sizes, best_ratios, best_fitness = _climb(scorer, best_sizes, best_ratios, shared, _POLISH_STEPS)
+        best_sizes, best_ratios, best_fitness = _climb(scorer, best_sizes, best_ratios, shared, _POLISH_STEPS, rules)
         logger.debug("polish on %d rows reached fitness %.5f", samples.wh.shape[0], best_fitness)
 
     fitted = _to_generator(best_sizes, best_ratios, start.strides)
     after, fitness_after = _pooled_stats(scorer, fitted, total)
     if fitness_after <= fitness_before:
         fitted, after, fitness_after = start, before, fitness_before
-    logger.info("grid anchors: %s -> %s (%d pooled rows)", before, after, samples.wh.shape[0])
+    logger.debug("search proxy: %s -> %s (%d pooled rows)", before, after, samples.wh.shape[0])
     return FitResult(fitted, start, before, after, fitness_before, fitness_after, int(samples.wh.shape[0]))

@@ -19,7 +19,9 @@ placed box.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 from dataclasses import dataclass
 
@@ -36,6 +38,9 @@ __all__ = [
     "best_iou",
     "make_samples",
     "match_stats",
+    "lattice_centres",
+    "level_grid",
+    "level_match_stats",
     "nearest_offset",
     "offset_iou",
     "positive_counts",
@@ -43,6 +48,24 @@ __all__ = [
 
 #: Lattice points per box whose position is unknown, for evaluation.
 DEFAULT_LATTICE = 64
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """One intra-op thread while matching on the CPU (restored afterwards).
+
+    The rows are a few thousand; extra threads only add barriers, which stall for
+    seconds when another process holds a core.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def offset_iou(wh: Tensor, anchor_wh: Tensor, offset: Tensor) -> Tensor:
@@ -70,6 +93,29 @@ def offset_iou(wh: Tensor, anchor_wh: Tensor, offset: Tensor) -> Tensor:
     return inter / union.clamp(min=torch.finfo(dtype).tiny)
 
 
+def level_grid(stride: int, extent: Tensor | None) -> tuple[Tensor | float, Tensor | None]:
+    """Spacing and size of one level's grid on each row's padded input, as torchvision lays it.
+
+    A backbone of padded stride-2 convolutions gives a level of nominal stride ``s`` a
+    feature map of ``ceil(E / s)`` cells on an input side of ``E`` pixels, and
+    torchvision's ``AnchorGenerator`` spaces the anchors ``E // cells`` pixels apart
+    (so 61 pixels, not 64, on the stride-64 level of an 800-pixel side).
+
+    Args:
+        stride: the level's nominal stride in pixels.
+        extent: ``[S, 2]`` padded input (width, height) per row, or None (an unbounded
+            grid at the nominal stride).
+
+    Returns:
+        ``(step, cells)``: the spacing in pixels (``stride`` itself, or ``[S, 2]``) and
+        the number of grid points per axis (None, or ``[S, 2]``).
+    """
+    if extent is None:
+        return float(stride), None
+    cells = torch.ceil(extent / stride)
+    return torch.floor(extent / cells), cells
+
+
 def nearest_offset(xy: Tensor, stride: int, extent: Tensor | None = None) -> Tensor:
     """Offset from the nearest grid point of a level to each box centre.
 
@@ -77,18 +123,18 @@ def nearest_offset(xy: Tensor, stride: int, extent: Tensor | None = None) -> Ten
         xy: ``[N, 2]`` box centres in input pixels.
         stride: the level's stride in pixels; grid points at ``i * stride``.
         extent: optional ``[N, 2]`` padded input (width, height) of each box's image;
-            the grid then has ``extent / stride`` points per axis and the nearest
-            point is clamped to it, as on the real feature map.
+            the grid then is torchvision's on that input (see :func:`level_grid`)
+            and the nearest point is clamped to it, as on the real feature map.
 
     Returns:
-        Tensor[N, 2]: centre minus grid point, within ``[-stride/2, stride/2]`` where
+        Tensor[N, 2]: centre minus grid point, within ``[-step/2, step/2]`` where
         no clamp applies.
     """
-    index = torch.round(xy / stride)
-    if extent is not None:
-        last = torch.floor(extent / stride) - 1
-        index = torch.minimum(index.clamp(min=0), last)
-    return xy - index * stride
+    step, cells = level_grid(stride, extent)
+    index = torch.round(xy / step)
+    if cells is not None:
+        index = torch.minimum(index.clamp(min=0), cells - 1)
+    return xy - index * step
 
 
 @dataclass(frozen=True)
@@ -124,6 +170,27 @@ class Samples:
     @property
     def total_weight(self) -> float:
         return float(self.weight.sum())
+
+
+def lattice_centres(wh: Tensor, count: int) -> Tensor:
+    """Centres spread evenly over the places where each box lies inside its image.
+
+    For boxes whose position the dataset does not give: box ``i`` is counted at
+    ``count`` centres ``w/2 + u * (1 - w)`` (per axis, normalised), ``u`` the points
+    ``i * count .. i * count + count - 1`` of one :func:`lattice_offsets` sequence, so
+    each box gets its own points and together they cover the image evenly.
+
+    Args:
+        wh: ``[N, 2]`` box (width, height) normalised by its image.
+        count: centres per box, at least 1.
+
+    Returns:
+        Tensor[N, count, 2]: normalised centres (float64), each box inside its image.
+    """
+    wh = torch.as_tensor(wh, dtype=torch.float64)
+    u = lattice_offsets(wh.shape[0] * count, dtype=torch.float64, device=wh.device).reshape(-1, count, 2)
+    free = (1 - wh).clamp(min=0)[:, None, :]  # [N,1,2]
+    return torch.minimum(wh, torch.ones_like(wh))[:, None, :] / 2 + u * free
 
 
 def make_samples(
@@ -225,8 +292,10 @@ def positive_counts(samples: Samples, generator: GridAnchors, threshold: float, 
     anchors = generator.anchor_wh(dtype=wh.dtype, device=wh.device)
     area = wh.prod(dim=1)  # [S]
     for wh_l, stride in zip(anchors, generator.strides):
-        reach = int(float(wh_l.max()) * (1 - threshold) / threshold // stride) + 1
-        steps = torch.arange(-reach, reach + 1, dtype=wh.dtype, device=wh.device) * stride  # [J]
+        step, cells = level_grid(stride, extent)
+        smallest_step = step if cells is None else float(step.min())
+        reach = int(float(wh_l.max()) * (1 - threshold) / threshold // smallest_step) + 1
+        steps = torch.arange(-reach, reach + 1, dtype=wh.dtype, device=wh.device)  # [J] grid indices around the nearest
         # IoU <= smaller area / larger area: rows no anchor of the level can reach are skipped.
         anchor_area = wh_l.prod(dim=1)  # [A]
         ratio = torch.minimum(area[:, None] / anchor_area, anchor_area / area[:, None]).max(dim=1).values
@@ -234,11 +303,13 @@ def positive_counts(samples: Samples, generator: GridAnchors, threshold: float, 
         for start in range(0, rows.shape[0], chunk):
             part = rows[start : start + chunk]
             centre = xy[part]
-            nearest = torch.round(centre / stride) * stride  # [n,2]
-            points = nearest[:, None, :] + steps[None, :, None]  # [n,J,2] grid coordinates per axis
-            valid = points >= 0
-            if extent is not None:
-                valid &= points <= (torch.floor(extent[part] / stride)[:, None, :] - 1) * stride
+            spacing = step if cells is None else step[part]  # scalar or [n,2]
+            index = torch.round(centre / spacing)[:, None, :] + steps[None, :, None]  # [n,J,2] per axis
+            points = index * (spacing if cells is None else spacing[:, None, :])
+            # Without an extent the grid is unbounded (a box away from every border).
+            valid = torch.ones_like(index, dtype=torch.bool)
+            if cells is not None:
+                valid = (index >= 0) & (index <= cells[part][:, None, :] - 1)
             delta = (centre[:, None, :] - points).abs()  # [n,J,2]
             box = wh[part][:, None, None, :]  # [n,1,1,2]
             anchor = wh_l[None, :, None, :]  # [1,A,1,2]
@@ -274,6 +345,9 @@ class MatchStats:
         positives: mean number of anchors at IoU >= ``threshold`` per box.
         threshold: the foreground IoU threshold used.
         boxes: number of boxes (total weight of the rows).
+        unmatched_iou: mean best IoU of the boxes below ``threshold`` (the ones a
+            matcher with low-quality matches serves through their best anchor
+            only); NaN when every box is matched or it was not measured.
     """
 
     matched: float
@@ -281,14 +355,18 @@ class MatchStats:
     positives: float
     threshold: float
     boxes: float
+    unmatched_iou: float = float("nan")
+
+    @property
+    def low_quality_only(self) -> float:
+        """Share of boxes with no anchor at IoU >= ``threshold``: torchvision's matchers
+        (``allow_low_quality_matches=True``) still make each one's best anchor a positive."""
+        return 1.0 - self.matched
 
     def __str__(self) -> str:
         # positives is NaN when they were not counted (match_stats(..., positives=False)).
-        positives = "" if math.isnan(self.positives) else f", {self.positives:.2f} positive anchors/box"
-        return (
-            f"matched {self.matched:.2%} at IoU>={self.threshold:g}, mean best IoU {self.mean_iou:.3f}"
-            f"{positives} ({self.boxes:g} boxes)"
-        )
+        positives = "" if math.isnan(self.positives) else f", positives/box {self.positives:.2f}"
+        return f"matched {self.matched:.4f} at IoU >= {self.threshold:g}, mean best IoU {self.mean_iou:.4f}{positives}"
 
 
 def match_stats(samples: Samples, generator: GridAnchors, *, threshold: float, positives: bool = True) -> MatchStats:
@@ -304,17 +382,53 @@ def match_stats(samples: Samples, generator: GridAnchors, *, threshold: float, p
         MatchStats.
     """
     threshold = _check_threshold(threshold)
+    with _one_cpu_thread(samples.wh.device):
+        return _match_stats(samples, generator, threshold, positives)
+
+
+def _match_stats(samples: Samples, generator: GridAnchors, threshold: float, positives: bool) -> MatchStats:
     best = torch.cat(
         [best_iou(_rows(samples, slice(i, i + 65536)), generator) for i in range(0, samples.wh.shape[0], 65536)]
     )
     weight = samples.weight
     total = weight.sum()
-    matched = float((weight * (best >= threshold).to(weight.dtype)).sum() / total)
+    hit = best >= threshold
+    matched = float((weight * hit.to(weight.dtype)).sum() / total)
     mean_iou = float((weight * best).sum() / total)
+    missed = weight * (~hit).to(weight.dtype)
+    unmatched_iou = float((missed * best).sum() / missed.sum()) if float(missed.sum()) > 0 else float("nan")
     mean_positives = float("nan")
     if positives:
         mean_positives = float((weight * positive_counts(samples, generator, threshold)).sum() / total)
-    return MatchStats(matched, mean_iou, mean_positives, threshold, float(total))
+    return MatchStats(matched, mean_iou, mean_positives, threshold, float(total), unmatched_iou)
+
+
+def level_match_stats(samples: Samples, generator: GridAnchors, *, threshold: float) -> list[dict[str, float]]:
+    """Per level: ``matched`` (share of boxes with an anchor of this level at IoU >=
+    ``threshold``), ``positives`` (mean positive anchors of this level per box) and
+    ``best`` (share of boxes whose best anchor is on this level; ties go to the
+    finer stride). Weighted by the rows' weights.
+    """
+    threshold = _check_threshold(threshold)
+    anchors = generator.anchor_wh(dtype=samples.wh.dtype, device=samples.wh.device)
+    per_level = torch.stack(
+        [level_iou(samples, wh_l, stride).max(dim=1).values for wh_l, stride in zip(anchors, generator.strides)], 1
+    )  # [S,L]
+    order = sorted(range(generator.num_levels), key=lambda level: generator.strides[level])
+    # argmax takes the first maximum: look at the levels finest first so ties go to the finer stride.
+    winner = torch.tensor(order, device=per_level.device)[per_level[:, order].argmax(dim=1)]
+    weight = samples.weight / samples.weight.sum()
+    result = []
+    for level in range(generator.num_levels):
+        single = GridAnchors((generator.sizes[level],), (generator.aspect_ratios[level],), (generator.strides[level],))
+        result.append(
+            {
+                "matched": float((weight * (per_level[:, level] >= threshold).to(weight.dtype)).sum()),
+                "positives": float((weight * positive_counts(samples, single, threshold)).sum()),
+                "best": float((weight * (winner == level).to(weight.dtype)).sum()),
+            }
+        )
+    return result
 
 
 def pool_samples(
@@ -325,13 +439,18 @@ def pool_samples(
     bins_per_octave: int = 8,
     positions_per_pool: int = 16,
     generator: torch.Generator | None = None,
+    extent: Tensor | None = None,
 ) -> Samples:
     """Pool boxes by log size, keeping a bounded set of positions per pool.
 
     Args:
         wh: ``[N, 2]`` box (width, height) in input pixels, finite and positive.
         xy: ``[N, 2]`` box centres in input pixels, or None if unknown.
-        cell: period of the grid in pixels (positions are taken modulo it).
+        cell: period of the grid in pixels (positions are taken modulo it, unless
+            ``extent`` is given).
+        extent: ``[N, 2]`` padded input (width, height) of each box's image, with
+            ``xy``: the kept rows keep their real centres and extent, so they match
+            on their image's real grid (:func:`level_grid`).
         bins_per_octave: size bins per factor of 2 on each axis.
         positions_per_pool: positions kept per pool (lattice points if unknown).
         generator: draws the subset of positions of large pools (known positions).
@@ -367,8 +486,10 @@ def pool_samples(
     rank = torch.arange(wh.shape[0], device=device) - first[sorted_pool]
     keep = order[rank < positions_per_pool]
     kept = torch.clamp(counts, max=positions_per_pool).to(dtype)
+    centres = xy[keep].to(dtype) if extent is not None else torch.remainder(xy[keep].to(dtype), cell)
     return Samples(
         wh[keep].to(dtype),
-        torch.remainder(xy[keep].to(dtype), cell),
+        centres,
         (counts.to(dtype) / kept)[pool[keep]],
+        None if extent is None else extent[keep].to(dtype),
     )

@@ -199,6 +199,6 @@ def plan_report(
     if decision.searched and score <= threshold < 1 and (reducer is None or reducer.rank == 0):
         warn(
             f"the anchors still fit the data poorly ({score:.4f} <= bpr_threshold {threshold}); "
-            f"{family.poor_fit_advice()}"
+            f"{family.poor_fit_advice_for(decision.after)}"
         )
     return Plan(report, family, state, write)

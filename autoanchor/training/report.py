@@ -256,6 +256,18 @@ class GridReport(AnchorReport):
 
     note: str = ""
     grid_after: Any = field(default=None, repr=False)
+    levels: tuple[LevelStats, ...] = ()
+
+    def level_lines(self) -> list[str]:
+        """Per level of the final anchors: sizes, sizes in strides, share matched, positives per
+        box and share of best anchors, as text lines; empty without levels."""
+        if not self.levels:
+            return []
+        return [f"per level (final anchors, {self.levels[0].n_boxes} boxes):", *format_level_table(self.levels)]
+
+    def lines(self) -> list[str]:
+        """The report line, then the per-level table, each table line prefixed ``autoanchor:``."""
+        return [str(self), *(f"autoanchor: {line}" for line in self.level_lines())]
 
     @property
     def matched_before(self) -> float:

@@ -419,7 +419,7 @@ def test_errors_are_one_line_exit_2(runs, name):
     [
         (["check", "--anchors", "10,13, 16,x"], "'x' is not a number"),
         (["check", "--anchors", "10,13, -16,30"], "positive numbers"),
-        (["check"], "one of the arguments --model --anchors --generator is required"),
+        (["check"], "give the anchors to check: --model, --anchors, --generator"),
         (["fit", "--model", "nope.yaml"], "nope.yaml' does not exist"),
         (["fit", "--thr", "0.5"], "greater than 1"),
         (["fit", "--n", "0"], "--n must be an integer of at least 1, got 0"),

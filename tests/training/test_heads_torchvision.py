@@ -16,6 +16,7 @@ from torch import nn
 
 from autoanchor import BoxSizes, check_anchors
 from autoanchor.grid import GridAnchors, make_samples, match_stats
+from autoanchor.grid.inputs import input_samples
 from autoanchor.training.heads.torchvision_model import boxes_to_input, read_detector
 from autoanchor.training.heads import find_head, get_family
 from autoanchor.training.heads.torchvision import TorchvisionAnchors, generator_line, pack, unpack
@@ -66,16 +67,19 @@ def test_replaced_only_when_the_share_matched_rises(one_cpu_thread):
     assert not hasattr(report, "bpr_after") and not hasattr(report, "fitness_after")  # no YOLO figures
     # The report's figures are those of the model's anchors now, measured independently here.
     detector = read_detector(model)
-    wh, _xy, _extent = boxes_to_input(boxes.shapes, boxes.wh, boxes.image_index, None, detector.resize)
-    samples = make_samples(wh, None, detector.generator.cell)
+    samples = input_samples(boxes.shapes, boxes.wh, boxes.image_index, None, detector.resizes)
     stats = match_stats(samples, detector.generator, threshold=0.5)
-    assert stats.matched == pytest.approx(report.figures_after["matched"], abs=0.01)
+    assert stats.matched == report.figures_after["matched"] and stats.positives == report.figures_after["positives"]
+    assert report.figures_after["low-quality only"] == pytest.approx(1 - stats.matched)
+    # The fitted levels are in scale order: every size of the stride-16 level above the stride-8 level's.
+    assert min(detector.generator.sizes[1]) > max(detector.generator.sizes[0])
     assert [c.data_ptr() for c in module.cell_anchors] == pointers
     for cell, expected in zip(module.cell_anchors, detector.generator.cell_anchors()):
         assert cell.dtype == torch.float32 and torch.equal(cell, expected)
     assert torch.equal(report.anchors_after, pack(detector.generator).float())  # float32 in the report
     line = str(report)
-    assert "\n" not in line and "replaced" in line and "matched" in line and "lattice positions" in line
+    assert "\n" not in line and "replaced" in line and "matched" in line and "positions spread" in line
+    assert "IoU >= 0.5" in line and "resize min_size" in line
 
 
 def test_kept_bit_identical_when_good_enough_or_not_better(one_cpu_thread):
@@ -183,3 +187,30 @@ def test_real_positions_are_used_when_known(one_cpu_thread):
 def test_generator_line_is_python():
     line = generator_line(GridAnchors(((32, 40), (64,)), ((0.5, 1.0), (2.0,)), (8, 16)))
     assert line == "AnchorGenerator(sizes=((32, 40), (64,)), aspect_ratios=((0.5, 1.0), (2.0,)))"
+
+
+def test_stride_bounds_and_the_per_level_table_through_check_anchors(one_cpu_thread):
+    model = ToyFasterRCNN()  # strides 8 and 16, two sizes per level
+    report = check_anchors(
+        coco128(), model, min_stride_units=3, max_stride_units=12, bpr_threshold=1.0, verbose=False
+    )
+    sizes = model.rpn.anchor_generator.sizes
+    assert report.replaced
+    assert all(3 * 8 <= v <= 12 * 8 for v in sizes[0]) and all(3 * 16 <= v <= 12 * 16 for v in sizes[1])
+    assert min(sizes[1]) > max(sizes[0])  # scale order
+    # The per-level table: each level's sizes in strides, its shares adding up.
+    assert [level.stride for level in report.levels] == [8.0, 16.0]
+    assert sum(level.best for level in report.levels) == pytest.approx(1.0)
+    first = report.levels[0]
+    widths_heights = first.anchors  # [r*k, 2] rounded anchors
+    assert torch.allclose(first.size_in_strides, widths_heights.prod(dim=1).sqrt() / 8)
+
+
+def test_the_family_can_drop_the_level_order():
+    from autoanchor.training.heads.torchvision import TorchvisionAnchors
+
+    with pytest.raises(TypeError, match="level_order must be True or False"):
+        TorchvisionAnchors(level_order="no")
+    with pytest.raises(ValueError, match="min_stride_units"):
+        TorchvisionAnchors(min_stride_units=-1)
+    assert TorchvisionAnchors(level_order=False).level_order is False and {"min_stride_units", "max_stride_units"} <= TorchvisionAnchors.options

@@ -229,6 +229,11 @@ class HeadFamily(ABC):
         """What to try when the anchors still do not pass ``bpr_threshold`` after a search."""
         return "check the labels and imgsz, or allow more anchors or a larger thr"
 
+    def poor_fit_advice_for(self, measure: Measure) -> str:
+        """:meth:`poor_fit_advice` given the final anchors' measure (families whose
+        advice quotes a figure override this); by default :meth:`poor_fit_advice`."""
+        return self.poor_fit_advice()
+
     def format_measure(self, measure: Measure) -> str:
         """A measure as text for a log line, e.g. ``"bpr 0.9935, aat 4.2500"``."""
         return ", ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in measure.figures.items())

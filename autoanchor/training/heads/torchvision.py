@@ -14,15 +14,22 @@ Mapping onto :class:`~autoanchor.training.heads.base.HeadFamily`:
 
 * ``params``: one flat ``float64`` vector, every level's sizes then every level's
   ratios, in the generator's order (:func:`pack` / :func:`unpack`);
-* ``data``: the boxes in the model's input pixels (the transform's resize), with
-  their real centres when the dataset has them (``BoxSizes.xy``), else a fixed
-  lattice of positions; pooled once, seeded, for measuring;
+* ``data``: the boxes in the model's input pixels at every size the transform trains
+  at (each ``min_size`` of its tuple), with their real centres when the dataset has
+  them (``BoxSizes.xy``), else centres spread evenly over their images
+  (:func:`~autoanchor.grid.inputs.input_samples`): every box, on its image's padded
+  grid, so the figures are torchvision's own count;
 * ``measure``: the position-aware matching of :mod:`autoanchor.grid.matching`;
   the **score is the share of boxes matched** at the detector's foreground IoU
   (RetinaNet 0.5, the RPN 0.7). The hook keeps the anchors when that share is above
   ``bpr_threshold`` (0.98 by default: fewer than 2 boxes in 100 without a positive
-  anchor) and replaces them only when a fit raises it;
-* ``fit``: :func:`~autoanchor.grid.fit.fit_grid_anchors`;
+  anchor) and replaces them only when a fit raises it. torchvision's matchers allow
+  low-quality matches, so a box below the threshold still trains on its best anchor:
+  the figures say how many boxes only that serves (``low-quality only``);
+* ``fit``: :func:`~autoanchor.grid.fit.fit_grid_anchors` with the levels in scale
+  order and the stride bounds (``min_stride_units`` / ``max_stride_units``);
+* ``levels``: per level, the sizes in strides, the share matched, the positives per
+  box and the share of boxes whose best anchor is there;
 * ``prepare`` / ``write``: the atomic in-place rewrite of ``sizes``,
   ``aspect_ratios`` and ``cell_anchors`` (dtype and device kept) of
   :func:`~autoanchor.training.heads.torchvision_model.write_grid_anchors`.
@@ -40,12 +47,14 @@ import torch
 from torch import Tensor, nn
 
 from ...core.boxes import BoxSizes
-from ...grid.fit import fit_grid_anchors, pool_samples
+from ...core.levels import LevelStats
+from ...grid.fit import fit_grid_anchors
 from ...grid.anchors import GridAnchors, ResizeRule
-from ...grid.matching import Samples, match_stats
+from ...grid.inputs import input_samples
+from ...grid.matching import Samples, level_match_stats, match_stats
+from ...grid.rules import LevelRules
 from .torchvision_model import (
     DetectorAnchors,
-    boxes_to_input,
     find_anchor_generator,
     read_detector,
     write_grid_anchors,
@@ -60,12 +69,6 @@ from .base import HeadFamily, HeadNotFound, HeadState, Measure, SearchFn, Write,
 __all__ = ["TorchvisionAnchors", "pack", "unpack"]
 
 logger = logging.getLogger(__name__)
-
-EVAL_BINS_PER_OCTAVE = 12
-"""Size bins per octave of the pooled boxes the figures are measured on."""
-EVAL_POSITIONS_PER_POOL = 16
-"""Positions per size bin of the pooled boxes the figures are measured on."""
-
 
 def pack(generator: GridAnchors) -> Tensor:
     """Every level's sizes, then every level's ratios, as one flat ``float64`` vector."""
@@ -115,10 +118,12 @@ class TorchvisionData(NamedTuple):
     """The boxes in the model's input pixels.
 
     Attributes:
-        wh: ``[N, 2]`` float64 box (width, height), positive.
-        xy: ``[N, 2]`` float64 box centres, or None when the dataset has no positions.
-        samples: the pooled rows the figures are measured on (seeded).
-        seed: the check's seed (the fit draws from it too).
+        wh: ``[S, 2]`` float64 box (width, height) of the rows, positive (``samples.wh``).
+        xy: ``[S, 2]`` float64 real box centres, or None when the dataset has none
+            (the rows then have centres spread over each image).
+        samples: the rows the figures are measured and the fit searches on (every box
+            at each training size, with its image's padded extent).
+        seed: the check's seed (the fit draws from it).
     """
 
     wh: Tensor
@@ -138,18 +143,29 @@ class TorchvisionAnchors(HeadFamily):
     Args:
         strides: per level in pixels; measured with one forward pass of the
             backbone on a zero image when None. Required for a bare generator.
-        resize: the input resize; read from ``model.transform`` when None. A bare
-            generator without it measures boxes at the images' stored size.
+        resize: the input resize; read from ``model.transform`` when None (every
+            ``min_size`` of its tuple: the sizes it trains at). A bare generator
+            without it measures boxes at the images' stored size.
         threshold: foreground IoU; read from the matcher when None. Required for a
             bare generator.
+        level_order: the fit keeps the levels in scale order: every size of a level
+            above every size of the levels of smaller stride
+            (:class:`~autoanchor.grid.rules.LevelRules`). False lets any level take
+            any size.
+        min_stride_units, max_stride_units: bounds on every fitted size of a level,
+            in strides of that level (``check_anchors``' arguments of the same
+            names, when given, take precedence).
 
     Figures: ``matched`` (share of boxes with an anchor at IoU >= the threshold at
     their position: the score), ``mean IoU`` (mean best IoU), ``positives`` (mean
-    number of anchors at IoU >= the threshold per box).
+    number of anchors at IoU >= the threshold per box), ``low-quality only`` (share
+    of boxes below the threshold, which torchvision's matcher serves through their
+    best anchor only).
     """
 
     name = "torchvision"
-    options = frozenset()  # yolov5's thr and imgsz: the matcher's IoU and the transform's resize instead
+    # yolov5's thr and imgsz do not apply (the matcher's IoU and the transform's resize instead); stride bounds do
+    options = frozenset({"min_stride_units", "max_stride_units"})
 
     def __init__(
         self,
@@ -157,6 +173,9 @@ class TorchvisionAnchors(HeadFamily):
         strides: tuple[int, ...] | None = None,
         resize: ResizeRule | None = None,
         threshold: float | None = None,
+        level_order: bool = True,
+        min_stride_units: float | None = None,
+        max_stride_units: float | None = None,
     ):
         if strides is not None:
             strides = tuple(strides)
@@ -167,9 +186,15 @@ class TorchvisionAnchors(HeadFamily):
             raise TypeError(f"resize must be a ResizeRule, got {type(resize).__name__}")
         if threshold is not None and not 0 < float(threshold) <= 1:
             raise ValueError(f"threshold must be an IoU in (0, 1], got {threshold!r}")
+        if not isinstance(level_order, bool):
+            raise TypeError(f"level_order must be True or False, got {level_order!r}")
+        LevelRules((1,), level_order, min_stride_units, max_stride_units)  # validates the bounds
         self.strides = strides
         self.resize = resize
         self.threshold = None if threshold is None else float(threshold)
+        self.level_order = level_order
+        self.min_stride_units = min_stride_units
+        self.max_stride_units = max_stride_units
 
     # -- finding -------------------------------------------------------------------
 
@@ -220,36 +245,41 @@ class TorchvisionAnchors(HeadFamily):
         world_size: int,
         scale: float | None = None,
     ) -> TorchvisionData:
-        """Every box in input pixels: each rank works on all of them (the fit is
-        deterministic for a seed, and rank 0's decision is broadcast anyway)."""
+        """Every box in input pixels at each training size: each rank works on all of
+        them (the fit is deterministic for a seed, and rank 0's decision is broadcast anyway)."""
         detector: DetectorAnchors = state.extra.detector
-        wh, xy, _extent = boxes_to_input(sizes.shapes, sizes.wh, sizes.image_index, sizes.xy, detector.resize)
-        usable = (wh > 0).all(dim=1)
-        if not bool(usable.any()):
+        samples = input_samples(sizes.shapes, sizes.wh, sizes.image_index, sizes.xy, detector.resizes)
+        if samples.wh.shape[0] == 0:
             raise ValueError(f"no box of positive size in {sizes.source or 'the dataset'}")
-        if not bool(usable.all()):
-            logger.info("%d of %d boxes have zero width or height and are left out", int((~usable).sum()), len(usable))
-            wh = wh[usable]
-            xy = None if xy is None else xy[usable]
+        n_zero = sizes.n_boxes - int(round(samples.total_weight))
+        if n_zero:
+            logger.info("%d of %d boxes have zero width or height and are left out", n_zero, sizes.n_boxes)
         if device is not None:
-            wh = wh.to(device)
-            xy = None if xy is None else xy.to(device)
-        samples = pool_samples(
-            wh, xy, detector.generator.cell, bins_per_octave=EVAL_BINS_PER_OCTAVE,
-            positions_per_pool=EVAL_POSITIONS_PER_POOL, generator=torch.Generator().manual_seed(seed),
-        )
+            samples = Samples(
+                samples.wh.to(device), samples.xy.to(device), samples.weight.to(device), samples.extent.to(device)
+            )
         logger.debug(
-            "%d boxes at the input size %s, %s", wh.shape[0], detector.resize or "as stored",
-            "at their real positions" if xy is not None else "on a lattice of positions (the data has none)",
+            "%d boxes, %s, %s", int(round(samples.total_weight)), detector.resize_text(),
+            "at their real positions" if sizes.xy is not None
+            else "spread evenly over their images (the data has no centres)",
         )
-        return TorchvisionData(wh, xy, samples, seed)
+        return TorchvisionData(samples.wh, samples.xy if sizes.xy is not None else None, samples, seed)
 
     def report(
         self, state: HeadState, data: TorchvisionData, outcome: Outcome, *, thr: float, reducer: Reducer | None
     ) -> GridReport:
-        """A :class:`~autoanchor.training.report.GridReport` noting which positions the figures used."""
-        note = "real box positions" if data.xy is not None else "lattice positions (no box centres in the data)"
-        return GridReport.of(self.name, outcome, note=note, grid_after=self.grid(state, outcome.anchors_after))
+        """A :class:`~autoanchor.training.report.GridReport` noting how the figures were measured:
+        resize, IoU and positions."""
+        detector: DetectorAnchors = state.extra.detector
+        positions = (
+            "real box positions" if data.xy is not None
+            else "positions spread over each image (no box centres in the data)"
+        )
+        note = f"{detector.resize_text()}, IoU >= {detector.threshold:g}, {positions}"
+        final = outcome.anchors_after
+        return GridReport.of(
+            self.name, outcome, note=note, grid_after=self.grid(state, final), levels=self._levels(state, final, data)
+        )
 
     # -- measuring and fitting -----------------------------------------------------
 
@@ -258,7 +288,10 @@ class TorchvisionAnchors(HeadFamily):
     ) -> Measure:
         detector: DetectorAnchors = state.extra.detector
         stats = match_stats(data.samples, unpack(params, detector.generator), threshold=detector.threshold)
-        figures = {"matched": stats.matched, "mean IoU": stats.mean_iou, "positives": stats.positives}
+        figures = {
+            "matched": stats.matched, "mean IoU": stats.mean_iou, "positives": stats.positives,
+            "low-quality only": stats.low_quality_only,
+        }
         return Measure(stats.matched, figures)  # the score: the share matched
 
     def format_measure(self, measure: Measure) -> str:
@@ -279,16 +312,43 @@ class TorchvisionAnchors(HeadFamily):
         search: SearchFn,
         reducer: Reducer | None,
         progress: bool,
+        min_stride_units: float | None = None,
+        max_stride_units: float | None = None,
     ) -> Tensor:
         detector: DetectorAnchors = state.extra.detector
+        # The fit searches on the rows the figures are measured on (equal weights), at their real grids.
+        rows = data.samples
         result = fit_grid_anchors(
-            data.wh, data.xy, detector.generator, threshold=detector.threshold,
-            generator=torch.Generator().manual_seed(seed),
+            rows.wh, rows.xy, detector.generator, threshold=detector.threshold, extent=rows.extent,
+            generator=torch.Generator().manual_seed(seed), level_order=self.level_order,
+            min_stride_units=self.min_stride_units if min_stride_units is None else min_stride_units,
+            max_stride_units=self.max_stride_units if max_stride_units is None else max_stride_units,
         )
         return pack(result.generator)
 
+    def _levels(self, state: HeadState, params: Tensor, data: TorchvisionData) -> tuple[LevelStats, ...]:
+        """Per level: anchors, sizes in strides, share matched, positives per box, share of best anchors."""
+        detector: DetectorAnchors = state.extra.detector
+        generator = unpack(params, detector.generator)
+        per_level = level_match_stats(data.samples, generator, threshold=detector.threshold)
+        boxes = int(round(data.samples.total_weight))
+        result = []
+        for level, (anchor_wh, stride, figures) in enumerate(
+            zip(generator.anchor_wh(), generator.strides, per_level)
+        ):
+            sizes = anchor_wh.prod(dim=1).sqrt() / stride
+            result.append(
+                LevelStats(float(stride), anchor_wh, sizes, figures["matched"], figures["positives"], figures["best"],
+                           boxes)
+            )
+        return tuple(result)
+
     def poor_fit_advice(self) -> str:
-        return "check the labels and the model's resize (transform min_size/max_size), or allow more sizes or ratios"
+        return low_quality_advice(None)
+
+    def poor_fit_advice_for(self, measure: Measure) -> str:
+        """The advice with the share of boxes only a low-quality match serves."""
+        return low_quality_advice(measure.figures.get("low-quality only"))
 
     # -- writing -------------------------------------------------------------------
 
@@ -316,6 +376,19 @@ class TorchvisionAnchors(HeadFamily):
         """``AnchorGenerator(sizes=..., aspect_ratios=...)`` for ``params``."""
         generator = unpack(params, state.extra.detector.generator)
         return generator_line(generator)
+
+
+def low_quality_advice(low_quality_only: float | None) -> str:
+    """What a share matched under ``bpr_threshold`` means for a torchvision detector, and what to try."""
+    share = "" if low_quality_only is None else f"{low_quality_only:.1%} of boxes have "
+    return (
+        f"{share or 'boxes with '}no anchor at the matcher's foreground IoU; torchvision's matchers allow "
+        "low-quality matches (allow_low_quality_matches=True), so each such box still trains on its best "
+        "anchor(s), at a lower IoU. A large share is usual at an RPN's IoU 0.7 (torchvision's stock R-CNN "
+        "anchors leave half the boxes or more below it); to lower it, allow more sizes or ratios per level (the head changes), "
+        "check the model's resize (transform min_size/max_size) and the labels, or pass a bpr_threshold "
+        "below the share matched to accept it"
+    )
 
 
 def generator_line(generator: GridAnchors) -> str:

@@ -13,7 +13,9 @@ it never imports torchvision: models are recognised by their attributes.
   mode); stride = ``probe // feature height``, as torchvision computes it. A bare
   generator needs ``strides=``.
 * The resize: ``model.transform`` (``GeneralizedRCNNTransform``): ``min_size[-1]``,
-  ``max_size``, ``size_divisible``, ``fixed_size`` (the evaluation-mode resize).
+  ``max_size``, ``size_divisible``, ``fixed_size`` (the evaluation-mode resize), and
+  every ``min_size`` of the tuple (the sizes it trains at: in training mode the
+  transform picks one per image at random).
 * The foreground threshold: ``model.proposal_matcher.high_threshold`` (RetinaNet, 0.5)
   or ``model.rpn.proposal_matcher.high_threshold`` (the RPN, 0.7).
 """
@@ -23,13 +25,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ...core._warn import warn
-from ...grid.fit import fit_grid_anchors, pool_samples
+from ...grid.fit import fit_grid_anchors
 from ...grid.anchors import GridAnchors, ResizeRule
+from ...grid.inputs import boxes_to_input, describe_resizes, input_samples
 from ...grid.matching import MatchStats, match_stats
 from ..rebuild import persist_anchors
 
@@ -39,6 +41,7 @@ __all__ = [
     "boxes_to_input",
     "check_grid_anchors",
     "find_anchor_generator",
+    "input_samples",
     "measure_strides",
     "read_detector",
     "write_grid_anchors",
@@ -150,18 +153,22 @@ def measure_strides(model: nn.Module, *, probe: int = 256) -> tuple[int, ...]:
     return tuple(strides)
 
 
-def _read_resize(model: nn.Module) -> ResizeRule | None:
+def _read_resizes(model: nn.Module) -> tuple[ResizeRule, ...]:
+    """One rule per ``min_size`` of the transform (the last one is the evaluation size); empty without one."""
     transform = _get(model, "transform") or _get(model, "module.transform")
     if transform is None or not hasattr(transform, "min_size") or not hasattr(transform, "max_size"):
-        return None
-    min_size = transform.min_size
-    min_size = min_size[-1] if isinstance(min_size, (list, tuple)) else min_size
+        return ()
+    min_sizes = transform.min_size
+    min_sizes = tuple(min_sizes) if isinstance(min_sizes, (list, tuple)) else (min_sizes,)
     fixed = getattr(transform, "fixed_size", None)
-    return ResizeRule(
-        float(min_size),
-        float(transform.max_size),
-        int(getattr(transform, "size_divisible", 32)),
-        tuple(int(v) for v in fixed) if fixed is not None else None,
+    return tuple(
+        ResizeRule(
+            float(min_size),
+            float(transform.max_size),
+            int(getattr(transform, "size_divisible", 32)),
+            tuple(int(v) for v in fixed) if fixed is not None else None,
+        )
+        for min_size in min_sizes
     )
 
 
@@ -180,9 +187,12 @@ class DetectorAnchors:
         path: attribute path of the generator in the model (``""`` if bare).
         family: ``"retinanet"``, ``"rpn"`` (a Faster R-CNN-style RPN) or ``"generator"``.
         generator: sizes, ratios and strides (pixels of the model's input).
-        resize: the transform's resize rule, or None (boxes are then taken at the
-            images' stored size).
+        resize: the transform's evaluation resize rule, or None (boxes are then
+            taken at the images' stored size).
         threshold: the matcher's foreground IoU threshold.
+        train_resizes: the rules of every size the transform trains at (each
+            ``min_size`` of its tuple, in order); ``(resize,)`` when it has one size
+            or the resize was given.
     """
 
     path: str
@@ -190,6 +200,17 @@ class DetectorAnchors:
     generator: GridAnchors
     resize: ResizeRule | None
     threshold: float
+    train_resizes: tuple[ResizeRule | None, ...] = ()
+
+    @property
+    def resizes(self) -> tuple[ResizeRule | None, ...]:
+        """The rules boxes are measured and fitted at: ``train_resizes``, or ``(resize,)``."""
+        return self.train_resizes or (self.resize,)
+
+    def resize_text(self) -> str:
+        """The resize in words, e.g. ``min_size 800, max_size 1333`` or
+        ``min_size 480..800 (11 training sizes, each box at each), max_size 1333``."""
+        return describe_resizes(self.resizes)
 
 
 def read_detector(
@@ -241,10 +262,12 @@ def read_detector(
                 f"no proposal_matcher.high_threshold next to {path or 'the generator'}; pass threshold="
                 " (to check_anchors: family=TorchvisionAnchors(threshold=...))"
             )
+    train_resizes: tuple[ResizeRule, ...] = (resize,) if resize is not None else ()
     if resize is None and path:
-        resize = _read_resize(model)
+        train_resizes = _read_resizes(model)
+        resize = train_resizes[-1] if train_resizes else None
     family = "generator" if not path else "rpn" if path.endswith("rpn.anchor_generator") else "retinanet"
-    return DetectorAnchors(path, family, generator, resize, float(threshold))
+    return DetectorAnchors(path, family, generator, resize, float(threshold), train_resizes)
 
 
 def write_grid_anchors(module: nn.Module, generator: GridAnchors) -> None:
@@ -297,46 +320,12 @@ def write_grid_anchors(module: nn.Module, generator: GridAnchors) -> None:
         raise
 
 
-def boxes_to_input(
-    shapes: np.ndarray | Tensor,
-    wh: np.ndarray | Tensor,
-    image_index: np.ndarray | Tensor,
-    xy: np.ndarray | Tensor | None = None,
-    resize: ResizeRule | None = None,
-) -> tuple[Tensor, Tensor | None, Tensor]:
-    """Boxes in the model's input pixels, image by image.
-
-    Args:
-        shapes: ``[I, 2]`` image (width, height) in pixels as stored.
-        wh: ``[N, 2]`` box (width, height) normalised by its image (YOLO labels).
-        image_index: ``[N]`` image of each box.
-        xy: ``[N, 2]`` normalised box centres, or None.
-        resize: the model's resize; None keeps the stored size.
-
-    Returns:
-        ``(wh_px [N, 2], xy_px [N, 2] or None, extent [N, 2])``: sizes and centres in
-        input pixels, float64, and each box's padded input (width, height).
-    """
-    shapes = torch.as_tensor(np.asarray(shapes), dtype=torch.float64)
-    index = torch.as_tensor(np.asarray(image_index), dtype=torch.long)
-    if resize is None:
-        scale = torch.ones_like(shapes)
-        extent = shapes
-    else:
-        scale = resize.scale(shapes)
-        extent = resize.padded_shape(shapes)
-    factor = (shapes * scale)[index]  # [N,2] normalised -> input pixels
-    wh_px = torch.as_tensor(np.asarray(wh), dtype=torch.float64) * factor
-    xy_px = None if xy is None else torch.as_tensor(np.asarray(xy), dtype=torch.float64) * factor
-    return wh_px, xy_px, extent[index]
-
-
 @dataclass(frozen=True)
 class GridAnchorReport:
     """What :func:`check_grid_anchors` found and did.
 
-    The figures are measured on the pooled boxes (12 size bins per octave, at most 16
-    positions per bin), positions as in :mod:`autoanchor.grid.matching`.
+    The figures are measured on every box at every training size, on its image's
+    padded grid (:func:`input_samples`): the figures torchvision's own count gives.
 
     Attributes:
         replaced: whether the model's generator was rewritten.
@@ -359,9 +348,9 @@ class GridAnchorReport:
     def __str__(self) -> str:
         change = "replaced" if self.replaced else "kept"
         return (
-            f"{self.detector.family} anchors {change}: matched {self.before.matched:.2%} -> "
-            f"{self.after.matched:.2%} at IoU>={self.detector.threshold:g}, "
-            f"mean best IoU {self.before.mean_iou:.3f} -> {self.after.mean_iou:.3f}, "
+            f"{self.detector.family} anchors {change} ({self.detector.resize_text()}): "
+            f"matched {self.before.matched:.4f} -> {self.after.matched:.4f} at IoU >= {self.detector.threshold:g}, "
+            f"mean best IoU {self.before.mean_iou:.4f} -> {self.after.mean_iou:.4f}, "
             f"positives/box {self.before.positives:.2f} -> {self.after.positives:.2f}"
         )
 
@@ -377,6 +366,9 @@ def check_grid_anchors(
     seed: int = 0,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    level_order: bool = True,
+    min_stride_units: float | None = None,
+    max_stride_units: float | None = None,
 ) -> GridAnchorReport:
     """Measure a torchvision detector's anchors on a dataset and replace them if that matches more boxes.
 
@@ -385,11 +377,14 @@ def check_grid_anchors(
             optionally ``xy`` normalised centres).
         model: a torchvision-style detector, or a bare ``AnchorGenerator`` (then pass
             ``strides`` and ``threshold``).
-        strides, threshold, resize: override what is read from the model.
+        strides, threshold, resize: override what is read from the model (a given
+            ``resize`` replaces every training size).
         replace: write the fitted anchors when the share matched rises.
         seed: seeds the search when ``generator`` is None.
         generator: ``torch.Generator`` for the search's draws.
         device: where the search runs (default CPU).
+        level_order, min_stride_units, max_stride_units: the fit's level rules (see
+            :func:`~autoanchor.grid.fit.fit_grid_anchors`).
 
     Returns:
         GridAnchorReport.
@@ -400,27 +395,22 @@ def check_grid_anchors(
     """
     detector = read_detector(model, strides=strides, threshold=threshold, resize=resize)
     xy = getattr(boxes, "xy", None)
-    wh_px, xy_px, _extent = boxes_to_input(boxes.shapes, boxes.wh, boxes.image_index, xy, detector.resize)
-    usable = (wh_px > 0).all(dim=1)
-    if not bool(usable.any()):
+    evaluation = input_samples(boxes.shapes, boxes.wh, boxes.image_index, xy, detector.resizes)
+    if evaluation.wh.shape[0] == 0:
         raise ValueError(f"no box of positive size in {getattr(boxes, 'source', '') or 'the dataset'}")
-    if not bool(usable.all()):
-        warn(f"{int((~usable).sum())} of {usable.numel()} boxes have zero width or height and are left out")
-        wh_px = wh_px[usable]
-        xy_px = None if xy_px is None else xy_px[usable]
-    wh_px = wh_px.to(device) if device is not None else wh_px
-    xy_px = xy_px.to(wh_px.device) if xy_px is not None else None
+    n_zero = len(boxes.wh) - int(round(evaluation.total_weight))
+    if n_zero:
+        warn(f"{n_zero} of {len(boxes.wh)} boxes have zero width or height and are left out")
     if generator is None:
         generator = torch.Generator().manual_seed(seed)
     start = detector.generator
-    result = fit_grid_anchors(wh_px, xy_px, start, threshold=detector.threshold, generator=generator)
-    evaluation = pool_samples(
-        wh_px,
-        xy_px,
-        start.cell,
-        bins_per_octave=12,
-        positions_per_pool=16,
-        generator=torch.Generator().manual_seed(seed),
+    # The fit searches on the rows the figures are measured on (equal weights), at their real grids.
+    rows = [evaluation.wh, evaluation.xy, evaluation.extent]
+    if device is not None:
+        rows = [r.to(device) for r in rows]
+    result = fit_grid_anchors(
+        rows[0], rows[1], start, threshold=detector.threshold, generator=generator, level_order=level_order,
+        min_stride_units=min_stride_units, max_stride_units=max_stride_units, extent=rows[2],
     )
     before = match_stats(evaluation, start, threshold=detector.threshold)
     after_generator = result.generator
@@ -435,6 +425,6 @@ def check_grid_anchors(
         replaced = True
     else:
         after_generator, after = start, before
-    report = GridAnchorReport(replaced, before, after, start, after_generator, detector, xy_px is not None)
+    report = GridAnchorReport(replaced, before, after, start, after_generator, detector, xy is not None)
     logger.info("%s", report)
     return report
