@@ -315,10 +315,17 @@ def command_lines(page: Path) -> list[tuple[int, list[str]]]:
     for block in blocks(page):
         if block.lang != "bash":
             continue
-        for offset, line in enumerate(block.code.splitlines()):
+        lines = block.code.splitlines()
+        start = 0
+        while start < len(lines):
+            end = start  # a command continued with a trailing backslash is read as one line
+            while lines[end].rstrip().endswith("\\") and end + 1 < len(lines):
+                end += 1
+            line = " ".join(part.rstrip().removesuffix("\\") for part in lines[start : end + 1])
             command = re.split(r"\s(?:#|\|\||&&)\s?", line)[0].strip()
             if command.startswith("autoanchor") and "[" not in command and " | " not in command:
-                found.append((block.line + 1 + offset, shlex.split(command)[1:]))
+                found.append((block.line + 1 + start, shlex.split(command)[1:]))
+            start = end + 1
     return found
 
 
