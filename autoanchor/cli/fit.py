@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"{format_help('fit')}; default %(default)s",
     )
     parser.add_argument(
-        "--out", type=Path, metavar="FILE", help="write the result to FILE (replaced atomically) instead of stdout"
+        "--out", type=Path, metavar="FILE", help="write the result to FILE (replaced atomically; a link: its target) instead of stdout; "
+        "'-', a FIFO or /dev/stdout are written straight through; never the --model or DATA file"
     )
     parser.add_argument(
         "--plot", type=Path, metavar="PNG",
@@ -120,8 +121,7 @@ def _check_before_work(args: argparse.Namespace) -> None:
         )
     if args.write and args.model is None:
         raise CommandLineError("--write needs --model MODEL.yaml or --model MODEL.cfg (the file to rewrite)")
-    check_output_path("--out", args.out)
-    check_output_path("--plot", args.plot)
+    check_outputs(args)
     if args.write:
         check_output_path("--write", args.model)
     if args.plot is not None:
@@ -131,6 +131,16 @@ def _check_before_work(args: argparse.Namespace) -> None:
             check_plot_path(args.plot)
         except ValueError as error:
             raise CommandLineError(f"--plot: {error}") from None
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """``--out`` and ``--plot``: writable, distinct, and neither the model nor the data they are computed from."""
+    from .common import check_distinct_outputs, check_output_path
+
+    inputs = (("--model", args.model), ("DATA", args.data))
+    check_output_path("--out", args.out, inputs=inputs, stream=True)
+    check_output_path("--plot", args.plot, inputs=inputs)
+    check_distinct_outputs(("--out", args.out), ("--plot", args.plot))
 
 
 @register_command(
@@ -153,9 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from .levels import per_level, scale_fields, training_wh
 
     if grid_requested(args):
-        from .common import check_output_path
-
-        check_output_path("--out", args.out)
+        check_outputs(args)
         return run_grid(args, "fit")
     writer = get_format("fit", args.format)
     _check_before_work(args)
