@@ -176,6 +176,13 @@ def run(args: argparse.Namespace) -> int:
         model = None
     else:
         model = read_model_anchors(args.model) if args.model is not None else None
+        if args.write:  # a trial rewrite: a yaml that cannot take new rows is refused before the search
+            from ..io.modelyaml import read_text_file, rewrite_anchors
+
+            rewrite_anchors(
+                read_text_file(args.model, "model yaml"), torch.ones(model.n_levels, model.n_per_level, 2),
+                source=str(args.model),
+            )
     n, n_levels = _levels_of(args, cfg if cfg is not None else model)
     img = network.long_side if network is not None else args.img
     device = device_of(args.device)
@@ -187,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     bounds = {}
     if args.min_stride_units is not None or args.max_stride_units is not None:  # never with a .cfg
         bounds = {
-            "strides": tuple(default_strides(n_levels)),
+            "strides": tuple(model.level_strides if model is not None else default_strides(n_levels)),
             "min_stride_units": args.min_stride_units,
             "max_stride_units": args.max_stride_units,
         }
@@ -208,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         rows = rounded.long().tolist()
         strides = list(cfg.strides)
     else:
-        strides = default_strides(n_levels)
+        strides = model.level_strides if model is not None else default_strides(n_levels)
         rows = round_anchors(result.anchors.reshape(n_levels, n // n_levels, 2))
         if bounds:
             rows = _round_within(result.anchors.reshape(n_levels, n // n_levels, 2), rows, strides, args)

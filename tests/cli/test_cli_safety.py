@@ -234,3 +234,16 @@ def test_outputs_into_a_folder_the_user_may_not_write_are_refused_before_the_sea
     assert code == 2, err
     assert "may not create files" in err
     assert model.read_text() == MODEL_YAML
+
+
+def test_a_long_file_name_is_written_and_errors_name_the_target(tmp_path, tiny_npz, capsys):
+    from autoanchor.io._atomic import write_atomic
+
+    out = tmp_path / ("a" * 247)  # the name's own length is allowed; a temporary built from it would not be
+    assert main(["fit", tiny_npz, "--gen", "0", "-q", "--out", str(out)]) == 0
+    assert "anchors for " in out.read_text()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    too_long = tmp_path / ("b" * 300)
+    with pytest.raises(OSError) as caught:
+        write_atomic(too_long, "x")
+    assert str(too_long) in str(caught.value) and ".tmp" not in str(caught.value)
