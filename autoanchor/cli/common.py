@@ -57,6 +57,14 @@ def device_of(text: str) -> torch.device:
         )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise CommandLineError(f"--device {text}: CUDA is not available on this machine")
+    if device.type not in ("cpu", "cuda"):
+        backend = getattr(torch, device.type, None)
+        available = getattr(backend, "is_available", None)
+        if not callable(available) or not available():
+            raise CommandLineError(
+                f"--device {text}: this torch build or machine has no {device.type} device; use cpu"
+                + (" or cuda" if torch.cuda.is_available() else "")
+            )
     if device.type == "cpu" and THREADS_ENV not in os.environ:
         # The search works on a few thousand pooled sizes: torch's thread pool costs more than it
         # saves there (a 1000-generation fit of coco128 took 0.6-0.9 s on one thread, 3-7.5 s on

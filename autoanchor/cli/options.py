@@ -12,12 +12,15 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "MAX_ASPECT_RATIO",
+    "MAX_IMAGE_PX",
     "MAX_SEED",
     "Parser",
     "add_common_options",
     "add_scale_option",
     "add_stride_bounds_options",
     "check_stride_bounds",
+    "image_px",
     "non_negative_int",
     "positive_int",
     "probability",
@@ -63,7 +66,14 @@ def _int_in_range(minimum: int, maximum: int | None, wording: str) -> Callable[[
     return parse
 
 
+# The largest image side, resize, anchor size or stride the command line takes, in pixels: far past any
+# detector's input, and a bound on the work (grid points per axis grow with size over stride).
+MAX_IMAGE_PX = 20000
+# Aspect ratios (height / width) of grid anchors: from 1:1000 to 1000:1.
+MAX_ASPECT_RATIO = 1000.0
+
 positive_int = _int_in_range(1, None, "a positive integer")
+image_px = _int_in_range(1, MAX_IMAGE_PX, f"an image size in pixels from 1 to {MAX_IMAGE_PX}")
 non_negative_int = _int_in_range(0, None, "an integer >= 0")
 seed = _int_in_range(0, MAX_SEED, f"an integer from 0 to 2**64 - 1 = {MAX_SEED}")
 
@@ -172,7 +182,7 @@ def add_common_options(parser: argparse.ArgumentParser, defaults: dict) -> None:
         help="read every label file and neither read nor write the dataset's box cache",
     )
     parser.add_argument(
-        "--img", type=positive_int, default=defaults["img_size"], metavar="PX", action=_StoreImg,
+        "--img", type=image_px, default=defaults["img_size"], metavar="PX", action=_StoreImg,
         help="training image size in pixels (long side); default %(default)s, or with a darknet "
         "--model x.cfg its [net] width x height",
     )

@@ -20,6 +20,7 @@ placed box.
 from __future__ import annotations
 
 import math
+import sys
 
 from dataclasses import dataclass
 
@@ -224,14 +225,23 @@ def positive_counts(samples: Samples, generator: GridAnchors, threshold: float, 
     anchors = generator.anchor_wh(dtype=wh.dtype, device=wh.device)
     area = wh.prod(dim=1)  # [S]
     for wh_l, stride in zip(anchors, generator.strides):
-        reach = int(float(wh_l.max()) * (1 - threshold) / threshold // stride) + 1
-        steps = torch.arange(-reach, reach + 1, dtype=wh.dtype, device=wh.device) * stride  # [J]
+        level_reach = int(float(wh_l.max()) * (1 - threshold) / threshold // stride) + 1
         # IoU <= smaller area / larger area: rows no anchor of the level can reach are skipped.
         anchor_area = wh_l.prod(dim=1)  # [A]
         ratio = torch.minimum(area[:, None] / anchor_area, anchor_area / area[:, None]).max(dim=1).values
         rows = torch.nonzero(ratio >= threshold * (1 - 1e-6)).flatten()
-        for start in range(0, rows.shape[0], chunk):
-            part = rows[start : start + chunk]
+        start = 0
+        while start < rows.shape[0]:
+            # Grid points within reach of the next rows, bounded by the boxes and the image, not by the
+            # largest anchor alone (an anchor 1e6 px wide and 1e-3 px tall reaches no point at all).
+            reach = min(level_reach, _reach(wh[rows[start : start + chunk]], wh_l, threshold, stride))
+            if extent is not None:
+                reach = min(reach, int(float(extent[rows[start : start + chunk]].max()) // stride) + 1)
+            # Rows per step so that the [n, A, J] tensors stay near _ELEMENTS_PER_STEP values.
+            step = max(1, min(chunk, _ELEMENTS_PER_STEP // (wh_l.shape[0] * (2 * reach + 1))))
+            part = rows[start : start + step]
+            start += step
+            steps = torch.arange(-reach, reach + 1, dtype=wh.dtype, device=wh.device) * stride  # [J]
             centre = xy[part]
             nearest = torch.round(centre / stride) * stride  # [n,2]
             points = nearest[:, None, :] + steps[None, :, None]  # [n,J,2] grid coordinates per axis
@@ -251,6 +261,28 @@ def positive_counts(samples: Samples, generator: GridAnchors, threshold: float, 
             below = torch.searchsorted(overlap_y, floor_y * (1 - 1e-12))  # y points under the floor
             counts[part] += (overlap_y.shape[-1] - below).sum(dim=(1, 2)).to(wh.dtype)
     return counts
+
+
+# Values per [n, A, J] tensor in positive_counts (float64: 16 MiB each).
+_ELEMENTS_PER_STEP = 2**21
+
+
+def _reach(wh: Tensor, anchor_wh: Tensor, threshold: float, stride: int) -> int:
+    """Grid steps beyond which no anchor of ``anchor_wh [A, 2]`` reaches IoU >= ``threshold`` with any box of
+    ``wh [n, 2]``, on either axis.
+
+    IoU >= t needs the intersection ``ox * oy >= t * max(box area, anchor area)``, and ``oy`` is at most
+    the smaller height, so ``ox >= t * max area / min height``; ``ox`` is at most
+    ``(box w + anchor w) / 2 - |dx|``, which bounds the centre offset ``|dx|`` (and likewise ``|dy|``).
+    """
+    box, anchor = wh[:, None, :], anchor_wh[None, :, :]  # [n,1,2], [1,A,2]
+    larger_area = torch.maximum(box.prod(-1), anchor.prod(-1))  # [n,A]
+    smaller = torch.minimum(box, anchor)  # [n,A,2]
+    offset = (box + anchor) / 2 - threshold * larger_area[..., None] / smaller.flip(-1)  # [n,A,2]
+    farthest = float(offset.max()) if offset.numel() else 0.0
+    if not math.isfinite(farthest):
+        return sys.maxsize  # no bound from here: the caller's others apply
+    return max(0, int(farthest // stride) + 1)
 
 
 def _rows(samples: Samples, part: slice) -> Samples:
