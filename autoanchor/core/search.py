@@ -278,6 +278,7 @@ def search_anchors(
         # Its own generator from the search's seed: the draws leave the search's stream untouched.
         wh = jitter_wh(wh, scale=settings.scale, draws=DEFAULT_DRAWS, seed=settings.seed)
     kept, n_boxes, n_small = _searchable(wh, reducer)
+    _check_supported(kept, n, n_boxes, reducer)
     objective = settings.objective
     thr = settings.thr
     evolve_cell, coarse_cell, middle_cell = settings.cells_for()
@@ -375,6 +376,19 @@ def _chain(
         min_step=HOP_MIN_STEP, hop_min_step=HOP_MIN_STEP, generator=generator, bounds=bounds,
     )
     return start, best, fitness
+
+
+def _check_supported(kept: Tensor, n: int, n_boxes: int, reducer: Reducer) -> None:
+    """Refuse more anchors than the boxes have distinct sizes: the extra ones could only repeat others
+    (and the search's work grows with ``n``)."""
+    if n <= kept.shape[0] and torch.unique(kept, dim=0).shape[0] >= n:
+        return
+    distinct = _gather_pools(*pool_sizes(kept, cell=0.0), reducer)[0].shape[0]
+    if distinct < n:
+        raise ValueError(
+            f"n={n} anchors, but the {n_boxes} searchable boxes have only {distinct} distinct sizes: no more than "
+            f"{distinct} anchors can differ; ask for at most {distinct}"
+        )
 
 
 def _searchable(wh: Tensor, reducer: Reducer) -> tuple[Tensor, int, int]:
