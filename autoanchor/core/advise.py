@@ -46,7 +46,7 @@ from .boxes import BoxSizes, searchable_mask
 from .jitter import jitter_wh, scale_jittered_wh
 from .levels import LevelStats, anchors_below_stride, level_name, level_stats, split_levels
 from .metrics import check_thr, check_wh
-from .search import search_anchors
+from .search import has_distinct, search_anchors
 from .settings import SearchSettings
 
 __all__ = ["LEVEL_SETS", "AdviceRow", "Advice", "advise", "format_advice"]
@@ -280,8 +280,8 @@ def advise(
         )
     plan_max = max(n for _, _, n in plan)
     kept = wh[searchable_mask(wh)] if wh.shape[0] else wh
-    distinct = int(torch.unique(kept, dim=0).shape[0]) if kept.shape[0] else 0
-    if plan_max > distinct:  # checked before any search, which would refuse it only on reaching it
+    if not has_distinct(kept, plan_max):  # checked before any search, which would refuse it only on reaching it
+        distinct = int(torch.unique(kept, dim=0).shape[0]) if kept.shape[0] else 0
         raise ValueError(
             f"counts up to {plan_max} anchors, but the {kept.shape[0]} searchable boxes have only {distinct} "
             f"distinct sizes: no more than {distinct} anchors can differ; give counts of at most {distinct}"
