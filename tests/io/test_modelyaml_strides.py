@@ -110,8 +110,9 @@ def test_layers_that_cannot_be_followed_fall_back_to_p3_on():
 def small_boxes(tmp_path):
     from helpers import write_npz
 
-    # 60 boxes of 3-7 px at img 640 (fractions of 640x640 images), and a few larger ones.
-    wh = [[(3 + i % 5) / 640, (3 + (i * 3) % 5) / 640] for i in range(60)] + [[0.1, 0.12], [0.3, 0.2], [0.05, 0.06]]
+    # 60 boxes of 3-7 px at img 640 (fractions of 640x640 images), all of distinct sizes, and a few larger ones.
+    wh = [[(3 + 0.065 * i) / 640, (3 + 0.06 * ((7 * i) % 60)) / 640] for i in range(60)]
+    wh += [[0.1, 0.12], [0.3, 0.2], [0.05, 0.06]]
     return str(write_npz(tmp_path / "small.npz", [[640, 640]] * 3, wh, [i % 3 for i in range(len(wh))]))
 
 
