@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["AdviseOutput", "add_arguments", "counts", "margin", "run"]
 
 DEFAULT_COUNTS = "3-15"
+# The most anchors --counts takes; the data's distinct box sizes bound them further (checked once loaded).
+MAX_COUNT = 10000
 
 
 def counts(text: str) -> list[int]:
@@ -43,6 +45,11 @@ def counts(text: str) -> list[int]:
         high = int(match.group(2)) if match.group(2) is not None else low
         if low < 1 or high < low:
             raise argparse.ArgumentTypeError(f"expected positive counts, ranges low-high with low <= high, got {text!r}")
+        if high > MAX_COUNT:
+            raise argparse.ArgumentTypeError(
+                f"expected counts up to {MAX_COUNT} anchors (each count is one search; a data set supports no more "
+                f"anchors than it has distinct box sizes), got {text!r}"
+            )
         values.extend(range(low, high + 1))
     return sorted(set(values))
 
@@ -119,7 +126,8 @@ class AdviseOutput:
 def run(args: argparse.Namespace) -> int:
     """Run ``autoanchor advise`` with parsed options; returns the exit code."""
     from ..core.advise import SWEEP_GEN, advise
-    from .common import device_of, emit, load
+    from ..core.boxes import searchable_boxes
+    from .common import BoxCounts, device_of, emit, load
     from .levels import scale_fields, training_wh
 
     from .grid import grid_requested, run_grid_advise
@@ -148,9 +156,12 @@ def run(args: argparse.Namespace) -> int:
         sweep_gen=sweep_gen, gen=args.gen, min_stride_units=args.min_stride_units,
         max_stride_units=args.max_stride_units,
     )
+    box_counts = BoxCounts(wh, searchable_boxes(wh))
     info = {
         "data": name,
         "n_images": sizes.n_images,
+        "boxes": box_counts.text(),
+        **box_counts.json_fields(),
         "img": args.img,
         "thr": args.thr,
         "seed": args.seed,
@@ -179,7 +190,7 @@ def advise_text(result: AdviseOutput) -> str:
         if info.get(key) is not None
     )
     header = (
-        f"levels and anchors for {info['data']} ({result.advice.n_boxes} boxes; img {info['img']}, "
+        f"levels and anchors for {info['data']} ({info['boxes']}; img {info['img']}, "
         f"thr {info['thr']}{scale}{bounds}, seed {info['seed']}, margin {info['margin']:.0%}):"
     )
     return "\n".join([header, *format_advice(result.advice)]) + "\n"
@@ -204,8 +215,7 @@ def advise_json(result: AdviseOutput) -> str:
 
     advice = result.advice
     document = {
-        **result.info,
-        "n_boxes": advice.n_boxes,
+        **{key: value for key, value in result.info.items() if key != "boxes"},
         "best_fitness": advice.best_fitness,
         "recommended": _row_json(advice.recommended),
         "notes": list(advice.warnings),

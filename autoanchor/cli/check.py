@@ -96,7 +96,7 @@ def _parse_anchor_text(text: str) -> tuple[Tensor, str | None]:
 def run(args: argparse.Namespace) -> int:
     """Run ``autoanchor check`` with parsed options; returns 0 (fits), 1 (BPR not above the threshold)."""
     from ..core.metrics import anchor_stats
-    from ..io.modelyaml import default_strides, read_model_anchors
+    from ..io.modelyaml import read_model_anchors
     from ..core.boxes import searchable_boxes
     from .common import MIN_BOX_PX, BoxCounts, device_of, emit, load
     from .darknetcfg import is_cfg, network_size, read_model_cfg
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
                 f"fit some with 'autoanchor fit DATA --model {args.model} --write'"
             )
         anchors, label = model.anchors, str(args.model)
-        strides = default_strides(model.n_levels)  # yolov5 models start at P3/8, as fit --model assumes
+        strides = model.level_strides  # from the layers feeding Detect (P3/8 ... when they cannot be followed)
     else:
         anchors, label = _parse_anchor_text(args.anchors)
         strides = strides_by_name(label) if label is not None else None  # numbers carry no strides

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import re
-import stat
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..io._atomic import is_read_only, write_atomic
+from ..io._atomic import is_stream, writable_problem, write_atomic
 from ..core.boxes import MIN_BOX_PX
 from ..core.validate import check_device
 from .options import CommandLineError
@@ -28,6 +27,7 @@ __all__ = [
     "BoxCounts",
     "FIGURES_FOR_PRINTED",
     "MIN_BOX_PX",
+    "check_distinct_outputs",
     "check_output_path",
     "device_of",
     "emit",
@@ -67,23 +67,65 @@ def restore_threads() -> None:
         _threads_before.clear()
 
 
-def check_output_path(option: str, path: Path | None) -> None:
-    """Fail before the search, not after it, when an output cannot be written.
+def check_output_path(
+    option: str, path: Path | None, *, inputs: tuple[tuple[str, Any], ...] = (), stream: bool = False
+) -> None:
+    """Fail before the search, not after it, when an output cannot or must not be written.
+
+    Args:
+        option: the option naming the output (``--out``), for messages.
+        path: the output file; None when not given.
+        inputs: ``(option, path)`` of each file the command reads (``--model``, ``DATA``): an
+            output that is the same file (also through a link) would destroy it.
+        stream: the output may be ``-`` (stdout), a FIFO or a device such as ``/dev/stdout``,
+            written straight through.
 
     Raises:
-        CommandLineError: ``path`` is a folder, its folder does not exist, or it is a
-            read-only file (no write permission bit), which is refused as editors do.
+        CommandLineError: ``path`` is one of the inputs, a folder, in a folder that does
+            not exist or that this user may not create files in, or a file this user may not
+            replace (read-only, not writable by this user, or another user's).
     """
-    if path is None:
+    if path is None or (stream and _is_stdout(path)):
         return
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise CommandLineError(f"{option} {str(path)!r} is a directory; give a file name")
-    if not folder.is_dir():
-        raise CommandLineError(f"{option} {str(path)!r}: the folder {str(folder)!r} does not exist")
-    if path.is_file() and is_read_only(path.stat().st_mode):
-        mode = stat.filemode(path.stat().st_mode)
-        raise CommandLineError(f"{option} {str(path)!r} is read-only (mode {mode}); not written")
+    for input_option, source in inputs:
+        if source is not None and _same_file(path, Path(source)):
+            raise CommandLineError(
+                f"{option} {str(path)!r} is the {input_option} input {str(source)!r}; writing it would destroy "
+                "the input: give another file"
+            )
+    if stream and is_stream(path):
+        if not os.access(path, os.W_OK):
+            raise CommandLineError(f"{option} {str(path)!r}: not writable by this user")
+        return
+    problem = writable_problem(path)
+    if problem is not None:
+        raise CommandLineError(f"{option} {problem}")
+
+
+def check_distinct_outputs(*outputs: tuple[str, Path | None]) -> None:
+    """Refuse two outputs that name the same file (the second would replace the first)."""
+    seen: dict[str, str] = {}
+    for option, path in outputs:
+        if path is None or _is_stdout(path) or is_stream(path):
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            raise CommandLineError(f"{option} and {seen[key]} are the same file {str(path)!r}; give two files")
+        seen[key] = option
+
+
+def _is_stdout(path: Path) -> bool:
+    return str(path) == "-"
+
+
+def _same_file(output: Path, source: Path) -> bool:
+    """Whether writing ``output`` would write the file ``source`` (same path, a link to it, a hard link)."""
+    if os.path.realpath(output) == os.path.realpath(source):
+        return True
+    try:
+        return os.path.samefile(output, source)
+    except OSError:  # one of them does not exist
+        return False
 
 
 class BoxCounts:
@@ -157,10 +199,15 @@ def json_text(document: dict[str, Any]) -> str:
 
 
 def emit(text: str, out: Path | None) -> None:
-    """Print ``text`` to stdout, or replace the file ``out`` with it atomically."""
-    if out is None:
+    """Print ``text`` to stdout (``out`` None or ``-``), write it through to a FIFO or device
+    (``/dev/stdout``), or replace the file ``out`` with it atomically (a link: its target)."""
+    if out is None or _is_stdout(out):
         sys.stdout.write(text)
         sys.stdout.flush()
+    elif is_stream(out):
+        with open(out, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        logger.info("wrote %s", out)
     else:
         write_atomic(out, text)
         logger.info("wrote %s", out)

@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"{writer_help('fit')}; default %(default)s",
     )
     parser.add_argument(
-        "--out", type=Path, metavar="FILE", help="write the result to FILE (replaced atomically) instead of stdout"
+        "--out", type=Path, metavar="FILE", help="write the result to FILE (replaced atomically; a link: its target) instead of stdout; "
+        "'-', a FIFO or /dev/stdout are written straight through; never the --model or DATA file"
     )
     parser.add_argument(
         "--plot", type=Path, metavar="PNG",
@@ -120,8 +121,7 @@ def _check_before_work(args: argparse.Namespace) -> None:
         )
     if args.write and args.model is None:
         raise CommandLineError("--write needs --model MODEL.yaml or --model MODEL.cfg (the file to rewrite)")
-    check_output_path("--out", args.out)
-    check_output_path("--plot", args.plot)
+    check_outputs(args)
     if args.write:
         check_output_path("--write", args.model)
     if args.plot is not None:
@@ -131,6 +131,16 @@ def _check_before_work(args: argparse.Namespace) -> None:
             check_plot_path(args.plot)
         except ValueError as error:
             raise CommandLineError(f"--plot: {error}") from None
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """``--out`` and ``--plot``: writable, distinct, and neither the model nor the data they are computed from."""
+    from .common import check_distinct_outputs, check_output_path
+
+    inputs = (("--model", args.model), ("DATA", args.data))
+    check_output_path("--out", args.out, inputs=inputs, stream=True)
+    check_output_path("--plot", args.plot, inputs=inputs)
+    check_distinct_outputs(("--out", args.out), ("--plot", args.plot))
 
 
 @register_command(
@@ -153,9 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from .levels import per_level, scale_fields, training_wh
 
     if grid_requested(args):
-        from .common import check_output_path
-
-        check_output_path("--out", args.out)
+        check_outputs(args)
         return run_grid(args, "fit")
     writer = get_writer("fit", args.format)
     _check_before_work(args)
@@ -168,6 +176,13 @@ def run(args: argparse.Namespace) -> int:
         model = None
     else:
         model = read_model_anchors(args.model) if args.model is not None else None
+        if args.write:  # a trial rewrite: a yaml that cannot take new rows is refused before the search
+            from ..io.modelyaml import read_text_file, rewrite_anchors
+
+            rewrite_anchors(
+                read_text_file(args.model, "model yaml"), torch.ones(model.n_levels, model.n_per_level, 2),
+                source=str(args.model),
+            )
     n, n_levels = _levels_of(args, cfg if cfg is not None else model)
     img = network.long_side if network is not None else args.img
     device = device_of(args.device)
@@ -179,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     bounds = {}
     if args.min_stride_units is not None or args.max_stride_units is not None:  # never with a .cfg
         bounds = {
-            "strides": tuple(default_strides(n_levels)),
+            "strides": tuple(model.level_strides if model is not None else default_strides(n_levels)),
             "min_stride_units": args.min_stride_units,
             "max_stride_units": args.max_stride_units,
         }
@@ -200,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         rows = rounded.long().tolist()
         strides = list(cfg.strides)
     else:
-        strides = default_strides(n_levels)
+        strides = model.level_strides if model is not None else default_strides(n_levels)
         rows = round_anchors(result.anchors.reshape(n_levels, n // n_levels, 2))
         if bounds:
             rows = _round_within(result.anchors.reshape(n_levels, n // n_levels, 2), rows, strides, args)

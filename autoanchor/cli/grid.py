@@ -42,7 +42,7 @@ from .grid_formats import (  # noqa: F401  (re-exported: the writers register th
     python_text,
 )
 from .centred import CENTRED_PRESETS
-from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, CommandLineError
+from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, MAX_ASPECT_RATIO, MAX_IMAGE_PX, CommandLineError
 
 __all__ = [
     "GENERATOR_CHOICES",
@@ -142,7 +142,8 @@ def grid_requested(args: argparse.Namespace) -> bool:
     return getattr(args, "generator", None) is not None or any(getattr(args, o, None) is not None for o in _OPTIONS)
 
 
-def _levels(text: str, option: str, cast) -> tuple[tuple[float, ...], ...]:
+def _levels(text: str, option: str, cast, low: float, high: float, unit: str) -> tuple[tuple[float, ...], ...]:
+    """``'a,b; c,d'`` as levels of numbers, each in ``[low, high]`` (refused naming ``option`` otherwise)."""
     levels = []
     for part in text.split(";"):
         values = [v for v in part.replace(",", " ").split() if v]
@@ -152,26 +153,33 @@ def _levels(text: str, option: str, cast) -> tuple[tuple[float, ...], ...]:
             parsed = tuple(cast(v) for v in values)
         except ValueError:
             raise CommandLineError(f"{option} {text!r}: {part.strip()!r} is not a list of numbers") from None
-        if not all(math.isfinite(v) and v > 0 for v in parsed):
-            raise CommandLineError(f"{option} {text!r}: values must be positive")
+        for value in parsed:
+            if not (math.isfinite(value) and value > 0 and low <= value <= high):
+                raise CommandLineError(f"{option} {text!r}: {value:g} is outside {low:g} to {high:g}{unit}")
         levels.append(parsed)
     return tuple(levels)
+
+
+def _resize_px(option: str, value: float) -> float:
+    if not (math.isfinite(value) and 1 <= value <= MAX_IMAGE_PX):
+        raise CommandLineError(f"{option} {value:g}: a resize in pixels from 1 to {MAX_IMAGE_PX}")
+    return float(value)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """The preset's numbers with the explicit options applied; checked."""
     preset = dict(PRESETS[args.generator]) if args.generator is not None else {"model": "given"}
     if args.sizes is not None:
-        preset["sizes"] = _levels(args.sizes, "--sizes", float)
+        preset["sizes"] = _levels(args.sizes, "--sizes", float, 1e-3, MAX_IMAGE_PX, " pixels")
     if args.strides is not None:
-        strides = _levels(args.strides, "--strides", int)
+        strides = _levels(args.strides, "--strides", int, 1, MAX_IMAGE_PX, " pixels")
         if len(strides) != 1:
             raise CommandLineError(f"--strides {args.strides!r}: one list, one stride per level")
         preset["strides"] = strides[0]
     if args.ratios is not None:
-        preset["ratios"] = _levels(args.ratios, "--ratios", float)
+        preset["ratios"] = _levels(args.ratios, "--ratios", float, 1 / MAX_ASPECT_RATIO, MAX_ASPECT_RATIO, " (height/width)")
     if args.min_size is not None:
-        min_sizes = _levels(args.min_size, "--min-size", float)
+        min_sizes = _levels(args.min_size, "--min-size", float, 1, MAX_IMAGE_PX, " pixels")
         if len(min_sizes) != 1:
             raise CommandLineError(f"--min-size {args.min_size!r}: one list of sizes, separated by commas")
         preset["min_size"] = min_sizes[0]
@@ -180,6 +188,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("max_size", "iou"):
         if getattr(args, name) is not None:
             preset[name] = float(getattr(args, name))
+    if args.max_size is not None:
+        _resize_px("--max-size", preset["max_size"])
     missing = [f"--{name.replace('_', '-')}" for name in ("sizes", "strides", "iou") if name not in preset]
     if missing:
         raise CommandLineError(
@@ -254,6 +264,8 @@ def refuse_yolo_options(args: argparse.Namespace) -> None:
     if getattr(args, "img_given", False):
         reasons.append("--img is YOLO's letterbox size; grid anchors are measured at the model's resize "
                        "(set --min-size/--max-size)")
+    if getattr(args, "device", "cpu") not in (None, "cpu"):
+        reasons.append("--device places the YOLO search; grid anchors are fitted and measured on the CPU")
     if reasons:
         raise CommandLineError("with grid anchors: " + "; ".join(reasons))
 

@@ -15,6 +15,8 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "MAX_ASPECT_RATIO",
+    "MAX_IMAGE_PX",
     "MAX_SEED",
     "Parser",
     "add_common_options",
@@ -23,6 +25,7 @@ __all__ = [
     "check_stride_bounds",
     "count",
     "option_type",
+    "image_px",
     "probability",
     "ratio",
     "scale_fraction",
@@ -75,6 +78,18 @@ def option_type(
 def count(flag: str, low: int = 1) -> Callable[[str], int]:
     """An argparse ``type`` for an integer option of at least ``low`` (``--n``, ``--gen``, ...)."""
     return option_type(int, check_int, flag, low=low)
+
+
+# The largest image side, resize, anchor size or stride the command line takes, in pixels: far past any
+# detector's input, and a bound on the work (grid points per axis grow with size over stride).
+MAX_IMAGE_PX = 20000
+# Aspect ratios (height / width) of grid anchors: from 1:1000 to 1000:1.
+MAX_ASPECT_RATIO = 1000.0
+
+
+def image_px(flag: str) -> Callable[[str], int]:
+    """An argparse ``type`` for an image size in pixels, from 1 to :data:`MAX_IMAGE_PX` (``--img``)."""
+    return option_type(int, check_int, flag, low=1, high=MAX_IMAGE_PX)
 
 
 seed = option_type(int, check_seed, "--seed")
@@ -159,7 +174,7 @@ def add_common_options(parser: argparse.ArgumentParser, defaults: dict) -> None:
         help="read every label file and neither read nor write the dataset's box cache",
     )
     parser.add_argument(
-        "--img", type=count("--img"), default=defaults["img_size"], metavar="PX", action=_StoreImg,
+        "--img", type=image_px("--img"), default=defaults["img_size"], metavar="PX", action=_StoreImg,
         help="training image size in pixels (long side); default %(default)s, or with a darknet "
         "--model x.cfg its [net] width x height",
     )

@@ -6,7 +6,8 @@ import os
 import sys
 import warnings
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # autoanchor/, above core/
+# The autoanchor package (this file is in autoanchor/core): frames in any of its layers are skipped.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:

@@ -43,11 +43,11 @@ import torch
 from torch import Tensor
 
 from .defaults import DEFAULT_GEN, DEFAULT_IMGSZ, DEFAULT_SEED, DEFAULT_THR
-from .boxes import BoxSizes
+from .boxes import BoxSizes, searchable_mask
 from .jitter import jitter_wh, scale_jittered_wh
 from .levels import LevelStats, anchors_below_stride, level_name, level_stats, split_levels
 from .metrics import check_thr, check_wh
-from .search import search_anchors
+from .search import has_distinct, search_anchors
 from .validate import check_float, check_int, check_scale, check_seed, check_stride_units, is_integer, is_number
 
 __all__ = ["LEVEL_SETS", "AdviceRow", "Advice", "advise", "format_advice"]
@@ -277,6 +277,14 @@ def advise(
         raise ValueError(
             f"no count in {count_values} is a multiple of the levels of any level set "
             f"({', '.join(f'{name}: {len(s)}' for name, s in sets.items())})"
+        )
+    plan_max = max(n for _, _, n in plan)
+    kept = wh[searchable_mask(wh)] if wh.shape[0] else wh
+    if not has_distinct(kept, plan_max):  # checked before any search, which would refuse it only on reaching it
+        distinct = int(torch.unique(kept, dim=0).shape[0]) if kept.shape[0] else 0
+        raise ValueError(
+            f"counts up to {plan_max} anchors, but the {kept.shape[0]} searchable boxes have only {distinct} "
+            f"distinct sizes: no more than {distinct} anchors can differ; give counts of at most {distinct}"
         )
 
     bounded = min_stride_units is not None or max_stride_units is not None

@@ -167,4 +167,15 @@ def jitter_wh(
         n_factors = int(index.max()) + 1 if index.numel() else 0
     factor = torch.rand(draws, n_factors, generator=generator, device=wh.device, dtype=torch.float64)
     factor = low + (high - low) * factor  # [draws, images or boxes]
-    return (wh.double()[None] * factor[:, index, None]).reshape(-1, 2).to(wh.dtype)  # [draws*N, 2]
+    # One draw at a time into the result: the same values as one [draws, N, 2] float64 product, without
+    # holding it (or the [draws, N] gathered factors) beside the result.
+    result = torch.empty(draws * wh.shape[0], 2, dtype=wh.dtype, device=wh.device)  # [draws*N, 2]
+    for draw, rows in enumerate(result.split(wh.shape[0]) if wh.shape[0] else ()):
+        for start in range(0, wh.shape[0], _JITTER_CHUNK):
+            part = slice(start, start + _JITTER_CHUNK)
+            rows[part] = wh[part].double() * factor[draw, index[part], None]
+    return result
+
+
+# Boxes per step of jitter_wh's product (float64: 16 MiB per temporary).
+_JITTER_CHUNK = 1 << 20

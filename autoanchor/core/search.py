@@ -194,6 +194,7 @@ def search_anchors(
         # Its own generator from the search's seed: the draws leave the search's stream untouched.
         wh = jitter_wh(wh, scale=settings.scale, draws=DEFAULT_DRAWS, seed=settings.seed)
     kept, n_boxes, n_small = _searchable(wh, reducer)
+    _check_supported(kept, n, n_boxes, reducer)
     objective = settings.objective
     thr = settings.thr
     evolve_cell, coarse_cell, middle_cell = settings.cells_for()
@@ -291,6 +292,35 @@ def _chain(
         min_step=_HOP_MIN_STEP, hop_min_step=_HOP_MIN_STEP, generator=generator, bounds=bounds,
     )
     return start, best, fitness
+
+
+def has_distinct(wh: Tensor, n: int) -> bool:
+    """Whether the rows of ``wh [N, 2]`` hold at least ``n`` distinct sizes.
+
+    Counted on ever longer prefixes: real data shows ``n`` distinct sizes in its first few boxes,
+    so the check costs next to nothing; only data with few distinct sizes is counted in full.
+    """
+    rows = min(wh.shape[0], max(1024, 4 * n))
+    while n <= wh.shape[0]:
+        if torch.unique(wh[:rows], dim=0).shape[0] >= n:
+            return True
+        if rows == wh.shape[0]:
+            break
+        rows = min(wh.shape[0], 4 * rows)
+    return False
+
+
+def _check_supported(kept: Tensor, n: int, n_boxes: int, reducer: Reducer) -> None:
+    """Refuse more anchors than the boxes have distinct sizes: the extra ones could only repeat others
+    (and the search's work grows with ``n``)."""
+    if has_distinct(kept, n):
+        return
+    distinct = _gather_pools(*pool_sizes(kept, cell=0.0), reducer)[0].shape[0]
+    if distinct < n:
+        raise ValueError(
+            f"n={n} anchors, but the {n_boxes} searchable boxes have only {distinct} distinct sizes: no more than "
+            f"{distinct} anchors can differ; ask for at most {distinct}"
+        )
 
 
 def _searchable(wh: Tensor, reducer: Reducer) -> tuple[Tensor, int, int]:

@@ -54,7 +54,8 @@ from torch import Tensor
 
 from ..core.validate import check_float, check_int, check_seed
 from .anchors import GridAnchors
-from .matching import MatchStats, Samples, _check_threshold, _one_cpu_thread, nearest_offset, pool_samples
+from .matching import MatchStats, Samples, _check_threshold, _one_cpu_thread, nearest_offset
+from .pooling import pool_samples
 from .rules import LevelRules, _pixels, _project_log
 
 __all__ = ["FitResult", "LevelRules", "fit_grid_anchors"]

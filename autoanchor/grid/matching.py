@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Iterator
 
 from dataclasses import dataclass
@@ -32,7 +33,6 @@ from ..core.validate import check_float
 from .anchors import GridAnchors, lattice_offsets
 
 __all__ = [
-    "pool_samples",
     "MatchStats",
     "Samples",
     "best_iou",
@@ -275,13 +275,17 @@ def positive_counts(samples: Samples, generator: GridAnchors, threshold: float, 
     """Number of anchors with IoU >= ``threshold`` for each row, over all levels.
 
     Only grid points within reach are visited: IoU >= t needs the centre offset on
-    each axis to be at most ``anchor_side * (1 - t) / t``.
+    each axis to be at most ``anchor_side * (1 - t) / t``, and (tighter for extreme
+    anchors) at most what the row's box and the level's anchors allow together
+    (:func:`_reach`); with an extent, no further than the image. The work is done in
+    steps of a bounded number of values, so it is bounded by the problem, not by an
+    anchor's size.
 
     Args:
         samples: rows from :func:`make_samples`.
         generator: the anchors.
         threshold: foreground IoU threshold in ``(0, 1]``.
-        chunk: rows processed at once (bounds memory).
+        chunk: rows processed at once at most (bounds memory).
 
     Returns:
         Tensor[S] of counts (in the samples' float dtype).
@@ -294,14 +298,24 @@ def positive_counts(samples: Samples, generator: GridAnchors, threshold: float, 
     for wh_l, stride in zip(anchors, generator.strides):
         step, cells = level_grid(stride, extent)
         smallest_step = step if cells is None else float(step.min())
-        reach = int(float(wh_l.max()) * (1 - threshold) / threshold // smallest_step) + 1
-        steps = torch.arange(-reach, reach + 1, dtype=wh.dtype, device=wh.device)  # [J] grid indices around the nearest
+        level_reach = int(float(wh_l.max()) * (1 - threshold) / threshold // smallest_step) + 1
         # IoU <= smaller area / larger area: rows no anchor of the level can reach are skipped.
         anchor_area = wh_l.prod(dim=1)  # [A]
         ratio = torch.minimum(area[:, None] / anchor_area, anchor_area / area[:, None]).max(dim=1).values
         rows = torch.nonzero(ratio >= threshold * (1 - 1e-6)).flatten()
-        for start in range(0, rows.shape[0], chunk):
-            part = rows[start : start + chunk]
+        start = 0
+        while start < rows.shape[0]:
+            # Grid points within reach of the next rows, bounded by the boxes and the image, not by the
+            # largest anchor alone (an anchor 1e6 px wide and 1e-3 px tall reaches no point at all).
+            ahead = rows[start : start + chunk]
+            reach = min(level_reach, _reach(wh[ahead], wh_l, threshold, smallest_step))
+            if cells is not None:
+                reach = min(reach, int(float(cells[ahead].max())) + 1)
+            # Rows per step so that the [n, A, J] tensors stay near _ELEMENTS_PER_STEP values.
+            n_rows = max(1, min(chunk, _ELEMENTS_PER_STEP // (wh_l.shape[0] * (2 * reach + 1))))
+            part = rows[start : start + n_rows]
+            start += n_rows
+            steps = torch.arange(-reach, reach + 1, dtype=wh.dtype, device=wh.device)  # [J] grid indices around the nearest
             centre = xy[part]
             spacing = step if cells is None else step[part]  # scalar or [n,2]
             index = torch.round(centre / spacing)[:, None, :] + steps[None, :, None]  # [n,J,2] per axis
@@ -323,6 +337,28 @@ def positive_counts(samples: Samples, generator: GridAnchors, threshold: float, 
             below = torch.searchsorted(overlap_y, floor_y * (1 - 1e-12))  # y points under the floor
             counts[part] += (overlap_y.shape[-1] - below).sum(dim=(1, 2)).to(wh.dtype)
     return counts
+
+
+# Values per [n, A, J] tensor in positive_counts (float64: 16 MiB each).
+_ELEMENTS_PER_STEP = 2**21
+
+
+def _reach(wh: Tensor, anchor_wh: Tensor, threshold: float, stride: float) -> int:
+    """Grid steps beyond which no anchor of ``anchor_wh [A, 2]`` reaches IoU >= ``threshold`` with any box of
+    ``wh [n, 2]``, on either axis.
+
+    IoU >= t needs the intersection ``ox * oy >= t * max(box area, anchor area)``, and ``oy`` is at most
+    the smaller height, so ``ox >= t * max area / min height``; ``ox`` is at most
+    ``(box w + anchor w) / 2 - |dx|``, which bounds the centre offset ``|dx|`` (and likewise ``|dy|``).
+    """
+    box, anchor = wh[:, None, :], anchor_wh[None, :, :]  # [n,1,2], [1,A,2]
+    larger_area = torch.maximum(box.prod(-1), anchor.prod(-1))  # [n,A]
+    smaller = torch.minimum(box, anchor)  # [n,A,2]
+    offset = (box + anchor) / 2 - threshold * larger_area[..., None] / smaller.flip(-1)  # [n,A,2]
+    farthest = float(offset.max()) if offset.numel() else 0.0
+    if not math.isfinite(farthest):
+        return sys.maxsize  # no bound from here: the caller's others apply
+    return max(0, int(farthest // stride) + 1)
 
 
 def _rows(samples: Samples, part: slice) -> Samples:
@@ -429,67 +465,3 @@ def level_match_stats(samples: Samples, generator: GridAnchors, *, threshold: fl
             }
         )
     return result
-
-
-def pool_samples(
-    wh: Tensor,
-    xy: Tensor | None,
-    cell: int,
-    *,
-    bins_per_octave: int = 8,
-    positions_per_pool: int = 16,
-    generator: torch.Generator | None = None,
-    extent: Tensor | None = None,
-) -> Samples:
-    """Pool boxes by log size, keeping a bounded set of positions per pool.
-
-    Args:
-        wh: ``[N, 2]`` box (width, height) in input pixels, finite and positive.
-        xy: ``[N, 2]`` box centres in input pixels, or None if unknown.
-        cell: period of the grid in pixels (positions are taken modulo it, unless
-            ``extent`` is given).
-        extent: ``[N, 2]`` padded input (width, height) of each box's image, with
-            ``xy``: the kept rows keep their real centres and extent, so they match
-            on their image's real grid (:func:`level_grid`).
-        bins_per_octave: size bins per factor of 2 on each axis.
-        positions_per_pool: positions kept per pool (lattice points if unknown).
-        generator: draws the subset of positions of large pools (known positions).
-
-    Returns:
-        Samples whose weights sum to ``N``; at most
-        ``occupied_bins * positions_per_pool`` rows.
-    """
-    if bins_per_octave < 1 or positions_per_pool < 1:
-        raise ValueError(
-            f"bins_per_octave and positions_per_pool must be >= 1, got {bins_per_octave} and {positions_per_pool}"
-        )
-    log_wh = torch.log2(wh.double())
-    bins = torch.round(log_wh * bins_per_octave).long()  # [N,2]
-    bins = bins - bins.min(dim=0).values
-    key = bins[:, 0] * (int(bins[:, 1].max()) + 1) + bins[:, 1]
-    unique, pool, counts = torch.unique(key, return_inverse=True, return_counts=True)
-    n_pools = unique.shape[0]
-    dtype, device = torch.float64, wh.device
-    if xy is None:
-        mean_log = torch.zeros(n_pools, 2, dtype=dtype, device=device).index_add_(0, pool, log_wh)
-        pool_wh = torch.exp2(mean_log / counts[:, None].to(dtype))  # [P,2] geometric means
-        points = lattice_offsets(positions_per_pool, dtype=dtype, device=device) * cell  # [M,2]
-        return Samples(
-            pool_wh.repeat_interleave(positions_per_pool, dim=0),
-            points.repeat(n_pools, 1),
-            (counts.to(dtype) / positions_per_pool).repeat_interleave(positions_per_pool),
-        )
-    priority = torch.rand(wh.shape[0], generator=generator, dtype=dtype).to(device)
-    order = torch.argsort(pool.to(dtype) + priority * 0.5)  # by pool, random within a pool
-    sorted_pool = pool[order]
-    first = torch.cumsum(counts, 0) - counts  # [P] first row of each pool in `order`
-    rank = torch.arange(wh.shape[0], device=device) - first[sorted_pool]
-    keep = order[rank < positions_per_pool]
-    kept = torch.clamp(counts, max=positions_per_pool).to(dtype)
-    centres = xy[keep].to(dtype) if extent is not None else torch.remainder(xy[keep].to(dtype), cell)
-    return Samples(
-        wh[keep].to(dtype),
-        centres,
-        (counts.to(dtype) / kept)[pool[keep]],
-        None if extent is None else extent[keep].to(dtype),
-    )

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from ..core.levels import level_name
 from ._atomic import write_atomic
+from .modelstrides import detect_strides
 
 __all__ = [
     "ModelAnchors",
@@ -62,12 +63,21 @@ class ModelAnchors:
         anchors: Tensor[nl, na, 2] float32, anchor (width, height) in pixels of the
             training image; ``None`` when the yaml gives only a count (``anchors: 3``).
         source: the file (or ``"<string>"``) it was read from.
+        strides: the stride in input pixels of each level, read from the layers feeding the
+            Detect layer as yolov5 builds them (``(4, 8, 16, 32)`` for a P2 model); empty
+            when they cannot be followed (see :attr:`level_strides`).
     """
 
     n_levels: int
     n_per_level: int
     anchors: Tensor | None
     source: str = "<string>"
+    strides: tuple[int, ...] = ()
+
+    @property
+    def level_strides(self) -> list[int]:
+        """Each level's stride: :attr:`strides`, or 8, 16, 32, ... when the layers could not be followed."""
+        return list(self.strides) if self.strides else default_strides(self.n_levels)
 
     @property
     def n_anchors(self) -> int:
@@ -143,11 +153,35 @@ def _compose(text: str, source: str) -> yaml.MappingNode:
     return root
 
 
-def _top_level(root: yaml.MappingNode, key: str) -> tuple[yaml.Node, yaml.Node] | None:
-    for key_node, value_node in root.value:
-        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
-            return key_node, value_node
-    return None
+def _top_level(root: yaml.MappingNode, key: str, source: str = "<string>") -> tuple[yaml.Node, yaml.Node] | None:
+    found = [
+        (key_node, value_node) for key_node, value_node in root.value
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key
+    ]
+    if len(found) > 1:
+        lines = " and ".join(str(key_node.start_mark.line + 1) for key_node, _ in found)
+        raise ValueError(
+            f"{source}: the top-level key `{key}:` appears {len(found)} times (lines {lines}); yaml readers "
+            "disagree on which counts: keep one"
+        )
+    return found[0] if found else None
+
+
+def _check_no_aliases(key_node: yaml.Node, value_node: yaml.Node, source: str) -> None:
+    """Refuse anchor rows given through yaml aliases (``- *p3``): their text is elsewhere, or shared."""
+    nodes = [value_node, *(value_node.value if isinstance(value_node, yaml.SequenceNode) else [])]
+    seen: set[int] = set()
+    for node in nodes:
+        outside = node.start_mark.index < key_node.end_mark.index or (
+            node is not value_node and not value_node.start_mark.index <= node.start_mark.index < value_node.end_mark.index
+        )
+        if outside or id(node) in seen:
+            raise ValueError(
+                f"{source}: the anchors (line {key_node.start_mark.line + 1}) use a yaml alias (*name) for a row "
+                "or for the list; their text is elsewhere or shared, so they cannot be rewritten in place: write "
+                "each row's numbers out"
+            )
+        seen.add(id(node))
 
 
 def _detect_levels(config: dict, source: str) -> int:
@@ -174,7 +208,7 @@ def _is_number(value: object) -> bool:
 def parse_model_anchors(text: str, *, source: str = "<string>") -> ModelAnchors:
     """Read the anchors of a model yaml given as text (see :func:`read_model_anchors`)."""
     root = _compose(text, source)
-    found = _top_level(root, "anchors")
+    found = _top_level(root, "anchors", source)
     if found is None:
         raise ValueError(f"{source} has no top-level `anchors:` entry")
     config = yaml.safe_load(text)
@@ -182,9 +216,16 @@ def parse_model_anchors(text: str, *, source: str = "<string>") -> ModelAnchors:
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 1:
             raise ValueError(f"{source}: `anchors: {value}` must be a positive number of anchors per level")
-        return ModelAnchors(_detect_levels(config, source), value, None, source)
+        n_levels = _detect_levels(config, source)
+        return ModelAnchors(n_levels, value, None, source, _strides(config, n_levels))
     anchors = anchor_rows_tensor(value, source=source)
-    return ModelAnchors(anchors.shape[0], anchors.shape[1], anchors, source)
+    return ModelAnchors(anchors.shape[0], anchors.shape[1], anchors, source, _strides(config, anchors.shape[0]))
+
+
+def _strides(config: dict, n_levels: int) -> tuple[int, ...]:
+    """The Detect inputs' strides when they can be followed and there is one per level, else ``()``."""
+    strides = detect_strides(config)
+    return strides if strides is not None and len(strides) == n_levels else ()
 
 
 def anchor_rows_tensor(rows: object, *, source: str = "<string>") -> Tensor:
@@ -298,16 +339,19 @@ def rewrite_anchors(text: str, anchors: Tensor | Sequence, *, source: str = "<st
             f"got anchors for {shape[0]} levels x {shape[1]}"
         )
     root = _compose(text, source)
-    key_node, value_node = _top_level(root, "anchors")  # type: ignore[misc]  # parse_model_anchors found it
+    key_node, value_node = _top_level(root, "anchors", source)  # type: ignore[misc]  # parse_model_anchors found it
+    _check_no_aliases(key_node, value_node, source)
     if declared.anchors is None:
         line_start, line_end = _line_bounds(text, key_node.start_mark.index, value_node.end_mark.index)
         before = text[line_start : key_node.start_mark.index]
         after = text[value_node.end_mark.index : line_end].strip()
         if before.strip() or (after and not after.startswith("#")):
             raise ValueError(f"{source}: cannot rewrite `anchors: {declared.n_per_level}` that shares its line")
-        block = anchors_yaml_block(rows, indent=before, newline=_newline_of(text))
+        block = anchors_yaml_block(rows, strides=declared.level_strides, indent=before, newline=_newline_of(text))
         first_line, _, rest = block.partition(_newline_of(text))
         note = f"  # {declared.n_per_level} per level, written by autoanchor (was `anchors: {declared.n_per_level}`)"
+        if after:  # the line's own comment stays, word for word, before autoanchor's note
+            note = f"  {after}  (rows written by autoanchor; was `anchors: {declared.n_per_level}`)"
         new_text = text[:line_start] + first_line + note + _newline_of(text) + rest + text[line_end:]
         expanded = True
     else:
@@ -320,6 +364,12 @@ def rewrite_anchors(text: str, anchors: Tensor | Sequence, *, source: str = "<st
                 )
             start, end = row_node.start_mark.index, row_node.end_mark.index
             old = text[start:end]
+            if "\n" in old or "\r" in old or "#" in old:
+                # A row over several lines, or with comments inside: each number is replaced where it stands.
+                for scalar, value in zip(row_node.value, (v for pair in row for v in pair)):
+                    pieces += [text[position : scalar.start_mark.index], str(value)]
+                    position = scalar.end_mark.index
+                continue
             padded = old.startswith("[ ") and old.endswith(" ]")
             pair_sep = ",  " if ",  " in old else ", "
             pieces += [text[position:start], _row_text(row, padded=padded, pair_sep=pair_sep)]

@@ -169,7 +169,10 @@ def test_advise_recommends_as_the_library_does(capsys):
         expected = advise(wh, img_size=640, counts=[3, 4, 6, 9], sweep_gen=5, gen=20)
     chosen = expected.recommended
     lines = out.splitlines()
-    assert lines[0] == "levels and anchors for built-in coco128 (929 boxes; img 640, thr 4.0, seed 0, margin 10%):"
+    assert lines[0] == (
+        "levels and anchors for built-in coco128 (928 of 929 boxes; 1 under 2 px left out; img 640, thr 4.0, "
+        "seed 0, margin 10%):"
+    )
     recommendation = next(line for line in lines if line.startswith("recommended: "))
     assert recommendation.startswith(
         f"recommended: {chosen.levels} with {chosen.n_anchors} anchors ({chosen.per_level} per level), "
@@ -196,7 +199,9 @@ def test_advise_notes_many_small_boxes(capsys, tmp_path):
     import numpy as np
 
     path = tmp_path / "small.npz"
-    wh = np.array([[5 / 640, 5 / 640]] * 64 + [[100 / 640, 100 / 640]] * 16, dtype=np.float32)
+    # (Sizes a little apart: advise refuses more anchors than distinct sizes.)
+    wh = np.array([[(5 + i / 64) / 640, 5 / 640] for i in range(64)] + [[(100 + i) / 640, 100 / 640] for i in range(16)],
+                  dtype=np.float32)
     np.savez(path, shapes=np.full((80, 2), 640), wh=wh, image_index=np.arange(80))
     code, out, _ = run(capsys, "advise", str(path), "--counts", "3,4", "--sweep-gen", "5", "--gen", "5", "-q")
     assert code == 0
@@ -207,7 +212,8 @@ def test_advise_scale_pools_the_draws(capsys):
     code, out, _ = run(capsys, "advise", "--counts", "3", "--sweep-gen", "2", "--gen", "2", "--scale", "0.5",
                        "--format", "json", "-q")
     document = json.loads(out)
-    assert code == 0 and document["n_boxes"] == 929 * 8 and document["scale"] == 0.5
+    assert code == 0 and document["n_boxes_all"] == 929 * 8 and document["scale"] == 0.5
+    assert document["n_boxes"] + document["n_boxes_left_out"] == 929 * 8
 
 
 @pytest.mark.parametrize(

@@ -156,3 +156,19 @@ def test_anchors_fitted_to_the_jitter_fit_jittered_boxes_better(name, one_cpu_th
     # And the other way round: on the plain sizes, the plain anchors are the fitter ones.
     plain = sizes.pixel_wh(640)
     assert float(anchor_fitness(plain, plain_anchors)) > float(anchor_fitness(plain, jitter_anchors))
+
+
+def test_jitter_by_draws_is_bit_identical_to_the_whole_product(monkeypatch):
+    # jitter_wh multiplies draw by draw in chunks (issue 22, item 6: no [draws, N, 2] float64 temporary);
+    # the values must be those of the single product, bit for bit, also across chunk boundaries.
+    import autoanchor.core.jitter as jitter
+
+    monkeypatch.setattr(jitter, "_JITTER_CHUNK", 7)
+    g = torch.Generator().manual_seed(5)
+    wh = torch.rand(50, 2, generator=g) * 100 + 1
+    index = torch.randint(0, 6, (50,), generator=g)
+    got = jitter.jitter_wh(wh, scale=0.5, draws=3, image_index=index, seed=11)
+    factor = torch.rand(3, 6, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    factor = 0.5 + (1.5 - 0.5) * factor
+    expected = (wh.double()[None] * factor[:, index, None]).reshape(-1, 2).to(wh.dtype)
+    assert torch.equal(got, expected)

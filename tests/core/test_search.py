@@ -332,11 +332,12 @@ def test_no_warning_without_small_boxes():
 @pytest.mark.parametrize("sizes", [[[8.0, 8.0], [40.0, 20.0], [100.0, 150.0]], [[32.0, 48.0]]])
 def test_fewer_distinct_sizes_than_n(metric, sizes):
     wh = torch.tensor(sizes).repeat(20, 1)
-    with pytest.warns(UserWarning, match="distinct"):
-        result = search_anchors(wh, 9, gen=50, metric=metric)
-    assert result.anchors.shape == (9, 2)
-    assert bool(torch.isfinite(result.anchors).all())
-    # every size has an anchor equal to it: a perfect fit that the search must keep
+    # More anchors than distinct sizes could only repeat them: refused, with the reason (issue 22, item 7).
+    with pytest.raises(ValueError, match=rf"n=9 anchors, but the {20 * len(sizes)} searchable boxes have only {len(sizes)} distinct"):
+        search_anchors(wh, 9, gen=50, metric=metric)
+    # As many anchors as distinct sizes: every size has an anchor equal to it, a perfect fit the search keeps.
+    result = search_anchors(wh, len(sizes), gen=50, metric=metric)
+    assert result.anchors.shape == (len(sizes), 2)
     assert result.stats.fitness == pytest.approx(1.0) and result.stats.bpr == 1.0
     assert result.stats.avg_iou == pytest.approx(1.0)
 

@@ -115,7 +115,9 @@ def test_write_count_form_replaces_the_line_by_a_block(tmp_path):
     # Line 2 (`anchors: 3 ...`) became 5 lines; everything before and after is untouched.
     assert after[:2] == before[:2]
     assert after[7:] == before[3:]
-    assert after[2].startswith(b"anchors:  # 3 per level")
+    # The line's own comment stays word for word, autoanchor's note after it.
+    assert after[2].startswith(b"anchors:  " + before[2].split(b"#", 1)[1].join([b"#", b""]).rstrip())
+    assert b"was `anchors: 3`" in after[2]
     assert after[3:7] == [
         b"  - [10,20, 30,40, 50,60]  # P3/8\n",
         b"  - [70,80, 90,100, 110,120]  # P4/16\n",

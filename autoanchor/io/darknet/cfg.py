@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from ..modelyaml import read_text_file
 
-__all__ = ["DarknetConfig", "YoloSection", "parse_cfg", "read_cfg"]
+__all__ = ["DarknetConfig", "YoloSection", "parse_cfg", "read_cfg", "read_cfg_text"]
 
 YOLO_SECTIONS = ("yolo", "Gaussian_yolo")
 NET_SECTIONS = ("net", "network")
@@ -184,12 +185,18 @@ class _Section:
 
 
 def _lines(text: str) -> Iterator[tuple[int, int, str]]:
-    """``(line number, offset, content)`` per line; content without its line ending."""
-    offset = 0
-    for number, piece in enumerate(text.split("\n"), start=1):
-        content = piece[:-1] if piece.endswith("\r") else piece
-        yield number, offset, content
-        offset += len(piece) + 1
+    """``(line number, offset, content)`` per line; content without its line ending (``\\n``,
+    ``\\r\\n`` or an old Mac's lone ``\\r``)."""
+    for number, match in enumerate(_LINE.finditer(text), start=1):
+        if match.start() == len(text) and number > 1:
+            return
+        yield number, match.start(), match.group(1)
+
+
+_LINE = re.compile(r"([^\r\n]*)(?:\r\n|\n|\r|$)")
+# C's atoi and atof, which darknet reads every number with: the longest leading number, the rest ignored.
+_ATOI = re.compile(r"[+-]?\d+")
+_ATOF = re.compile(r"[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|inf(?:inity)?|nan)", re.IGNORECASE)
 
 
 def _sections(text: str, source: str) -> list[_Section]:
@@ -227,33 +234,61 @@ def _sections(text: str, source: str) -> list[_Section]:
     return sections
 
 
-def _int(section: _Section, key: str, source: str, default: int | None = None) -> int:
+def _leading(text: str, kind: type, notes: list[str] | None, where: str) -> int | float | None:
+    """``text`` read as darknet reads a number (C ``atoi`` / ``atof`` after removing every space):
+    the longest leading number; None when there is none. Trailing characters are noted."""
+    compact = "".join(text.split())
+    match = (_ATOI if kind is int else _ATOF).match(compact)
+    if match is None:
+        return None
+    if match.end() != len(compact) and notes is not None:
+        notes.append(f"{where}: {text.strip()!r} read as {match.group(0)}, as darknet reads it (the rest is ignored)")
+    return int(match.group(0)) if kind is int else float(match.group(0))
+
+
+def _int(
+    section: _Section, key: str, source: str, default: int | None = None, notes: list[str] | None = None
+) -> int:
     entry = section.entries.get(key)
     if entry is None:
         if default is None:
             raise ValueError(f"{source}: the [{section.name}] section of line {section.line} has no {key!r}")
         return default
-    try:
-        return int(entry.value)
-    except ValueError:
-        raise ValueError(f"{source}, line {entry.line}: {key} must be an integer, got {entry.value!r}") from None
+    value = _leading(entry.value, int, notes, f"{source}, line {entry.line}: {key}")
+    if value is None:
+        raise ValueError(f"{source}, line {entry.line}: {key} must be an integer, got {entry.value!r}")
+    return int(value)
 
 
-def _numbers(entry: _Entry, key: str, source: str, kind: type) -> list:
-    try:
-        return [kind(token) for token in entry.value.split(",") if token.strip()]
-    except ValueError:
+def _numbers(entry: _Entry, key: str, source: str, kind: type, notes: list[str] | None = None) -> list:
+    values = []
+    for token in entry.value.split(","):
+        if not token.strip():
+            continue
+        value = _leading(token, kind, notes, f"{source}, line {entry.line}: {key}")
+        if value is None:
+            raise ValueError(f"{source}, line {entry.line}: {key} must be comma-separated numbers, got {entry.value!r}")
+        values.append(value)
+    return values
+
+
+def _yolo_section(section: _Section, layer: int, stride: int | None, source: str, notes: list[str]) -> YoloSection:
+    num = _int(section, "num", source, notes=notes)
+    if num < 1:
         raise ValueError(
-            f"{source}, line {entry.line}: {key} must be comma-separated numbers, got {entry.value!r}"
-        ) from None
-
-
-def _yolo_section(section: _Section, layer: int, stride: int | None, source: str) -> YoloSection:
-    num = _int(section, "num", source)
+            f"{source}, line {section.entries['num'].line}: num must be a positive number of anchors, got {num}"
+        )
     entry = section.entries.get("anchors")
     if entry is None:
         raise ValueError(f"{source}: the [{section.name}] section of line {section.line} has no 'anchors'")
-    values = _numbers(entry, "anchors", source, float)
+    values = _numbers(entry, "anchors", source, float, notes)
+    if len(values) > 2 * num:
+        notes.append(
+            f"{source}, line {entry.line}: {len(values)} anchor values for num={num} (line "
+            f"{section.entries['num'].line}); darknet reads the first {2 * num} and ignores the rest, and so does "
+            "autoanchor (a rewrite leaves the extra values as they are)"
+        )
+        values = values[: 2 * num]
     if len(values) != 2 * num:
         raise ValueError(
             f"{source}, line {entry.line}: {len(values)} anchor values for num={num} "
@@ -262,7 +297,7 @@ def _yolo_section(section: _Section, layer: int, stride: int | None, source: str
     if not all(math.isfinite(v) and v > 0 for v in values):
         raise ValueError(f"{source}, line {entry.line}: anchors must be positive pixel sizes, got {entry.value!r}")
     mask_entry = section.entries.get("mask")
-    mask = tuple(range(num)) if mask_entry is None else tuple(_numbers(mask_entry, "mask", source, int))
+    mask = tuple(range(num)) if mask_entry is None else tuple(_numbers(mask_entry, "mask", source, int, notes))
     if not mask:
         raise ValueError(f"{source}, line {mask_entry.line}: mask is empty")  # type: ignore[union-attr]
     bad = [i for i in mask if not 0 <= i < num]
@@ -362,13 +397,19 @@ def parse_cfg(text: str, *, source: str = "<string>") -> DarknetConfig:
         where = f"line {sections[0].line} is [{sections[0].name}]" if sections else "there are no sections"
         raise ValueError(f"{source}: the first section must be [net] or [network], but {where}")
     net, layers = sections[0], sections[1:]
-    width, height = _int(net, "width", source), _int(net, "height", source)
+    lenient: list[str] = []
+    if "\r" in text.replace("\r\n", ""):
+        lenient.append(
+            f"{source}: has lone carriage-return (old Mac) line endings; read line by line here, but darknet's own "
+            "reader splits lines at newlines only: convert the file before training with it"
+        )
+    width, height = _int(net, "width", source, notes=lenient), _int(net, "height", source, notes=lenient)
     if width <= 0 or height <= 0:
         raise ValueError(f"{source}: [net] width and height must be positive, got {width}x{height}")
     letter_box = _int(net, "letter_box", source, 0) != 0
     layer_strides = _layer_strides(layers, source)
     yolo = [
-        _yolo_section(layer, index, _integral(layer_strides[index]), source)
+        _yolo_section(layer, index, _integral(layer_strides[index]), source, lenient)
         for index, layer in enumerate(layers)
         if layer.name in YOLO_SECTIONS
     ]
@@ -392,7 +433,7 @@ def parse_cfg(text: str, *, source: str = "<string>") -> DarknetConfig:
         order = sorted(range(len(yolo)), key=lambda i: found[i])  # type: ignore[arg-type, return-value]
         strides = [found[i] for i in order]  # type: ignore[misc]
         notes = []
-    notes += _quirk_notes(yolo, order, source)
+    notes = lenient + notes + _quirk_notes(yolo, order, source)
     return DarknetConfig(
         width, height, letter_box, tuple(yolo), tuple(order), tuple(strides), inferred, tuple(notes), source
     )
@@ -420,4 +461,26 @@ def read_cfg(path: str | os.PathLike) -> DarknetConfig:
             message names the file and the line.
     """
     path = Path(path)
-    return parse_cfg(read_text_file(path, "darknet cfg"), source=str(path))
+    text, encoding = read_cfg_text(path)
+    config = parse_cfg(text, source=str(path))
+    if encoding != "utf-8":
+        note = (
+            f"{path} is not UTF-8 text; read as Latin-1 (darknet reads bytes, and only ASCII matters to it); "
+            "a rewrite keeps every other byte as it was"
+        )
+        config = replace(config, notes=(note, *config.notes))
+    return config
+
+
+def read_cfg_text(path: Path) -> tuple[str, str]:
+    """``(text, encoding)`` of a cfg: UTF-8, or Latin-1 (every byte kept) when it is not UTF-8.
+
+    Raises:
+        ValueError: if the file is missing or a folder.
+    """
+    try:
+        return read_text_file(path, "darknet cfg"), "utf-8"
+    except ValueError as error:
+        if not isinstance(error.__cause__, UnicodeDecodeError):
+            raise
+    return path.read_bytes().decode("latin-1"), "latin-1"

@@ -14,7 +14,7 @@ from torch import Tensor
 from .._atomic import write_atomic
 from ...core.levels import level_name
 from ..modelyaml import read_text_file, round_anchors
-from .cfg import YOLO_SECTIONS, DarknetConfig, _sections, parse_cfg
+from .cfg import YOLO_SECTIONS, DarknetConfig, _sections, parse_cfg, read_cfg_text
 
 __all__ = ["darknet_lines", "rewrite_cfg_anchors", "write_cfg_anchors"]
 
@@ -35,6 +35,17 @@ def _anchors_text(rows: list[list[int]], old: str) -> str:
     within = separators[0] if separators else ","
     between = separators[1] if len(separators) > 1 else ",  "
     return between.join(f"{w}{within}{h}" for w, h in rows)
+
+
+def _end_of_values(value: str, count: int) -> int:
+    """Offset in ``value`` just past its ``count``-th comma-separated value (its length when it has no more)."""
+    seen = 0
+    for match in re.finditer(r"[^,]+", value):
+        if match.group().strip():
+            seen += 1
+            if seen == count:
+                return len(value[: match.end()].rstrip())
+    return len(value)
 
 
 def rewrite_cfg_anchors(text: str, anchors: Tensor | Sequence, *, source: str = "<string>") -> str:
@@ -65,8 +76,10 @@ def rewrite_cfg_anchors(text: str, anchors: Tensor | Sequence, *, source: str = 
     entries = [s.entries["anchors"] for s in _sections(text, source) if s.name in YOLO_SECTIONS]
     pieces, position = [], 0
     for entry in entries:
-        pieces += [text[position : entry.start], _anchors_text(rows, entry.value)]
-        position = entry.end
+        # Values past num's (darknet ignores them) stay as they are: only the first 2 * num are replaced.
+        end = entry.start + _end_of_values(entry.value, 2 * config.num)
+        pieces += [text[position : entry.start], _anchors_text(rows, text[entry.start : end])]
+        position = end
     pieces.append(text[position:])
     new_text = "".join(pieces)
     rewritten = parse_cfg(new_text, source=source)
@@ -96,8 +109,9 @@ def write_cfg_anchors(path: str | os.PathLike, anchors: Tensor | Sequence) -> Da
         OSError: if the file cannot be written.
     """
     path = Path(os.path.realpath(path))
-    new_text = rewrite_cfg_anchors(read_text_file(path, "darknet cfg"), anchors, source=str(path))
-    write_atomic(path, new_text.encode("utf-8"))
+    text, encoding = read_cfg_text(path)
+    new_text = rewrite_cfg_anchors(text, anchors, source=str(path))
+    write_atomic(path, new_text.encode(encoding))  # a Latin-1 file stays Latin-1, byte for byte
     logger.debug("rewrote the anchors of %s", path)
     return parse_cfg(new_text, source=str(path))
 

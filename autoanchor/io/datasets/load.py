@@ -18,7 +18,7 @@ from ...core._warn import warn
 from ...core.boxes import BoxSizes
 from .files import IMG_EXTS, PathLike, absolute, normalise_exts
 from .registry import Request, find_format
-from .summary import LoadSummary, Loaded
+from .summary import LoadSummary, Loaded, clip_oversize
 
 __all__ = ["load_boxes", "load_boxes_with_report"]
 
@@ -74,6 +74,26 @@ def _finish(loaded: Loaded, *, format: str, request: Request) -> tuple[BoxSizes,
     return boxes, summary
 
 
+def _clip_given_sizes(boxes: BoxSizes, request: Request) -> tuple[BoxSizes, int, int]:
+    """Boxes over their image's edge (an ``.npz``, a dataset object): clipped to it as the file formats do,
+    with one warning; ``(boxes, clipped, skipped)``. Untouched (the same object) when none overhangs."""
+    kept, wh, xy, clipped, messages = clip_oversize(boxes.shapes, boxes.wh, boxes.image_index, boxes.xy)
+    if not messages:
+        return boxes, 0, 0
+    shown = "\n  ".join(messages[:_MAX_NAMED_PROBLEMS])
+    more = len(messages) - _MAX_NAMED_PROBLEMS
+    n_clipped, n_skipped = int(clipped.sum()), int((~kept).sum())
+    request.notices.append(
+        f"{request.name}: {n_clipped} boxes larger than or over the edge of their image clipped to it"
+        + (f", {n_skipped} entirely outside skipped" if n_skipped else "")
+        + f" (one policy in every format):\n  {shown}" + (f"\n  ... and {more} more" if more > 0 else "")
+    )
+    fixed = BoxSizes(
+        boxes.shapes, wh, boxes.image_index[kept], image_names=boxes.image_names, source=boxes.source, xy=xy
+    )
+    return fixed, n_clipped, n_skipped
+
+
 def _load(
     source: Any, *, format: str | None, split: str, img_exts: Iterable[str], drop_difficult: bool,
     include_crowd: bool, cache: bool | PathLike, progress: bool,
@@ -92,7 +112,13 @@ def _load(
     entry = find_format(request, format)
     result = entry.read(request)
     if isinstance(result, BoxSizes):
-        summary = LoadSummary(result.source or entry.name, entry.name, result.n_images, result.n_boxes)
+        clipped = skipped = 0
+        if entry.name != "boxsizes":  # a BoxSizes given by the caller is used as it is
+            result, clipped, skipped = _clip_given_sizes(result, request)
+        summary = LoadSummary(
+            result.source or entry.name, entry.name, result.n_images, result.n_boxes, skipped_boxes=skipped,
+            clipped_boxes=clipped,
+        )
         return result, summary, request.notices
     if not isinstance(result, Loaded):
         raise TypeError(

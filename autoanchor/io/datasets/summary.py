@@ -15,7 +15,7 @@ from typing import Any, Optional
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["Collector", "LoadSummary", "Loaded", "clip_to_image", "progress"]
+__all__ = ["Collector", "LoadSummary", "Loaded", "clip_oversize", "clip_to_image", "progress"]
 
 #: Overhangs up to this many pixels are rounding in converted labels: clipped without a message.
 CLIP_TOLERANCE_PX = 1.0
@@ -218,3 +218,48 @@ def clip_to_image(
 def progress(iterable: Iterable[Any], *, total: int, desc: str, unit: str, enabled: bool) -> Iterable[Any]:
     """A tqdm bar over ``iterable`` when ``enabled`` (on stderr, removed when done)."""
     return tqdm(iterable, total=total, desc=desc, unit=f" {unit}", disable=not enabled, leave=False)
+
+
+def clip_oversize(
+    shapes: np.ndarray, wh: np.ndarray, image_index: np.ndarray, xy: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, list[str]]:
+    """The policy of :func:`clip_to_image` for sources that give sizes (and centres) as fractions of the image.
+
+    Only boxes that overhang their image by more than :data:`CLIP_TOLERANCE_PX` change: without
+    centres, a side above the image's is cut to it; with centres, the box is clipped to the
+    image (dropped when nothing of it is inside). Every other value is returned untouched.
+
+    Args:
+        shapes: ``[I, 2]`` image (width, height) px.
+        wh: ``[N, 2]`` box sizes as fractions of the image.
+        image_index: ``[N]`` image of each box.
+        xy: ``[N, 2]`` box centres as fractions of the image, or None.
+
+    Returns:
+        ``(kept [N] bool, wh [k, 2], xy [k, 2] or None, clipped [N] bool, messages)``, one message per
+        clipped or dropped box (``box 3 (960x480 px) in image 0 (640x480)``).
+    """
+    size = np.asarray(shapes, dtype=np.float64)[image_index]  # [N,2] px
+    wh = np.asarray(wh, dtype=np.float64)
+    if xy is None:
+        clipped = ((wh - 1.0) * size > CLIP_TOLERANCE_PX).any(1)
+        kept = np.ones(wh.shape[0], dtype=bool)
+        new_wh = np.where(clipped[:, None], np.minimum(wh, 1.0), wh)
+        new_xy = None
+    else:
+        centre = np.asarray(xy, dtype=np.float64)
+        low, high = centre - wh / 2, centre + wh / 2  # [N,2] fractions
+        overhang = np.maximum(np.maximum(-low, high - 1.0), 0.0) * size  # [N,2] px
+        clipped = (overhang > CLIP_TOLERANCE_PX).any(1)
+        inside_low, inside_high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
+        kept = ~clipped | (inside_high > inside_low).all(1)
+        new_wh = np.where(clipped[:, None], inside_high - inside_low, wh)[kept]
+        new_xy = np.where(clipped[:, None], (inside_high + inside_low) / 2, centre)[kept].astype(np.asarray(xy).dtype)
+    messages = [
+        f"box {j} ({wh[j, 0] * size[j, 0]:g}x{wh[j, 1] * size[j, 1]:g} px) in image {int(image_index[j])} "
+        f"({size[j, 0]:g}x{size[j, 1]:g}) {'clipped to it' if kept[j] else 'is outside it: skipped'}"
+        for j in np.flatnonzero(clipped)
+    ]
+    if xy is None:
+        return kept, new_wh, new_xy, clipped, messages
+    return kept, new_wh, new_xy, clipped & kept, messages
