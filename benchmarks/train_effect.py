@@ -5,39 +5,54 @@ same initial weights on the same scenes for each seed, then scored by pycocotool
 bbox) on a fixed held-out split. Only the anchors differ between the rows of one seed.
 
 Data: scenes rendered here (no image is downloaded). Each scene is a textured background
-(smooth colour noise, fine noise, stray lines) with distractors (flat rectangles, decoys:
-an object's dark rim around a flat body of another colour, hollow rings, crosses) and objects: shaded ellipses with a dark rim that fill their
-box exactly. Box sizes (and, where the source has them, the boxes of one real image together)
-come from the real statistics in ``<workspace>/shared/data/*.npz``:
+(smooth colour noise, fine noise, stray lines) with distractors (flat rectangles; decoys, an
+object's dark rim around a flat body of another colour; hollow rings; crosses) and objects:
+shaded, warm-coloured ellipses with a dark rim that fill their box exactly. Box sizes (and the
+boxes of one real image together, where the set keeps them) come from the real statistics in
+``<workspace>/shared/data/*.npz``:
 
-- ``widerface-tiny``: WIDER FACE val, the images letterboxed to twice the scene side (a
-  320 px scene is a tile of a 640 px image), boxes under 4 px on a side dropped, at most
-  40 per scene; tiny and dense.
+- ``widerface-tiny``: WIDER FACE val, the images letterboxed to twice the scene side (a 256 px
+  scene is a tile of a 512 px image), boxes under 4 px on a side dropped; one real image's
+  faces per scene, more images' added until there are at least 12, at most 40; tiny and dense.
 - ``voc-mixed``: PASCAL VOC 2012 trainval letterboxed to the scene side, one real image's
-  boxes per scene (at most 20); mixed sizes.
+  boxes per scene (more images' until at least 4, at most 20); mixed sizes.
 - ``voc-elongated``: VOC boxes with a long/short side ratio of at least 2.5 (standing
   people, trains, sofas ...), 1 to 6 per scene; elongated.
 
-Detectors (built small: a 5-stage plain conv backbone, a 64-channel FPN; no pretrained
-weights exist for them, nothing is downloaded):
+Detectors (built small for CPU time: a 5-stage plain 3x3-conv backbone 16-64 wide, a 32-channel
+FPN, 2 instead of 4 convolutions per RetinaNet head branch; no pretrained weights exist for
+them, nothing is downloaded):
 
-- ``retinanet``: torchvision ``RetinaNet`` on P3-P7 (strides 8-128), its default anchors
-  (sizes 32-812, three per octave, ratios 0.5/1/2; torchvision's ``retinanet_resnet50_fpn``).
-- ``fasterrcnn``: torchvision ``FasterRCNN`` on P2-P6 (strides 4-64), its default RPN anchors
-  (one size 32 ... 512 per level, ratios 0.5/1/2; ``fasterrcnn_resnet50_fpn``), a 256-wide box head.
+- ``retinanet``: torchvision ``RetinaNet`` on P3-P7 (strides 8-128) with torchvision's default
+  anchors (``retinanet_resnet50_fpn``'s: sizes 32-812, three per octave, ratios 0.5/1/2).
+- ``fasterrcnn``: torchvision ``FasterRCNN`` on P2-P6 (strides 4-64) with the default RPN
+  anchors of ``fasterrcnn_resnet50_fpn`` (one size 32 ... 512 per level, ratios 0.5/1/2) and a
+  256-wide box head.
 
-Anchor sets: ``default`` (the above), ``autoanchor`` (``autoanchor.check_anchors(boxes,
-model, seed=0)`` on the training split's boxes with their centres; the model's generator is
-read back), ``peer`` (the DE peer of ``benchmarks/torchvision_peer.py`` on the same boxes,
-seed 0), and in full mode ``autoanchor-lattice`` (the same call without box centres, as for
-``.npz`` statistics). The anchor sets are fitted once per data set and detector; the seeds
-change the initial weights, the batch order and the flips (every random draw comes from
-``--seeds``: numpy and torch generators, and a scoped ``torch.random.fork_rng`` for the
-draws torchvision makes inside the detectors).
+Anchor sets: ``default`` (the above); ``autoanchor`` (``autoanchor.check_anchors(boxes, model,
+seed=0)`` on the training split's boxes with their centres, the model's generator read back);
+``peer`` (the DE peer of ``benchmarks/torchvision_peer.py`` on the same boxes, seed 0);
+``autoanchor-lattice`` (the same call without box centres, as with ``.npz`` statistics);
+``autoanchor-sorted`` (autoanchor's sizes dealt out to the levels again in size order, smallest
+on the finest). Every set is fitted once per data set and detector, and described by how the
+detector's own matcher assigns it to the training boxes (a table; no training); ``--anchors``
+chooses the sets that are trained. The seeds change the initial weights, the batch order and
+the flips; every random draw comes from ``--seeds`` (numpy and torch generators, and a scoped
+``torch.random.fork_rng`` for the draws torchvision makes inside the detectors); the scenes
+come from fixed seeds and never change.
 
-    python benchmarks/train_effect.py --quick                 # about 12-20 min on 2 CPU cores
-    python benchmarks/train_effect.py --out results.json      # full mode: all sets, both models
-    python benchmarks/train_effect.py --device cuda --side 512 --epochs 40   # unverified here
+Training: AdamW (lr 3e-3, weight decay 1e-4, half an epoch of warm-up, cosine to 5 %), batch 4,
+horizontal flips, gradient norm clipped at 10; the held-out split is scored after every epoch.
+
+    python benchmarks/train_effect.py --quick               # tiny-object set, RetinaNet, 3 sets x 3 seeds
+    python benchmarks/train_effect.py --out results.json    # full mode: all data sets, both models
+    python benchmarks/train_effect.py --device cuda --side 320 --train 2000 --epochs 24   # unverified
+
+``--quick``: ``widerface-tiny``, ``retinanet``, anchors ``default,autoanchor,peer``, seeds 0-2,
+256 px, 160 training and 48 held-out scenes, 6 epochs. Full mode: all three data sets, both
+detectors, anchors ``default,autoanchor,peer,autoanchor-sorted``, 320 px, 400 / 100 scenes, 16
+epochs (not run to the end on the 2 shared cores this was written on). Any option overrides the
+preset. ``--threads 1`` is faster than 2 when other jobs share the cores.
 
 Writes the markdown tables to stdout, ``--out`` (JSON: one row per run under ``"rows"``) and
 the plot ``--plot`` (default ``docs/img/train_effect.png``). Progress goes to stderr.
@@ -738,6 +753,7 @@ def tables(rows: list[dict], anchor_info: dict) -> list[str]:
     for data, model in dict.fromkeys((r["dataset"], r["model"]) for r in rows):
         sets = list(dict.fromkeys(r["anchors"] for r in rows if (r["dataset"], r["model"]) == (data, model)))
         pairs = [(a, b) for a in sets if a.startswith("autoanchor") for b in ("default", "peer") if b in sets]
+        pairs += [(a, "autoanchor") for a in sets if a.startswith("autoanchor-") and "autoanchor" in sets]
         pairs += [("peer", "default")] if {"peer", "default"} <= set(sets) else []
         for a, b in pairs:
             ra = {r["seed"]: r for r in rows if (r["dataset"], r["model"], r["anchors"]) == (data, model, a)}
@@ -750,7 +766,10 @@ def tables(rows: list[dict], anchor_info: dict) -> list[str]:
             ma, sa = _stats([ra[s]["map50"] for s in seeds])
             mb, sb = _stats([rb[s]["map50"] for s in seeds])
             md, sd = _stats(d50)
-            beyond = "yes" if abs(ma - mb) > sa + sb else "no"
+            if len(seeds) < 2:
+                beyond = "n/a (1 seed)"
+            else:
+                beyond = "yes" if abs(ma - mb) > sa + sb else "no"
             per_seed = ", ".join(f"{v:+.3f}" for v in d50)
             lines.append(
                 f"| {data} | {model} | {a} − {b} | {md:+.3f} | {np.mean(dmap):+.3f} | {per_seed} (± {sd:.3f}) "
@@ -859,7 +878,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="write every run and the anchor sets as JSON")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "img" / "train_effect.png")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--from-json", type=Path, nargs="+", metavar="FILE",
+        help="train nothing: print the tables and draw the plot from earlier --out files (rows pooled)",
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        report_from_json(args.from_json, None if args.no_plot else args.plot)
+        return
     preset = QUICK if args.quick else FULL
     for key, value in preset.items():
         if getattr(args, key) is None:
@@ -932,6 +958,27 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_plot:
         plot(rows, args.plot)
         print(f"plot: {args.plot}", file=sys.stderr)
+
+
+def report_from_json(paths: list[Path], plot_path: Path | None) -> None:
+    """Tables (and the plot) of the runs stored in ``paths`` (``--out`` files), pooled."""
+    rows: list[dict] = []
+    anchor_info: dict = {}
+    for path in paths:
+        payload = json.loads(path.read_text())
+        print(f"<!-- {path.name}: {payload['command']}; {payload['machine']}; {payload['seconds']:.0f} s -->")
+        rows += payload["rows"]
+        for data, models in payload["anchor_sets"].items():
+            for model, sets in models.items():
+                anchor_info.setdefault(data, {}).setdefault(model, {}).update(sets)
+    order = {name: i for i, name in enumerate(ANCHOR_SETS)}
+    rows.sort(key=lambda r: (r["dataset"], r["model"], order.get(r["anchors"], 99), r["seed"]))
+    print("\n".join(tables(rows, anchor_info)))
+    print()
+    print("\n".join(proxy_table(anchor_info)))
+    if plot_path is not None:
+        plot(rows, plot_path)
+        print(f"plot: {plot_path}", file=sys.stderr)
 
 
 def _write(path: Path, args, header: str, data_info: dict, anchor_info: dict, rows: list, began: float) -> None:
