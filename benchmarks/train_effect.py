@@ -97,7 +97,20 @@ RETINANET_DEFAULT = (
     tuple((x, int(x * 2 ** (1 / 3)), int(x * 2 ** (2 / 3))) for x in (32, 64, 128, 256, 512)),
     ((0.5, 1.0, 2.0),) * 5,
 )
-ANCHOR_SETS = ("default", "autoanchor", "peer", "autoanchor-lattice", "autoanchor-sorted")
+ANCHOR_SETS = (
+    "default",
+    "autoanchor",
+    "peer",
+    "autoanchor-lattice",
+    "autoanchor-sorted",
+    "autoanchor-peer-ratios",
+    "peer-autoanchor-ratios",
+)
+DERIVED_FROM = {  # anchor sets built from others (fitted first)
+    "autoanchor-sorted": ("autoanchor",),
+    "autoanchor-peer-ratios": ("autoanchor", "peer"),
+    "peer-autoanchor-ratios": ("autoanchor", "peer"),
+}
 FASTERRCNN_DEFAULT = (((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
 
 
@@ -474,7 +487,8 @@ def fit_anchor_sets(model_name: str, side: int, train: Split, names: list[str]) 
     default = RETINANET_DEFAULT if model_name == "retinanet" else FASTERRCNN_DEFAULT
     with_xy = train.box_sizes(with_centres=True)
     out: dict[str, AnchorSet] = {}
-    for name in names:
+    wanted = {n for name in names for n in (name, *DERIVED_FROM.get(name, ()))}
+    for name in sorted(wanted, key=lambda n: ANCHOR_SETS.index(n) if n in ANCHOR_SETS else len(ANCHOR_SETS)):
         began = time.perf_counter()
         if name == "default":
             found = AnchorSet(name, *default, note="torchvision's defaults")
@@ -488,13 +502,17 @@ def fit_anchor_sets(model_name: str, side: int, train: Split, names: list[str]) 
         elif name == "autoanchor-sorted":
             # autoanchor's sizes, all levels pooled and dealt out again smallest-first, so
             # that a finer level never holds a larger anchor than a coarser one
-            fitted = out.get("autoanchor") or fit_anchor_sets(model_name, side, train, ["autoanchor"])["autoanchor"]
+            fitted = out["autoanchor"]
             flat = sorted(v for level in fitted.sizes for v in level)
             sizes, at = [], 0
             for level in fitted.sizes:
                 sizes.append(tuple(flat[at : at + len(level)]))
                 at += len(level)
             found = AnchorSet(name, tuple(sizes), fitted.ratios, note="autoanchor's sizes in level order")
+        elif name in ("autoanchor-peer-ratios", "peer-autoanchor-ratios"):
+            # the two halves swapped: which half makes the difference, sizes or ratios?
+            sized, shaped = (out["autoanchor"], out["peer"]) if name.startswith("autoanchor") else (out["peer"], out["autoanchor"])
+            found = AnchorSet(name, sized.sizes, shaped.ratios, note=f"{sized.name}'s sizes, {shaped.name}'s ratios")
         elif name == "peer":
             wh = torch.cat(train.boxes).double()
             wh = (wh[:, 2:] - wh[:, :2]).numpy()
@@ -754,6 +772,7 @@ def tables(rows: list[dict], anchor_info: dict) -> list[str]:
         sets = list(dict.fromkeys(r["anchors"] for r in rows if (r["dataset"], r["model"]) == (data, model)))
         pairs = [(a, b) for a in sets if a.startswith("autoanchor") for b in ("default", "peer") if b in sets]
         pairs += [(a, "autoanchor") for a in sets if a.startswith("autoanchor-") and "autoanchor" in sets]
+        pairs += [(a, "peer") for a in sets if a.startswith("peer-") and "peer" in sets]
         pairs += [("peer", "default")] if {"peer", "default"} <= set(sets) else []
         for a, b in pairs:
             ra = {r["seed"]: r for r in rows if (r["dataset"], r["model"], r["anchors"]) == (data, model, a)}
@@ -813,7 +832,15 @@ def plot(rows: list[dict], path: Path) -> None:
     cols = min(len(panels), 3)
     nrows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.3 * nrows), squeeze=False)
-    colours = {"default": "tab:gray", "autoanchor": "tab:blue", "peer": "tab:orange", "autoanchor-lattice": "tab:green"}
+    colours = {
+        "default": "tab:gray",
+        "autoanchor": "tab:blue",
+        "peer": "tab:orange",
+        "autoanchor-lattice": "tab:green",
+        "autoanchor-sorted": "tab:purple",
+        "autoanchor-peer-ratios": "tab:cyan",
+        "peer-autoanchor-ratios": "tab:brown",
+    }
     for ax, (data, model) in zip(axes.flat, panels):
         for anchors in dict.fromkeys(r["anchors"] for r in rows if (r["dataset"], r["model"]) == (data, model)):
             group = [r for r in rows if (r["dataset"], r["model"], r["anchors"]) == (data, model, anchors)]
