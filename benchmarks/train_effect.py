@@ -105,11 +105,13 @@ ANCHOR_SETS = (
     "autoanchor-sorted",
     "autoanchor-peer-ratios",
     "peer-autoanchor-ratios",
+    "shared-scales",
 )
 DERIVED_FROM = {  # anchor sets built from others (fitted first)
     "autoanchor-sorted": ("autoanchor",),
     "autoanchor-peer-ratios": ("autoanchor", "peer"),
     "peer-autoanchor-ratios": ("autoanchor", "peer"),
+    "shared-scales": ("autoanchor",),
 }
 FASTERRCNN_DEFAULT = (((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
 
@@ -480,6 +482,49 @@ def measure(anchors: tuple, model_name: str, side: int, boxes) -> tuple[float, f
     return float(report.figures_before["matched"]), float(report.figures_before["mean IoU"])
 
 
+def shared_scales(model_name: str, side: int, boxes, ratios: tuple) -> AnchorSet:
+    """The peer's structure scored by autoanchor's figure: a test of why the peer trains better.
+
+    Sizes ``scale_j * stride_l``: the same ``k`` sizes in stride units on every level (as the
+    peer and keras-retinanet), ratios fixed to autoanchor's. The scales maximise autoanchor's
+    torchvision fitness ``matched + 0.5 * mean best IoU`` (read from ``check_anchors``): every
+    sorted ``k``-subset of 12 log-spaced values 0.5 ... 6.3 strides, then coordinate steps of
+    2**(1/12) until none gains. Not a product: a benchmark-side construction.
+    """
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    default = RETINANET_DEFAULT if model_name == "retinanet" else FASTERRCNN_DEFAULT
+    strides = (8, 16, 32, 64, 128) if model_name == "retinanet" else (4, 8, 16, 32, 64)
+    k = len(default[0][0])
+    model = build_model(model_name, default, side)
+    where = model if model_name == "retinanet" else model.rpn
+
+    def sizes_of(scales) -> tuple:
+        return tuple(tuple(float(max(round(s * st), 1)) for s in scales) for st in strides)
+
+    def score(scales) -> float:
+        where.anchor_generator = AnchorGenerator(sizes_of(scales), ratios)
+        report = check_anchors(boxes, model, seed=0, verbose=False, bpr_threshold=0.0)
+        return report.figures_before["matched"] + 0.5 * report.figures_before["mean IoU"]
+
+    grid = [0.5 * 2 ** (i / 3) for i in range(12)]
+    from itertools import combinations
+
+    best = max(combinations(grid, k), key=score)
+    best_score, step = score(best), 2 ** (1 / 12)
+    improved = True
+    while improved:
+        improved = False
+        for j in range(k):
+            for factor in (step, 1 / step):
+                trial = tuple(sorted(v * factor if i == j else v for i, v in enumerate(best)))
+                value = score(trial)
+                if value > best_score:
+                    best, best_score, improved = trial, value, True
+    note = f"scales {', '.join(f'{v:.2f}' for v in best)} strides, fitness {best_score:.4f}"
+    return AnchorSet("shared-scales", sizes_of(best), ratios, note=note)
+
+
 def fit_anchor_sets(model_name: str, side: int, train: Split, names: list[str]) -> dict[str, AnchorSet]:
     """The anchor sets ``names`` for ``model_name`` fitted on ``train``'s boxes."""
     from torchvision_peer import peer_generator
@@ -513,6 +558,8 @@ def fit_anchor_sets(model_name: str, side: int, train: Split, names: list[str]) 
             # the two halves swapped: which half makes the difference, sizes or ratios?
             sized, shaped = (out["autoanchor"], out["peer"]) if name.startswith("autoanchor") else (out["peer"], out["autoanchor"])
             found = AnchorSet(name, sized.sizes, shaped.ratios, note=f"{sized.name}'s sizes, {shaped.name}'s ratios")
+        elif name == "shared-scales":
+            found = shared_scales(model_name, side, with_xy, out["autoanchor"].ratios)
         elif name == "peer":
             wh = torch.cat(train.boxes).double()
             wh = (wh[:, 2:] - wh[:, :2]).numpy()
@@ -840,6 +887,7 @@ def plot(rows: list[dict], path: Path) -> None:
         "autoanchor-sorted": "tab:purple",
         "autoanchor-peer-ratios": "tab:cyan",
         "peer-autoanchor-ratios": "tab:brown",
+        "shared-scales": "tab:red",
     }
     for ax, (data, model) in zip(axes.flat, panels):
         for anchors in dict.fromkeys(r["anchors"] for r in rows if (r["dataset"], r["model"]) == (data, model)):
