@@ -106,6 +106,7 @@ ANCHOR_SETS = (
     "autoanchor-peer-ratios",
     "peer-autoanchor-ratios",
     "shared-scales",
+    "autoanchor-over-stride",
 )
 DERIVED_FROM = {  # anchor sets built from others (fitted first)
     "autoanchor-sorted": ("autoanchor",),
@@ -316,11 +317,14 @@ class Split:
     def n_boxes(self) -> int:
         return sum(b.shape[0] for b in self.boxes)
 
-    def box_sizes(self, *, with_centres: bool):
-        """The split's boxes as an ``autoanchor.BoxSizes`` (scene-normalised, centres optional)."""
+    def box_sizes(self, *, with_centres: bool, min_side_px: float = 0.0):
+        """The split's boxes as an ``autoanchor.BoxSizes`` (scene-normalised, centres optional),
+        those with a short side under ``min_side_px`` left out."""
         side = self.images.shape[-1]
-        allboxes = torch.cat(self.boxes).double().numpy() / side  # [N,4]
+        allboxes = torch.cat(self.boxes).double().numpy()  # [N,4] px
         image_index = np.concatenate([np.full(b.shape[0], i) for i, b in enumerate(self.boxes)])
+        keep = (allboxes[:, 2:] - allboxes[:, :2]).min(1) >= min_side_px
+        allboxes, image_index = allboxes[keep] / side, image_index[keep]
         wh = allboxes[:, 2:] - allboxes[:, :2]
         xy = np.clip((allboxes[:, 2:] + allboxes[:, :2]) / 2, 0, 1) if with_centres else None
         shapes = np.full((self.images.shape[0], 2), float(side))
@@ -537,9 +541,14 @@ def fit_anchor_sets(model_name: str, side: int, train: Split, names: list[str]) 
         began = time.perf_counter()
         if name == "default":
             found = AnchorSet(name, *default, note="torchvision's defaults")
-        elif name in ("autoanchor", "autoanchor-lattice"):
+        elif name in ("autoanchor", "autoanchor-lattice", "autoanchor-over-stride"):
             model = build_model(model_name, default, side)
-            boxes = with_xy if name == "autoanchor" else train.box_sizes(with_centres=False)
+            if name == "autoanchor-over-stride":
+                # the fit sees only the boxes whose short side reaches the finest stride
+                finest = 8 if model_name == "retinanet" else 4
+                boxes = train.box_sizes(with_centres=True, min_side_px=finest)
+            else:
+                boxes = with_xy if name == "autoanchor" else train.box_sizes(with_centres=False)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 report = check_anchors(boxes, model, seed=0, verbose=False)
@@ -596,7 +605,9 @@ def assignment_stats(model_name: str, anchors: tuple, split: Split) -> dict:
         best_iou: mean IoU of each box's best anchor;
         positives: mean anchors assigned to a box (low-quality matches included);
         low_quality_only: share of boxes whose only positives are low-quality matches;
-        level_share: share of the assigned anchors on each level (finest first).
+        level_share: share of the assigned anchors on each level (finest first);
+        matched_by_side: ``matched`` per box short side in pixels (``SIDE_BINS``), with the
+            share of boxes in each bin.
     """
     from torchvision.models.detection.image_list import ImageList
     from torchvision.ops import box_iou
@@ -611,7 +622,7 @@ def assignment_stats(model_name: str, anchors: tuple, split: Split) -> dict:
     per_level = [f.shape[-2] * f.shape[-1] * anchor_generator_of(model).num_anchors_per_location()[i]
                  for i, f in enumerate(features)]
     level_of = torch.repeat_interleave(torch.arange(len(per_level)), torch.tensor(per_level))  # [A]
-    best, positives, low_only, levels = [], [], [], torch.zeros(len(per_level))
+    best, positives, low_only, levels, short = [], [], [], torch.zeros(len(per_level)), []
     for boxes in split.boxes:
         if boxes.shape[0] == 0:
             continue
@@ -621,6 +632,7 @@ def assignment_stats(model_name: str, anchors: tuple, split: Split) -> dict:
         count = torch.bincount(assigned[fg], minlength=boxes.shape[0])  # [K]
         best_iou = iou.max(1).values
         best.append(best_iou)
+        short.append((boxes[:, 2:] - boxes[:, :2]).min(1).values)
         positives.append(count.float())
         low_only.append((best_iou < threshold) & (count > 0))
         levels += torch.bincount(level_of[fg], minlength=len(per_level)).float()
@@ -631,7 +643,22 @@ def assignment_stats(model_name: str, anchors: tuple, split: Split) -> dict:
         "positives": float(pos_all.mean()),
         "low_quality_only": float(torch.cat(low_only).float().mean()),
         "level_share": [round(float(v), 4) for v in levels / levels.sum().clamp(min=1)],
+        "matched_by_side": _by_side(torch.cat(short), best_all >= threshold),
     }
+
+
+SIDE_BINS = (0.0, 8.0, 16.0, 32.0, float("inf"))  # box short side, pixels
+
+
+def _by_side(short_side: torch.Tensor, matched: torch.Tensor) -> dict:
+    """``{"lo-hi px": [share of boxes, share matched]}`` over ``SIDE_BINS``."""
+    out = {}
+    for lo, hi in zip(SIDE_BINS[:-1], SIDE_BINS[1:]):
+        inside = (short_side >= lo) & (short_side < hi)
+        label = f"{lo:g}-{hi:g} px" if math.isfinite(hi) else f">={lo:g} px"
+        share = float(inside.float().mean())
+        out[label] = [round(share, 4), round(float(matched[inside].float().mean()), 4) if inside.any() else None]
+    return out
 
 
 # --------------------------------------------------------------------------- training and evaluation
@@ -852,8 +879,8 @@ def proxy_table(anchor_info: dict) -> list[str]:
         "matches included; `low-quality only`: boxes trained only through their best, sub-threshold anchors):",
         "",
         "| data | model | anchors | matched | mean best IoU | positives/box | low-quality only | positives per level |"
-        " sizes |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " matched by short side | sizes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for data, models in anchor_info.items():
         for model, sets in models.items():
@@ -861,9 +888,12 @@ def proxy_table(anchor_info: dict) -> list[str]:
                 a = info["assignment_train"]
                 levels = " / ".join(f"{v:.0%}" for v in a["level_share"])
                 sizes = "; ".join(",".join(f"{v:g}" for v in level) for level in info["sizes"])
+                by_side = " / ".join(
+                    f"{k} {'-' if v[1] is None else f'{v[1]:.0%}'}" for k, v in a.get("matched_by_side", {}).items()
+                )
                 lines.append(
                     f"| {data} | {model} | {name} | {a['matched']:.1%} | {a['best_iou']:.3f} | {a['positives']:.2f} "
-                    f"| {a['low_quality_only']:.1%} | {levels} | {sizes} |"
+                    f"| {a['low_quality_only']:.1%} | {levels} | {by_side or '-'} | {sizes} |"
                 )
     return lines
 
@@ -888,6 +918,7 @@ def plot(rows: list[dict], path: Path) -> None:
         "autoanchor-peer-ratios": "tab:cyan",
         "peer-autoanchor-ratios": "tab:brown",
         "shared-scales": "tab:red",
+        "autoanchor-over-stride": "tab:olive",
     }
     for ax, (data, model) in zip(axes.flat, panels):
         for anchors in dict.fromkeys(r["anchors"] for r in rows if (r["dataset"], r["model"]) == (data, model)):
