@@ -20,7 +20,7 @@ MISSING = "/nonexistent/autoanchor-data.npz"
     (["--generator", "retinanet", "--strides", "99999999999999999999,16,32,64,128"], "--strides"),
     (["--generator", "retinanet", "--device", "cuda"], "--device"),
     (["--generator", "retinanet", "--device", "xpu"], "--device"),
-    (["--device", "xpu"], "--device xpu"),
+    (["--device", "xpu"], "--device='xpu': the xpu device is not available"),
     (["--device", "xla:0"], "--device"),
 ])
 @pytest.mark.parametrize("command", ["fit", "check"])
