@@ -565,7 +565,9 @@ def fit_anchor_sets(model_name: str, side: int, train: Split, names: list[str]) 
             found = AnchorSet(name, tuple(sizes), fitted.ratios, note="autoanchor's sizes in level order")
         elif name in ("autoanchor-peer-ratios", "peer-autoanchor-ratios"):
             # the two halves swapped: which half makes the difference, sizes or ratios?
-            sized, shaped = (out["autoanchor"], out["peer"]) if name.startswith("autoanchor") else (out["peer"], out["autoanchor"])
+            sized, shaped = out["autoanchor"], out["peer"]
+            if name.startswith("peer"):
+                sized, shaped = shaped, sized
             found = AnchorSet(name, sized.sizes, shaped.ratios, note=f"{sized.name}'s sizes, {shaped.name}'s ratios")
         elif name == "shared-scales":
             found = shared_scales(model_name, side, with_xy, out["autoanchor"].ratios)
@@ -772,7 +774,9 @@ def train_run(model_name: str, anchors: AnchorSet, seed: int, train: Split, test
                     )
                 loss = sum(model(images, targets).values())
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{model_name}/{anchors.name}/seed {seed}: loss {loss.item()} at epoch {epoch}")
+                    raise FloatingPointError(
+                        f"{model_name}/{anchors.name}/seed {seed}: loss {loss.item()} at epoch {epoch}"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 10.0)
@@ -1027,6 +1031,7 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         train = render_split(spec, pool, args.train, args.side, DATA_SEED["train"])
         test = render_split(spec, pool, args.test, args.side, DATA_SEED["test"])
+        all_boxes = torch.cat(train.boxes)
         data_info[data_name] = {
             "source": spec.source,
             "train_scenes": args.train,
@@ -1034,7 +1039,7 @@ def main(argv: list[str] | None = None) -> None:
             "test_scenes": args.test,
             "test_boxes": test.n_boxes,
             "source_boxes_dropped": round(pool.dropped, 4),
-            "median_box_min_side_px": float(np.median(torch.cat(train.boxes)[:, 2:].sub(torch.cat(train.boxes)[:, :2]).min(1).values.numpy())),
+            "median_box_min_side_px": float(np.median((all_boxes[:, 2:] - all_boxes[:, :2]).min(1).values.numpy())),
             "render_seconds": round(time.perf_counter() - t0, 1),
         }
         print(f"{data_name}: {data_info[data_name]}", file=sys.stderr, flush=True)
@@ -1052,7 +1057,8 @@ def main(argv: list[str] | None = None) -> None:
                     rows.append(row)
                     if args.out:
                         _write(args.out, args, header, data_info, anchor_info, rows, began)
-    lines = [f"# Training effect of anchors ({time.strftime('%Y-%m-%d %H:%M')}, {time.perf_counter() - began:.0f} s)", "",
+    stamp = f"{time.strftime('%Y-%m-%d %H:%M')}, {time.perf_counter() - began:.0f} s"
+    lines = [f"# Training effect of anchors ({stamp})", "",
              header, "",
              f"side {args.side} px, {args.train} train / {args.test} held-out scenes, {args.epochs} epochs, batch "
              f"{args.batch}, AdamW lr {args.lr}, seeds {seeds}", ""]
