@@ -34,7 +34,10 @@ seed=0)`` on the training split's boxes with their centres, the model's generato
 ``peer`` (the DE peer of ``benchmarks/torchvision_peer.py`` on the same boxes, seed 0);
 ``autoanchor-lattice`` (the same call without box centres, as with ``.npz`` statistics);
 ``autoanchor-sorted`` (autoanchor's sizes dealt out to the levels again in size order, smallest
-on the finest). Every set is fitted once per data set and detector, and described by how the
+on the finest); ``autoanchor-peer-ratios`` / ``peer-autoanchor-ratios`` (one fit's sizes with
+the other's ratios); ``shared-scales`` (the peer's structure, the same sizes in strides on every
+level, chosen by autoanchor's own fitness read from ``check_anchors``); ``autoanchor-over-stride``
+(``check_anchors`` on the boxes whose short side reaches the finest stride). Every set is fitted once per data set and detector, and described by how the
 detector's own matcher assigns it to the training boxes (a table; no training); ``--anchors``
 chooses the sets that are trained. The seeds change the initial weights, the batch order and
 the flips; every random draw comes from ``--seeds`` (numpy and torch generators, and a scoped
@@ -50,7 +53,7 @@ horizontal flips, gradient norm clipped at 10; the held-out split is scored afte
 
 ``--quick``: ``widerface-tiny``, ``retinanet``, anchors ``default,autoanchor,peer``, seeds 0-2,
 256 px, 160 training and 48 held-out scenes, 6 epochs. Full mode: all three data sets, both
-detectors, anchors ``default,autoanchor,peer,autoanchor-sorted``, 320 px, 400 / 100 scenes, 16
+detectors, anchors ``default,autoanchor,peer,autoanchor-over-stride``, 320 px, 400 / 100 scenes, 16
 epochs (not run to the end on the 2 shared cores this was written on). Any option overrides the
 preset. ``--threads 1`` is faster than 2 when other jobs share the cores.
 
@@ -961,7 +964,7 @@ QUICK = {
 FULL = {
     "datasets": "widerface-tiny,voc-mixed,voc-elongated",
     "models": "retinanet,fasterrcnn",
-    "anchors": "default,autoanchor,peer,autoanchor-sorted",
+    "anchors": "default,autoanchor,peer,autoanchor-over-stride",
     "seeds": "0,1,2",
     "side": 320,
     "train": 400,
