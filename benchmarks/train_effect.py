@@ -34,7 +34,10 @@ seed=0)`` on the training split's boxes with their centres, the model's generato
 ``peer`` (the DE peer of ``benchmarks/torchvision_peer.py`` on the same boxes, seed 0);
 ``autoanchor-lattice`` (the same call without box centres, as with ``.npz`` statistics);
 ``autoanchor-sorted`` (autoanchor's sizes dealt out to the levels again in size order, smallest
-on the finest). Every set is fitted once per data set and detector, and described by how the
+on the finest); ``autoanchor-peer-ratios`` / ``peer-autoanchor-ratios`` (one fit's sizes with
+the other's ratios); ``shared-scales`` (the peer's structure, the same sizes in strides on every
+level, chosen by autoanchor's own fitness read from ``check_anchors``); ``autoanchor-over-stride``
+(``check_anchors`` on the boxes whose short side reaches the finest stride). Every set is fitted once per data set and detector, and described by how the
 detector's own matcher assigns it to the training boxes (a table; no training); ``--anchors``
 chooses the sets that are trained. The seeds change the initial weights, the batch order and
 the flips; every random draw comes from ``--seeds`` (numpy and torch generators, and a scoped
@@ -50,7 +53,7 @@ horizontal flips, gradient norm clipped at 10; the held-out split is scored afte
 
 ``--quick``: ``widerface-tiny``, ``retinanet``, anchors ``default,autoanchor,peer``, seeds 0-2,
 256 px, 160 training and 48 held-out scenes, 6 epochs. Full mode: all three data sets, both
-detectors, anchors ``default,autoanchor,peer,autoanchor-sorted``, 320 px, 400 / 100 scenes, 16
+detectors, anchors ``default,autoanchor,peer,autoanchor-over-stride``, 320 px, 400 / 100 scenes, 16
 epochs (not run to the end on the 2 shared cores this was written on). Any option overrides the
 preset. ``--threads 1`` is faster than 2 when other jobs share the cores.
 
@@ -565,7 +568,9 @@ def fit_anchor_sets(model_name: str, side: int, train: Split, names: list[str]) 
             found = AnchorSet(name, tuple(sizes), fitted.ratios, note="autoanchor's sizes in level order")
         elif name in ("autoanchor-peer-ratios", "peer-autoanchor-ratios"):
             # the two halves swapped: which half makes the difference, sizes or ratios?
-            sized, shaped = (out["autoanchor"], out["peer"]) if name.startswith("autoanchor") else (out["peer"], out["autoanchor"])
+            sized, shaped = out["autoanchor"], out["peer"]
+            if name.startswith("peer"):
+                sized, shaped = shaped, sized
             found = AnchorSet(name, sized.sizes, shaped.ratios, note=f"{sized.name}'s sizes, {shaped.name}'s ratios")
         elif name == "shared-scales":
             found = shared_scales(model_name, side, with_xy, out["autoanchor"].ratios)
@@ -772,7 +777,9 @@ def train_run(model_name: str, anchors: AnchorSet, seed: int, train: Split, test
                     )
                 loss = sum(model(images, targets).values())
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{model_name}/{anchors.name}/seed {seed}: loss {loss.item()} at epoch {epoch}")
+                    raise FloatingPointError(
+                        f"{model_name}/{anchors.name}/seed {seed}: loss {loss.item()} at epoch {epoch}"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 10.0)
@@ -957,7 +964,7 @@ QUICK = {
 FULL = {
     "datasets": "widerface-tiny,voc-mixed,voc-elongated",
     "models": "retinanet,fasterrcnn",
-    "anchors": "default,autoanchor,peer,autoanchor-sorted",
+    "anchors": "default,autoanchor,peer,autoanchor-over-stride",
     "seeds": "0,1,2",
     "side": 320,
     "train": 400,
@@ -1027,6 +1034,7 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         train = render_split(spec, pool, args.train, args.side, DATA_SEED["train"])
         test = render_split(spec, pool, args.test, args.side, DATA_SEED["test"])
+        all_boxes = torch.cat(train.boxes)
         data_info[data_name] = {
             "source": spec.source,
             "train_scenes": args.train,
@@ -1034,7 +1042,7 @@ def main(argv: list[str] | None = None) -> None:
             "test_scenes": args.test,
             "test_boxes": test.n_boxes,
             "source_boxes_dropped": round(pool.dropped, 4),
-            "median_box_min_side_px": float(np.median(torch.cat(train.boxes)[:, 2:].sub(torch.cat(train.boxes)[:, :2]).min(1).values.numpy())),
+            "median_box_min_side_px": float(np.median((all_boxes[:, 2:] - all_boxes[:, :2]).min(1).values.numpy())),
             "render_seconds": round(time.perf_counter() - t0, 1),
         }
         print(f"{data_name}: {data_info[data_name]}", file=sys.stderr, flush=True)
@@ -1052,7 +1060,8 @@ def main(argv: list[str] | None = None) -> None:
                     rows.append(row)
                     if args.out:
                         _write(args.out, args, header, data_info, anchor_info, rows, began)
-    lines = [f"# Training effect of anchors ({time.strftime('%Y-%m-%d %H:%M')}, {time.perf_counter() - began:.0f} s)", "",
+    stamp = f"{time.strftime('%Y-%m-%d %H:%M')}, {time.perf_counter() - began:.0f} s"
+    lines = [f"# Training effect of anchors ({stamp})", "",
              header, "",
              f"side {args.side} px, {args.train} train / {args.test} held-out scenes, {args.epochs} epochs, batch "
              f"{args.batch}, AdamW lr {args.lr}, seeds {seeds}", ""]
