@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .blocks import jitter_index
 from .boxes import BoxSizes
 from .metrics import check_wh
 from .rng import resolve_generator
@@ -152,28 +153,15 @@ def jitter_wh(
     low, high = scale_range(scale)
     draws = check_int("draws", draws, low=1)
     generator = resolve_generator(generator, wh.device, seed=seed)
-    if image_index is None:
-        index = torch.arange(wh.shape[0], device=wh.device)
-        n_factors = wh.shape[0]
-    else:
-        if not isinstance(image_index, Tensor) or image_index.shape != (wh.shape[0],):
-            shape = list(image_index.shape) if isinstance(image_index, Tensor) else type(image_index).__name__
-            raise ValueError(f"image_index must be a Tensor of shape [{wh.shape[0]}] (one per box), got {shape}")
-        if image_index.is_floating_point() or image_index.is_complex() or image_index.dtype == torch.bool:
-            raise ValueError(f"image_index must hold integers, got {image_index.dtype}")
-        if image_index.numel() and int(image_index.min()) < 0:
-            raise ValueError(f"image_index must be non-negative, got {int(image_index.min())}")
-        index = image_index.to(device=wh.device, dtype=torch.long)
-        n_factors = int(index.max()) + 1 if index.numel() else 0
-    factor = torch.rand(draws, n_factors, generator=generator, device=wh.device, dtype=torch.float64)
-    factor = low + (high - low) * factor  # [draws, images or boxes]
-    # One draw at a time into the result: the same values as one [draws, N, 2] float64 product, without
-    # holding it (or the [draws, N] gathered factors) beside the result.
+    index, n_factors = jitter_index(wh, image_index)
+    # One draw at a time, as SizeBlocks makes them (the same values on every device): the factors of a
+    # draw, then its rows, without holding a [draws, N] product beside the result.
     result = torch.empty(draws * wh.shape[0], 2, dtype=wh.dtype, device=wh.device)  # [draws*N, 2]
-    for draw, rows in enumerate(result.split(wh.shape[0]) if wh.shape[0] else ()):
+    for rows in result.split(wh.shape[0]) if wh.shape[0] else ():
+        factor = low + (high - low) * torch.rand(n_factors, generator=generator, device=wh.device, dtype=torch.float64)
         for start in range(0, wh.shape[0], _JITTER_CHUNK):
             part = slice(start, start + _JITTER_CHUNK)
-            rows[part] = wh[part].double() * factor[draw, index[part], None]
+            rows[part] = wh[part].double() * factor[index[part], None]
     return result
 
 

@@ -306,6 +306,13 @@ def _stats(
     thr = check_thr(thr)
     check_wh(wh)
     _check_weights(weights, wh)
+    return stats_of_totals(stat_totals(wh, population, thr=thr, weights=weights, chunk=chunk), reducer)
+
+
+def stat_totals(wh: Tensor, population: Tensor, *, thr: float, weights: Tensor | None = None, chunk: int = 1 << 13) -> Tensor:
+    """The sums behind :func:`anchor_stats_batch` (inputs already validated): ``float64 [P * 4 + 1]``,
+    the four column sums of every anchor set, then the box count. Sums of several pieces of the boxes
+    add up to the sums of all of them (:func:`stats_of_totals` turns them into figures)."""
     dtype = torch.promote_types(wh.dtype, population.dtype)
     # Boxes run along the last, contiguous dimension: [P, K, 2, n] pairs, reduced over sides and anchors.
     anchor = population.to(dtype)[..., None]  # [P,K,2,1]
@@ -327,7 +334,11 @@ def _stats(
         dtype=torch.float64,
         device=wh.device,
     )
-    totals = torch.cat([sums.flatten(), count])
+    return torch.cat([sums.flatten(), count])
+
+
+def stats_of_totals(totals: Tensor, reducer: Reducer | None = None) -> list[AnchorStats]:
+    """:class:`AnchorStats` per anchor set from :func:`stat_totals` (summed over processes by ``reducer``)."""
     if reducer is not None:
         totals = reducer.sum(totals)
     count_all = float(totals[-1])

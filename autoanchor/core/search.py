@@ -17,13 +17,14 @@ import torch
 from torch import Tensor
 
 from ._warn import warn
+from .blocks import SizeBlocks, pool_blocks, pool_sizes, stats_over
 from .boxes import MIN_BOX_PX, searchable_mask
 from .differential import differential_evolution
 from .evolve import Projection, evolve
-from .jitter import DEFAULT_DRAWS, jitter_wh
+from .jitter import DEFAULT_DRAWS, scale_range
 from .kmeans import kmeans_starts
 from .levels import clamp_to_strides, stride_bounds
-from .metrics import AnchorStats, anchor_stats_batch, check_wh
+from .metrics import AnchorStats, check_wh
 from .objectives import Objective, objective_class
 from .parallel import LocalReducer, Reducer
 from .crossover import crossover
@@ -64,45 +65,6 @@ class SearchResult:
     def objective(self) -> float:
         """The maximised figure, e.g. :attr:`stats` ``.fitness`` or ``.avg_iou``."""
         return objective_class(self.metric).figure(self.stats)
-
-
-def pool_sizes(wh: Tensor, weights: Tensor | None = None, *, cell: float = 0.0) -> tuple[Tensor, Tensor]:
-    """Pool box sizes: identical sizes, or sizes within one cell of a log-space grid.
-
-    Args:
-        wh (Tensor[N, 2]): box (width, height) in pixels, all positive.
-        weights (Tensor[N], optional): how many boxes each row stands for.
-        cell: grid cell in log units; 0 merges only identical sizes.
-
-    Returns:
-        ``(points [M, 2], weights [M])``: each pool's weighted geometric-mean size
-        and its total weight, ``M <= N``, ordered by cell.
-    """
-    if weights is None:
-        weights = torch.ones(wh.shape[0], dtype=torch.float64, device=wh.device)
-    weights = weights.double()
-    if wh.shape[0] == 0:  # a process may hold no boxes of its own
-        return wh, weights
-    log_wh = wh.double().log()
-    if cell > 0:
-        key_wh = torch.floor(log_wh / cell).long()  # integer cell coordinates
-    else:
-        key_wh = wh.float().view(torch.int32).long()  # the exact float bits
-    key_wh = key_wh - key_wh.amin(0)
-    key = key_wh[:, 0] * (int(key_wh[:, 1].max()) + 1) + key_wh[:, 1]
-    # Group equal keys with one sort (torch.unique's inverse is several times slower on the CPU).
-    sorted_key, order = key.sort()
-    starts = torch.ones_like(sorted_key, dtype=torch.bool)
-    starts[1:] = sorted_key[1:] != sorted_key[:-1]
-    groups = int(starts.sum())
-    inverse = torch.empty_like(order).index_put_((order,), starts.cumsum(0) - 1)
-    pooled_weight = torch.zeros(groups, dtype=torch.float64, device=wh.device).index_add_(0, inverse, weights)
-    if cell == 0:  # identical sizes: keep them bit-exact rather than round-tripped through log/exp
-        return wh[order[starts]], pooled_weight
-    pooled_log = torch.zeros(groups, 2, dtype=torch.float64, device=wh.device).index_add_(
-        0, inverse, log_wh * weights[:, None]
-    )
-    return (pooled_log / pooled_weight[:, None]).exp().to(wh.dtype), pooled_weight
 
 
 def _gather_pools(points: Tensor, weights: Tensor, reducer: Reducer) -> tuple[Tensor, Tensor]:
@@ -185,26 +147,23 @@ def search_anchors(
         >>> result.anchors.shape, round(result.stats.bpr, 3)  # doctest: +SKIP
         (torch.Size([9, 2]), 0.996)
     """
-    check_wh(wh)
     n = check_int("n", n, low=1)
     settings = SearchSettings.from_options(settings, **options)
     settings.check_levels(n)
     reducer = reducer if reducer is not None else LocalReducer()
-    if settings.scale is not None:
-        # Its own generator from the search's seed: the draws leave the search's stream untouched.
-        wh = jitter_wh(wh, scale=settings.scale, draws=DEFAULT_DRAWS, seed=settings.seed)
-    kept, n_boxes, n_small = _searchable(wh, reducer)
+    rows = _rows(wh, settings)
+    kept, n_boxes, n_small = _searchable(rows, reducer)
     _check_supported(kept, n, n_boxes, reducer)
     objective = settings.objective
     thr = settings.thr
     evolve_cell, coarse_cell, middle_cell = settings.cells_for()
 
-    device = wh.device
+    device = rows.device
     generator = torch.Generator(device=device).manual_seed(settings.seed)
 
     # Pool finely, then ever coarser; every process ends up with the same pools.
     fine_cell = 0.0 if settings.few_boxes(n_boxes) else _FINE_CELL
-    fine_set = _gather_pools(*pool_sizes(kept, cell=fine_cell), reducer)
+    fine_set = _gather_pools(*pool_blocks(kept, cell=fine_cell), reducer)
     cell = _FINE_CELL
     while fine_set[0].shape[0] > settings.fine_points:
         fine_set = pool_sizes(*fine_set, cell=cell)
@@ -244,7 +203,7 @@ def search_anchors(
                 objective(*fine_set, thr=thr), best, step=_FINE_CLIMB[0], min_step=_FINE_CLIMB[1], bounds=bounds
             )
 
-    start_stats, stats = anchor_stats_batch(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
+    start_stats, stats = stats_over(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
     if objective.figure(stats) < objective.figure(start_stats):  # pooling can mislead; never worse than the start
         best, stats = start, start_stats
     order = best.prod(-1).argsort()
@@ -310,12 +269,13 @@ def has_distinct(wh: Tensor, n: int) -> bool:
     return False
 
 
-def _check_supported(kept: Tensor, n: int, n_boxes: int, reducer: Reducer) -> None:
+def _check_supported(kept: SizeBlocks, n: int, n_boxes: int, reducer: Reducer) -> None:
     """Refuse more anchors than the boxes have distinct sizes: the extra ones could only repeat others
     (and the search's work grows with ``n``)."""
-    if has_distinct(kept, n):
+    # Any process's share with n distinct sizes settles it; all must agree on whether to pool.
+    if int(reducer.sum(torch.tensor([int(has_distinct(kept.first(), n))], device=kept.device))[0]) > 0:
         return
-    distinct = _gather_pools(*pool_sizes(kept, cell=0.0), reducer)[0].shape[0]
+    distinct = _gather_pools(*pool_blocks(kept, cell=0.0), reducer)[0].shape[0]
     if distinct < n:
         raise ValueError(
             f"n={n} anchors, but the {n_boxes} searchable boxes have only {distinct} distinct sizes: no more than "
@@ -323,11 +283,32 @@ def _check_supported(kept: Tensor, n: int, n_boxes: int, reducer: Reducer) -> No
         )
 
 
-def _searchable(wh: Tensor, reducer: Reducer) -> tuple[Tensor, int, int]:
+def _rows(wh: Tensor | SizeBlocks, settings: SearchSettings) -> SizeBlocks:
+    """The rows to search: ``wh`` in blocks, under ``settings.scale``'s draws when it is set."""
+    if isinstance(wh, SizeBlocks):
+        if settings.scale is not None:
+            raise ValueError(
+                f"scale={settings.scale} with sizes given as SizeBlocks: give the plain sizes to jitter them, "
+                "or blocks already jittered without scale="
+            )
+        check_wh(wh.wh)
+        return wh
+    check_wh(wh)
+    if settings.scale is None:
+        return SizeBlocks(wh)
+    # Its own generator from the search's seed: the draws leave the search's stream untouched. Made a
+    # draw at a time (the same values as jitter_wh's), so the rows are never all held at once.
+    low, high = scale_range(settings.scale)
+    return SizeBlocks(wh, low=low, high=high, draws=DEFAULT_DRAWS, seed=settings.seed)
+
+
+def _searchable(rows: SizeBlocks, reducer: Reducer) -> tuple[SizeBlocks, int, int]:
     """Check the sizes' values, warn about small boxes and keep the searchable ones.
 
-    Returns ``(kept [M, 2] float32, boxes kept on all processes, boxes with a side under 3 px)``.
+    Returns ``(kept: the searchable rows as float32 blocks, rows kept on all processes, rows with a
+    side under 3 px)``. Under scale draws every draw's rows count.
     """
+    wh = rows.wh
     finite = torch.isfinite(wh).all(1)
     if not bool(finite.all()):
         row = int((~finite).nonzero()[0])
@@ -335,9 +316,12 @@ def _searchable(wh: Tensor, reducer: Reducer) -> tuple[Tensor, int, int]:
     if bool((wh < 0).any()):
         row = int((wh < 0).any(1).nonzero()[0])
         raise ValueError(f"box {row} has a negative size {wh[row].tolist()}")
-    counts = reducer.sum(
-        torch.stack([torch.tensor(wh.shape[0]), ((wh < _SMALL_BOX_PX).any(1)).sum().cpu()]).to(wh.device)
-    )
+    local = torch.zeros(3, dtype=torch.long)  # rows, rows with a small side, searchable rows
+    for block in rows:
+        local += torch.stack(
+            [torch.tensor(block.shape[0]), (block < _SMALL_BOX_PX).any(1).sum().cpu(), searchable_mask(block).sum().cpu()]
+        )
+    counts = reducer.sum(local[:2].to(wh.device))
     total_boxes, n_small = int(counts[0]), int(counts[1])
     if total_boxes == 0:
         raise ValueError("no boxes to search anchors for (wh is empty)")
@@ -346,8 +330,8 @@ def _searchable(wh: Tensor, reducer: Reducer) -> tuple[Tensor, int, int]:
             f"{n_small} of {total_boxes} boxes have a side under {_SMALL_BOX_PX:g} px; "
             "such small objects are hard to detect"
         )
-    kept = wh[searchable_mask(wh)].float()
-    n_boxes = int(reducer.sum(torch.tensor([kept.shape[0]], device=wh.device))[0])
+    kept = rows.where(searchable_mask, dtype=torch.float32)
+    n_boxes = int(reducer.sum(local[2:].to(wh.device))[0])
     if n_boxes == 0:
         raise ValueError(f"all {total_boxes} boxes are under {MIN_BOX_PX:g} px on both sides; nothing to search")
     return kept, n_boxes, n_small

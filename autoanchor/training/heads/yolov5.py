@@ -26,10 +26,11 @@ from torch import Tensor, nn
 
 from ...core._format import format_anchors
 from ...core.boxes import BoxSizes
-from ...core.jitter import DEFAULT_DRAWS, scale_jittered_wh
+from ...core.blocks import SizeBlocks, stats_over
+from ...core.jitter import DEFAULT_DRAWS, scale_range
 from ...core.levels import LevelStats, anchors_below_stride, level_stats, split_levels
-from ...core.metrics import anchor_stats
 from ...core.parallel import Reducer
+from ...core.search import search_anchors
 from ..report import Outcome, YoloReport
 from .base import HeadFamily, HeadNotFound, HeadState, Measure, SearchFn, Write, register_family
 
@@ -65,12 +66,13 @@ class _YoloData(NamedTuple):
     """This rank's share of the letterboxed box sizes in pixels, on the working device.
 
     Without a training scale, ``fit`` holds the plain sizes and ``check`` the sizes
-    under one draw of yolov5's check jitter U(0.9, 1.1). With ``scale``, both hold
-    the same ``DEFAULT_DRAWS`` pooled draws of U(1 - scale, 1 + scale) per image.
+    under one draw of yolov5's check jitter U(0.9, 1.1). With ``scale``, both are
+    the same ``DEFAULT_DRAWS`` pooled draws of U(1 - scale, 1 + scale) per image, made
+    a block at a time (:class:`~autoanchor.core.blocks.SizeBlocks`: never all held at once).
     """
 
-    fit: Tensor  # [n,2] what the search fits
-    check: Tensor  # [n,2] what is measured
+    fit: Tensor | SizeBlocks  # [n,2] what the search fits
+    check: Tensor | SizeBlocks  # [n,2] what is measured
     scale: float | None = None  # the training scale the boxes are under, if any
 
 
@@ -184,8 +186,14 @@ class YoloHead(HeadFamily):
         if scale is not None:
             # The distribution training sees: fitted and measured on the same pooled draws
             # (the same on every rank: the generator is seeded alike, then the rows are shared out).
-            pooled = scale_jittered_wh(sizes, imgsz, scale=scale, draws=DEFAULT_DRAWS, seed=seed)  # [N*draws,2]
-            share = pooled[rank::world_size].to(device)
+            # The draws are made on the CPU (the same factors on every device), a block at a time.
+            low, high = scale_range(scale)
+            index = torch.as_tensor(sizes.image_index, dtype=torch.long)
+            pooled = SizeBlocks(
+                sizes.pixel_wh(imgsz), low=low, high=high, draws=DEFAULT_DRAWS, image_index=index, seed=seed,
+                device=device,
+            )  # N*draws rows
+            share = pooled.sharded(rank, world_size)
             return _YoloData(share, share, scale)
         wh_px = sizes.pixel_wh(imgsz)  # [N,2]
         jittered = sizes.pixel_wh(imgsz, scale_jitter=SCALE_JITTER, generator=torch.Generator().manual_seed(seed))
@@ -194,7 +202,7 @@ class YoloHead(HeadFamily):
 
     def measure(self, state: HeadState, params: Tensor, data: _YoloData, *, thr: float, reducer: Reducer | None) -> Measure:
         anchors = params.reshape(-1, 2).to(data.check.device, torch.float32)
-        stats = anchor_stats(data.check, anchors, thr=thr, reducer=reducer)
+        (stats,) = stats_over(data.check, anchors[None], thr=thr, reducer=reducer)
         return Measure(stats.bpr, {"bpr": stats.bpr, "aat": stats.aat, "fitness": stats.fitness})
 
     def fit(
@@ -220,8 +228,10 @@ class YoloHead(HeadFamily):
                 "min_stride_units": min_stride_units,
                 "max_stride_units": max_stride_units,
             }
+        # Blocks go to autoanchor's own search; any other search gets the tensor it was promised.
+        rows = data.fit.materialise() if isinstance(data.fit, SizeBlocks) and search is not search_anchors else data.fit
         result = search(
-            data.fit, nl * na, thr=thr, gen=gen, seed=seed, reducer=reducer, progress=progress, **bounds
+            rows, nl * na, thr=thr, gen=gen, seed=seed, reducer=reducer, progress=progress, **bounds
         )
         found = result.anchors.detach().to("cpu", torch.float64).reshape(-1, 2)
         if found.shape[0] != nl * na or not torch.isfinite(found).all() or not (found > 0).all():
@@ -253,13 +263,23 @@ class YoloHead(HeadFamily):
         boxes :meth:`measure` uses, with the anchors in float32 as measured there."""
         anchors = params.to(data.check.device, torch.float32)  # [nl,na,2] px
         stride = state.extra.stride
-        if reducer is None:
+        if reducer is None and isinstance(data.check, Tensor):
             return tuple(level_stats(data.check, anchors, stride, thr=thr))
-        # Shares over all ranks' boxes: sum each rank's counts (share x its boxes).
-        n_local = data.check.shape[0]
-        local = level_stats(data.check if n_local else anchors.new_ones(1, 2), anchors, stride, thr=thr)
-        counts = torch.tensor([[lv.matched, lv.targets, lv.best] for lv in local], dtype=torch.float64)  # [nl,3]
-        total = reducer.sum(torch.cat([(counts * n_local).flatten(), torch.tensor([float(n_local)], dtype=torch.float64)]))
+        # Shares over all blocks and ranks: sum each block's counts (share x its boxes).
+        blocks = [data.check] if isinstance(data.check, Tensor) else data.check
+        counts = torch.zeros(len(stride), 3, dtype=torch.float64)  # [nl,3] matched, targets, best
+        n_local, local = 0, None
+        for block in blocks:
+            if block.shape[0] == 0:
+                continue
+            local = level_stats(block, anchors, stride, thr=thr)
+            counts += torch.tensor([[lv.matched, lv.targets, lv.best] for lv in local], dtype=torch.float64) * block.shape[0]
+            n_local += block.shape[0]
+        if local is None:  # no boxes here: the other fields (sizes in strides) need a box
+            local = level_stats(anchors.new_ones(1, 2), anchors, stride, thr=thr)
+        total = torch.cat([counts.flatten(), torch.tensor([float(n_local)], dtype=torch.float64)])
+        if reducer is not None:
+            total = reducer.sum(total)
         n = total[-1]
         shares = (total[:-1].view(-1, 3) / n.clamp(min=1)).tolist()  # [nl,3]
         return tuple(
