@@ -40,11 +40,16 @@ def build(csv_file: str, out: str) -> main.deepforest:
     })
 
 
-def run(csv_file: str, *, steps: int, out: str, threshold: float | None = None) -> tuple[str, AutoAnchor]:
-    """Train ``steps`` steps with the callback and save a checkpoint; return its path and the callback."""
+def run(
+    csv_file: str, *, steps: int, out: str, threshold: float | None = None, bpr_threshold: float | None = None
+) -> tuple[str, AutoAnchor]:
+    """Train ``steps`` steps with the callback and save a checkpoint; return its path and the callback.
+
+    ``threshold``: the matcher's foreground IoU to fit for; ``bpr_threshold``: refit when fewer boxes than
+    this share match (default: the torchvision family's 0.5)."""
     model = build(csv_file, out)
     options = {} if threshold is None else {"family": TorchvisionAnchors(threshold=threshold)}
-    callback = AutoAnchor(**options)
+    callback = AutoAnchor(bpr_threshold=bpr_threshold, **options)
     model.create_trainer(callbacks=[callback], max_steps=steps, logger=False, enable_progress_bar=False)
     model.trainer.fit(model)
     checkpoint = os.path.join(out, "deepforest-autoanchor.ckpt")

@@ -51,7 +51,7 @@ def test_deepforest_trains_with_fitted_anchors_and_its_checkpoint_keeps_them(tmp
     example = load_example()
     csv_file = get_data("OSBS_029.csv")
     # Fitted for a stricter foreground IoU than the matcher's 0.5, where the default anchors miss trees.
-    checkpoint, callback = example.run(csv_file, steps=1, out=str(tmp_path), threshold=0.7)
+    checkpoint, callback = example.run(csv_file, steps=1, out=str(tmp_path), threshold=0.7, bpr_threshold=0.98)
     report = callback.report
     assert report.replaced and report.figures_after["matched"] > report.figures_before["matched"]
     state = torch.load(checkpoint, weights_only=False)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, CommandLineError
+from ..core.defaults import DEFAULT_BPR_THRESHOLD
+from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, CommandLineError, keep_threshold
 
 __all__ = ["CENTRED_PRESETS", "run_centred"]
 
@@ -140,10 +141,11 @@ def run_centred(args: argparse.Namespace, command: str) -> int:
     where = "their real positions" if xy is not None else "lattice positions in each image (no box centres)"
     header = f"{name}: {wh.shape[0]} boxes at {where}, {preset['model']} input {width}x{height}"
     if command == "check":
-        fits = before.matched > args.bpr_threshold
+        threshold = keep_threshold(args, DEFAULT_BPR_THRESHOLD)
+        fits = before.matched > threshold
         verdict = (
-            f"matched above {args.bpr_threshold:g}: these anchors fit the data" if fits
-            else f"matched not above {args.bpr_threshold:g}: consider 'autoanchor fit --generator {args.generator}'"
+            f"matched above {threshold:g}: these anchors fit the data" if fits
+            else f"matched not above {threshold:g}: consider 'autoanchor fit --generator {args.generator}'"
         )
         emit(f"{header}\n  {_stats_text(before)}\n{verdict}\n", None)
         return EXIT_OK if fits else EXIT_BELOW_THRESHOLD

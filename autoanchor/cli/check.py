@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.defaults import DEFAULT_BPR_THRESHOLD, DEFAULT_MATCHED_THRESHOLD
 from ..io.configs import anchor_config_names, anchors_by_name, strides_by_name
 from .grid import GENERATOR_CHOICES, add_grid_options, generator_help, grid_requested, run_grid
 from .options import (
+    keep_threshold,
     EXIT_BELOW_THRESHOLD,
     EXIT_OK,
     CommandLineError,
@@ -43,10 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     source.add_argument("--generator", choices=GENERATOR_CHOICES, help=generator_help())
     parser.add_argument(
-        "--bpr-threshold", type=probability, default=defaults["bpr_threshold"], metavar="BPR",
+        "--bpr-threshold", type=probability, default=None, metavar="BPR",
         help="the anchors fit when their best possible recall (with --generator: the share of boxes matched) "
-        "is above this (as check_anchors decides "
-        "whether to search new ones); default %(default)s",
+        "is above this (as check_anchors decides whether to search new ones); default "
+        f"{defaults['bpr_threshold']:g}, with a torchvision --generator {DEFAULT_MATCHED_THRESHOLD:g}",
     )
     add_scale_option(parser, "measure")
     parser.add_argument(
@@ -142,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     counts = BoxCounts(wh, kept)
     levels, below_stride = per_level(kept, anchors, strides, thr=args.thr)
     output = CheckOutput(
-        anchors=flat.tolist(), label=label, data=name, stats=stats, bpr_threshold=args.bpr_threshold,
+        anchors=flat.tolist(), label=label, data=name, stats=stats, bpr_threshold=keep_threshold(args, DEFAULT_BPR_THRESHOLD),
         info={"img": img, **(network.json_fields() if network is not None else {}), "thr": args.thr,
               "seed": args.seed, **scale_fields(args.scale), **counts.json_fields()},
         boxes=counts.text(), strides=strides if network is not None else None,

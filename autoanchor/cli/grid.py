@@ -42,7 +42,8 @@ from .grid_formats import (  # noqa: F401  (re-exported: the writers register th
     python_text,
 )
 from .centred import CENTRED_PRESETS
-from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, MAX_ASPECT_RATIO, MAX_IMAGE_PX, CommandLineError
+from ..core.defaults import DEFAULT_MATCHED_THRESHOLD
+from .options import EXIT_BELOW_THRESHOLD, EXIT_OK, MAX_ASPECT_RATIO, MAX_IMAGE_PX, CommandLineError, keep_threshold
 
 __all__ = [
     "GENERATOR_CHOICES",
@@ -336,7 +337,7 @@ def run_grid(args: argparse.Namespace, command: str) -> int:
     before = match_stats(samples, start, threshold=iou)
     levels_before = level_match_stats(samples, start, threshold=iou)
     if command == "check":
-        output = GridCheckOutput(start, before, levels_before, args.bpr_threshold, info)
+        output = GridCheckOutput(start, before, levels_before, keep_threshold(args, DEFAULT_MATCHED_THRESHOLD), info)
         emit(grid_check_text(output) if args.format == "text" else grid_json(output), getattr(args, "out", None))
         _plot(args, samples, start, iou, info, before)
         return EXIT_OK if output.fits else EXIT_BELOW_THRESHOLD

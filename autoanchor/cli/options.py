@@ -41,6 +41,12 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+def keep_threshold(args: argparse.Namespace, default: float) -> float:
+    """``--bpr-threshold`` as given, else the family's ``default`` (as ``check_anchors`` takes it)."""
+    value = getattr(args, "bpr_threshold", None)
+    return default if value is None else value
+
+
 class CommandLineError(ValueError):
     """A bad combination of command-line options (reported like any other error)."""
 

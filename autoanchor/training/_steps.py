@@ -146,7 +146,7 @@ def decide(
     family, state, data, before = measured.family, measured.state, measured.data, measured.before
     verbose = options.verbose and (reducer is None or reducer.rank == 0)
     info = logging.INFO if verbose else logging.DEBUG
-    threshold = options.bpr_threshold
+    threshold = options.keep_threshold(family)
     searched = before.score <= threshold
     after, params = before, None
     if not searched:
@@ -195,7 +195,7 @@ def plan_report(
         searched=decision.searched,
     )
     report = family.report(state, measured.data, outcome, thr=options.thr, reducer=reducer)  # every rank
-    threshold, score = options.bpr_threshold, decision.after.score
+    threshold, score = options.keep_threshold(family), decision.after.score
     if decision.searched and score <= threshold < 1 and (reducer is None or reducer.rank == 0):
         warn(
             f"the anchors still fit the data poorly ({score:.4f} <= bpr_threshold {threshold}); "

@@ -24,7 +24,7 @@ import torch
 from ..core.search import search_anchors
 from ._steps import decide, measure, plan_report
 from ._agreement import group_reducer
-from ..core.defaults import DEFAULT_BPR_THRESHOLD, DEFAULT_GEN, DEFAULT_IMGSZ, DEFAULT_SEED, DEFAULT_THR
+from ..core.defaults import DEFAULT_GEN, DEFAULT_IMGSZ, DEFAULT_SEED, DEFAULT_THR
 from .distributed import DistributedReducer
 from .heads import HeadFamily, find_head
 from .heads.base import SearchFn
@@ -177,7 +177,7 @@ def check_anchors(
     imgsz: float = DEFAULT_IMGSZ,
     *,
     gen: int = DEFAULT_GEN,
-    bpr_threshold: float = DEFAULT_BPR_THRESHOLD,
+    bpr_threshold: float | None = None,
     seed: int = DEFAULT_SEED,
     device: torch.device | str | None = None,
     verbose: bool = True,
@@ -248,7 +248,10 @@ def check_anchors(
             (yolov5's ``hyp["anchor_t"]``).
         imgsz: training image size in pixels (long side).
         gen: generations of the search.
-        bpr_threshold: the anchors are kept when their BPR is above this.
+        bpr_threshold: the anchors are kept when their score is above this; ``None``
+            (default): the family's own, yolov5's 0.98 for YOLO's BPR, and 0.5 for the share
+            of boxes a torchvision detector matches (below it, refitted anchors trained better
+            than torchvision's; above it, worse: ``docs/training-effect.md``).
         seed: seeds the scale jitter and the search (rank 0's is used by all).
         device: where to measure and search; defaults to the anchors' device.
         verbose: log progress and results at INFO (rank 0 only), show a progress

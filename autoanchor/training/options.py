@@ -29,7 +29,10 @@ class CheckOptions:
     thr: float = DEFAULT_THR
     imgsz: float = DEFAULT_IMGSZ
     gen: int = DEFAULT_GEN
-    bpr_threshold: float = DEFAULT_BPR_THRESHOLD
+    bpr_threshold: float | None = None
+    """The anchors are kept when their score is above this; ``None``: the family's own
+    (:attr:`~autoanchor.training.heads.HeadFamily.keep_threshold`: 0.98 for YOLO's BPR,
+    0.5 for the share a torchvision detector matches)."""
     seed: int = DEFAULT_SEED
     device: Any = None
     verbose: bool = True
@@ -51,13 +54,20 @@ class CheckOptions:
         imgsz = check_float("imgsz", self.imgsz, low=0, low_open=True, what="(pixels)")
         set_(self, "imgsz", int(self.imgsz) if is_integer(self.imgsz) else imgsz)  # an int stays an int
         set_(self, "gen", check_int("gen", self.gen, low=0))
-        set_(self, "bpr_threshold", check_float("bpr_threshold", self.bpr_threshold, low=0, high=1))
+        if self.bpr_threshold is not None:
+            set_(self, "bpr_threshold", check_float("bpr_threshold", self.bpr_threshold, low=0, high=1))
         set_(self, "seed", check_seed("seed", self.seed))
         set_(self, "device", check_device(self.device))
+
+    def keep_threshold(self, family: Any) -> float:
+        """``bpr_threshold``, or ``family``'s own default when it is ``None``."""
+        if self.bpr_threshold is not None:
+            return self.bpr_threshold
+        return float(getattr(family, "keep_threshold", DEFAULT_BPR_THRESHOLD))
 
     def settings_key(self) -> bytes:
         """What every rank of a distributed check must agree on, as bytes."""
         return repr(
-            (self.thr, float(self.imgsz), self.gen, float(self.bpr_threshold), self.scale,
+            (self.thr, float(self.imgsz), self.gen, self.bpr_threshold and float(self.bpr_threshold), self.scale,
              self.min_stride_units, self.max_stride_units)
         ).encode()

@@ -207,9 +207,8 @@ def test_the_dataclasses_hold_the_shared_defaults():
         defaults.DEFAULT_METHOD,
     )
     assert (check.thr, check.imgsz, check.gen, check.seed, check.bpr_threshold) == (
-        defaults.DEFAULT_THR, defaults.DEFAULT_IMGSZ, defaults.DEFAULT_GEN, defaults.DEFAULT_SEED,
-        defaults.DEFAULT_BPR_THRESHOLD,
-    )
+        defaults.DEFAULT_THR, defaults.DEFAULT_IMGSZ, defaults.DEFAULT_GEN, defaults.DEFAULT_SEED, None,
+    )  # bpr_threshold None: each family's own keep_threshold (0.98 for YOLO, 0.5 for torchvision)
 
 
 @pytest.mark.parametrize("function", [search_anchors, kmean_anchors, check_anchors, advise])
@@ -218,7 +217,7 @@ def test_the_public_functions_default_to_the_same_values(function):
         "thr": defaults.DEFAULT_THR, "gen": defaults.DEFAULT_GEN, "seed": defaults.DEFAULT_SEED,
         "n": defaults.DEFAULT_N, "img_size": defaults.DEFAULT_IMGSZ, "imgsz": defaults.DEFAULT_IMGSZ,
         "metric": defaults.DEFAULT_METRIC, "method": defaults.DEFAULT_METHOD,
-        "bpr_threshold": defaults.DEFAULT_BPR_THRESHOLD,
+        "bpr_threshold": None,  # the family's own (HeadFamily.keep_threshold)
     }
     parameters = inspect.signature(function).parameters
     shared = {name: parameters[name].default for name in by_name if name in parameters}

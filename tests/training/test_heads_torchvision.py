@@ -57,7 +57,7 @@ def test_replaced_only_when_the_share_matched_rises(one_cpu_thread):
     module = model.anchor_generator
     pointers = [c.data_ptr() for c in module.cell_anchors]
     boxes = coco128()
-    report = check_anchors(boxes, model, verbose=False)
+    report = check_anchors(boxes, model, bpr_threshold=0.98, verbose=False)
     assert report.family == "torchvision" and report.searched and report.replaced
     assert report.figures_after["matched"] > report.figures_before["matched"]
     assert isinstance(report, GridReport) and report.matched_after == report.figures_after["matched"]
@@ -92,7 +92,7 @@ def test_kept_bit_identical_when_good_enough_or_not_better(one_cpu_thread):
     original_fit = type(family).fit
     try:
         type(family).fit = lambda self, state, data, **kw: state.params.clone()
-        report = check_anchors(coco128(), model, verbose=False)
+        report = check_anchors(coco128(), model, bpr_threshold=0.98, verbose=False)
     finally:
         type(family).fit = original_fit
     assert report.searched and not report.replaced and same(before, model.anchor_generator)
@@ -114,7 +114,7 @@ def test_an_injected_error_leaves_the_model_bit_identical(one_cpu_thread, monkey
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
 def test_cell_anchor_dtype_is_kept(dtype, one_cpu_thread):
     model = ToyRetinaNet(dtype)
-    report = check_anchors(coco128(), model, verbose=False)
+    report = check_anchors(coco128(), model, bpr_threshold=0.98, verbose=False)
     assert report.replaced
     generator = read_detector(model).generator
     for cell, expected in zip(model.anchor_generator.cell_anchors, generator.cell_anchors(dtype=dtype)):
@@ -123,7 +123,7 @@ def test_cell_anchor_dtype_is_kept(dtype, one_cpu_thread):
 
 def test_a_training_step_runs_after_replacement(one_cpu_thread):
     model = ToyRetinaNet()
-    check_anchors(coco128(), model, verbose=False)
+    check_anchors(coco128(), model, bpr_threshold=0.98, verbose=False)
     head = nn.Conv2d(4, sum(len(r) * len(s) for s, r in zip(model.anchor_generator.sizes,
                                                             model.anchor_generator.aspect_ratios)) // 2, 1)
     optimiser = torch.optim.SGD([*model.backbone.parameters(), *head.parameters()], lr=0.01)
@@ -180,7 +180,7 @@ def test_real_positions_are_used_when_known(one_cpu_thread):
     rng = np.random.default_rng(0)
     xy = np.clip(rng.random(boxes.wh.shape), boxes.wh / 2, 1 - boxes.wh / 2).astype(np.float32)
     located = BoxSizes(boxes.shapes, boxes.wh, boxes.image_index, source="coco128", xy=xy)
-    report = check_anchors(located, ToyRetinaNet(), verbose=False)
+    report = check_anchors(located, ToyRetinaNet(), bpr_threshold=0.98, verbose=False)
     assert "real box positions" in str(report) and report.replaced
 
 

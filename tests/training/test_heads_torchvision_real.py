@@ -45,13 +45,44 @@ def unchanged(model, before) -> bool:
     )
 
 
+def test_by_default_torchvision_anchors_that_match_most_boxes_are_kept():
+    """The torchvision family keeps its anchors when more than half the boxes match (the evidence:
+    docs/training-effect.md), where YOLO's 0.98 would have refitted them."""
+    model = build("retinanet")
+    before = state_of(model)
+    sizes = load_boxes(None)
+    report = check_anchors(sizes, model, verbose=False)
+    assert 0.5 < report.figures_before["matched"] < 0.98
+    assert not report.searched and not report.replaced and unchanged(model, before)
+    assert "kept" in str(report)
+    # The same boxes at a fifth of their size: few match the stock anchors, so they are refitted.
+    small = type(sizes)(sizes.shapes, sizes.wh / 5, sizes.image_index, source="coco128 / 5", xy=sizes.xy)
+    report = check_anchors(small, model, verbose=False)
+    assert report.figures_before["matched"] <= 0.5 and report.searched and report.replaced
+    # An explicit bpr_threshold still wins, either way.
+    model = build("retinanet")
+    assert check_anchors(sizes, model, bpr_threshold=0.98, verbose=False).replaced
+
+
+def test_keep_threshold_is_the_family_default_only_when_none_is_given():
+    from autoanchor.core.defaults import DEFAULT_BPR_THRESHOLD, DEFAULT_MATCHED_THRESHOLD
+    from autoanchor.training.heads import get_family
+    from autoanchor.training.options import CheckOptions
+
+    assert get_family("torchvision").keep_threshold == DEFAULT_MATCHED_THRESHOLD == 0.5
+    assert get_family("yolov5").keep_threshold == DEFAULT_BPR_THRESHOLD == 0.98
+    assert CheckOptions().keep_threshold(get_family("torchvision")) == 0.5
+    assert CheckOptions(bpr_threshold=0.9).keep_threshold(get_family("torchvision")) == 0.9
+    assert CheckOptions(bpr_threshold=0.0).keep_threshold(get_family("yolov5")) == 0.0
+
+
 @pytest.mark.parametrize("name", ["retinanet", "fasterrcnn"])
 def test_replaced_when_more_boxes_match_and_a_training_step_runs(name, one_cpu_thread):
     model = torch.nn.DataParallel(build(name)) if name == "fasterrcnn" else build(name)  # .module wrapping too
     inner = model.module if name == "fasterrcnn" else model
     module = generator_of(inner)
     pointers = [c.data_ptr() for c in module.cell_anchors]
-    report = check_anchors(load_boxes(None), model, verbose=False)
+    report = check_anchors(load_boxes(None), model, bpr_threshold=0.98, verbose=False)
     assert report.family == "torchvision" and report.replaced
     assert report.figures_after["matched"] > report.figures_before["matched"]
     assert [c.data_ptr() for c in module.cell_anchors] == pointers
@@ -72,7 +103,7 @@ def test_an_injected_error_leaves_the_real_model_bit_identical(one_cpu_thread, m
     before = state_of(model)
     fail_after_prepare(monkeypatch)
     with pytest.raises(RuntimeError, match="injected"):
-        check_anchors(load_boxes(None), model, verbose=False)
+        check_anchors(load_boxes(None), model, bpr_threshold=0.98, verbose=False)
     assert unchanged(model, before)
 
 

@@ -35,6 +35,7 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 from torch import Tensor
 
 from ...core.boxes import BoxSizes
+from ...core.defaults import DEFAULT_BPR_THRESHOLD
 from ...core.parallel import Reducer
 from ...core.registry import Registry
 from ..report import AnchorReport, Measure, Outcome
@@ -120,6 +121,13 @@ class HeadFamily(ABC):
     training-time scale augmentation) and ``min_stride_units`` / ``max_stride_units``
     (then :meth:`fit` takes them: bounds on each anchor's size in strides of its level).
     The hook refuses ``scale`` and the stride bounds for a family without them."""
+
+    keep_threshold: ClassVar[float] = DEFAULT_BPR_THRESHOLD
+    """The default ``bpr_threshold`` of a check: the anchors are kept when their score
+    (:attr:`Measure.score`) is above it. yolov5's 0.98 for YOLO's best possible recall; the
+    ``torchvision`` family keeps its anchors above
+    :data:`~autoanchor.core.defaults.DEFAULT_MATCHED_THRESHOLD` (a share matched, measured by
+    training)."""
 
     @abstractmethod
     def locate(self, model: Any) -> tuple[Any, str]:

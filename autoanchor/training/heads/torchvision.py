@@ -47,6 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from ...core.boxes import BoxSizes
+from ...core.defaults import DEFAULT_MATCHED_THRESHOLD
 from ...core.levels import LevelStats
 from ...grid.fit import fit_grid_anchors
 from ...grid.anchors import GridAnchors, ResizeRule
@@ -165,6 +166,7 @@ class TorchvisionAnchors(HeadFamily):
 
     name = "torchvision"
     # yolov5's thr and imgsz do not apply (the matcher's IoU and the transform's resize instead); stride bounds do
+    keep_threshold = DEFAULT_MATCHED_THRESHOLD  # a share matched: kept above 0.5 (docs/training-effect.md)
     options = frozenset({"min_stride_units", "max_stride_units"})
 
     def __init__(
