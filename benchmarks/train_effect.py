@@ -567,7 +567,7 @@ def fit_anchor_sets(model_name: str, side: int, train: Split, names: list[str]) 
                 finest = 8 if model_name == "retinanet" else 4
                 boxes = train.box_sizes(with_centres=True, min_side_px=finest)
             else:
-                boxes = with_xy if name == "autoanchor" else train.box_sizes(with_centres=False)
+                boxes = train.box_sizes(with_centres=False) if name == "autoanchor-lattice" else with_xy
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 report = check_anchors(boxes, model, seed=0, verbose=False, **bounds)
