@@ -40,7 +40,8 @@ level, chosen by autoanchor's own fitness read from ``check_anchors``); ``autoan
 (``check_anchors`` on the boxes whose short side reaches the finest stride);
 ``autoanchor-min-stride`` (``check_anchors(..., min_stride_units=1.5)``; ``autoanchor-min-stride-X``:
 at least X strides); ``autoanchor-refit`` (``check_anchors(..., bpr_threshold=0.98)``: refitted
-whatever the share matched, the torchvision default before the training evidence set it to 0.5).
+whatever the share matched, the torchvision default before the training evidence set it to 0.5;
+every variant is fitted so, to study the fit itself).
 ``autoanchor`` is the check with its defaults, so where torchvision's anchors already match more
 than half the boxes it keeps them (the same anchors as ``default``). Every set is fitted once per
 data set and detector, and described by how the
@@ -560,8 +561,8 @@ def fit_anchor_sets(model_name: str, side: int, train: Split, names: list[str]) 
             # autoanchor-min-stride: every size at least 1.5 strides of its level; -X: at least X strides
             floor = name.removeprefix("autoanchor-min-stride").removeprefix("-")
             bounds = {"min_stride_units": float(floor or 1.5)} if name.startswith("autoanchor-min-stride") else {}
-            if name == "autoanchor-refit":  # refitted whatever the share matched (the default before 0.2)
-                bounds = {"bpr_threshold": 0.98}
+            if name != "autoanchor":  # the variants study fits: refitted whatever the share matched
+                bounds["bpr_threshold"] = 0.98  # (autoanchor-refit: the torchvision default before 0.5)
             if name == "autoanchor-over-stride":
                 # the fit sees only the boxes whose short side reaches the finest stride
                 finest = 8 if model_name == "retinanet" else 4
