@@ -5,7 +5,9 @@
 Each measurement runs in a fresh Python process: VOC 2012 trainval's boxes (``shared/data``) tiled
 to ``--boxes`` boxes over as many images, then one call, with ``gen=0`` (the evolution's cost does
 not grow with the boxes; the memory does not depend on it). The figure is the growth of the
-process's peak resident set during the call (``ru_maxrss``), in MB:
+process's peak resident set during the call over its resident set before it, in MB (on Linux
+the peak is reset just before the call, ``/proc/self/clear_refs``; elsewhere ``ru_maxrss``, whose
+peak may still be the setup's):
 
 - ``search``: ``search_anchors(wh, 9, gen=0, scale=...)`` on the letterboxed sizes (640 px);
 - ``check``: ``check_anchors(sizes, model, gen=0, scale=...)`` on a 3-level yolov5-style toy head
@@ -58,7 +60,17 @@ if call == "check":
             self.model = nn.Sequential(Detect())
 
     model = Model()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def status_mb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+try:  # Linux: reset the peak (VmHWM) so that it is the call's own, above the memory held before it
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before, peak_of = status_mb("VmRSS"), lambda: status_mb("VmHWM")
+except OSError:  # elsewhere: the process's peak so far (the setup's temporaries may hide the call's)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_of = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 began = time.perf_counter()
 if call == "search":
     search_anchors(wh, 9, gen=0, seed=0, scale=scale)
@@ -66,8 +78,7 @@ elif call == "check":
     check_anchors(sizes, model, gen=0, seed=0, scale=scale, verbose=False)
 else:
     kmean_anchors(sizes, gen=0, seed=0, scale=scale, verbose=False)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"mb": peak - before, "seconds": time.perf_counter() - began}}))
+print(json.dumps({{"mb": peak_of() - before, "seconds": time.perf_counter() - began}}))
 """
 
 
@@ -91,7 +102,7 @@ def main() -> int:
         for call in args.calls.split(","):
             plain, scaled = measure(call, n, None), measure(call, n, args.scale)
             print(
-                f"| {call} | {n:,} | {plain['mb']:.0f} MB | {scaled['mb']:.0f} MB | {scaled['mb'] / plain['mb']:.2f} | "
+                f"| {call} | {n:,} | {plain['mb']:.0f} MB | {scaled['mb']:.0f} MB | {scaled['mb'] / max(plain['mb'], 1):.2f} | "
                 f"{plain['seconds']:.1f} / {scaled['seconds']:.1f} |",
                 flush=True,
             )

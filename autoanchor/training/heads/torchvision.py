@@ -22,8 +22,9 @@ Mapping onto :class:`~autoanchor.training.heads.base.HeadFamily`:
 * ``measure``: the position-aware matching of :mod:`autoanchor.grid.matching`;
   the **score is the share of boxes matched** at the detector's foreground IoU
   (RetinaNet 0.5, the RPN 0.7). The hook keeps the anchors when that share is above
-  ``bpr_threshold`` (0.98 by default: fewer than 2 boxes in 100 without a positive
-  anchor) and replaces them only when a fit raises it. torchvision's matchers allow
+  ``bpr_threshold`` (by default this family's ``keep_threshold``, 0.5: trained detectors did
+  worse when stock anchors that matched most boxes were refitted, ``docs/training-effect.md``)
+  and replaces them only when a fit raises it. torchvision's matchers allow
   low-quality matches, so a box below the threshold still trains on its best anchor:
   the figures say how many boxes only that serves (``low-quality only``);
 * ``fit``: :func:`~autoanchor.grid.fit.fit_grid_anchors` with the levels in scale
