@@ -101,7 +101,8 @@ def measure(
     """Load the boxes, find and read the head, agree across ranks, and measure its anchors."""
     rank, world_size = (reducer.rank, reducer.world_size) if reducer is not None else (0, 1)
     info = logging.INFO if options.verbose and rank == 0 else logging.DEBUG
-    sizes = load_boxes(dataset, verbose=options.verbose and rank == 0)  # ValueError naming the image
+    shown = options.verbose and rank == 0
+    sizes = load_boxes(dataset, verbose=shown, progress=shown)  # ValueError naming the image
     family, head, where = find_head(model, detect, family=family)
     state = family.read(head, where)
     seed = options.seed

@@ -11,7 +11,7 @@ ones too). Each dataset left is then read
   (its pycocotools index), ``VOCDetection`` (its ``.xml`` files), a DeepForest-style
   dataset (its ``annotations`` frame, image sizes from the image headers); no image is
   decoded, and the dataset's transforms play no part;
-* otherwise by iterating it once (with a progress bar): ``ds[i]`` must be
+* otherwise by iterating it once (with a progress bar if ``progress=True``): ``ds[i]`` must be
   ``(image, target, ...)`` in torchvision's detection convention, ``target["boxes"]``
   ``[N, 4]`` in pixels, ``x0, y0, x1, y1``, or a ``tv_tensors.BoundingBoxes`` in any
   of its axis-aligned formats. The image's size is taken from what the dataset returns
@@ -210,7 +210,7 @@ def _iterate(dataset: Any, positions: Optional[list[int]], request: Request) -> 
     owner = type(dataset).__name__
     chosen = range(_length(dataset)) if positions is None else positions
     collector = Collector()
-    bar = progress(chosen, total=len(chosen), desc=f"Reading {owner}", unit="images", enabled=True)
+    bar = progress(chosen, total=len(chosen), desc=f"Reading {owner}", unit="images", enabled=request.progress)
     for position in bar:
         where = f"{owner}[{position}]"
         item = dataset[position]
