@@ -12,11 +12,11 @@ from ..core.defaults import DEFAULT_BPR_THRESHOLD, DEFAULT_MATCHED_THRESHOLD
 from ..io.configs import anchor_config_names, anchors_by_name, strides_by_name
 from .grid import GENERATOR_CHOICES, add_grid_options, generator_help, grid_requested, run_grid
 from .options import (
-    keep_threshold,
     EXIT_BELOW_THRESHOLD,
     EXIT_OK,
     CommandLineError,
     add_scale_option,
+    keep_threshold,
     probability,
     search_defaults,
     seed,

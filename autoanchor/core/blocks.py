@@ -100,11 +100,6 @@ class SizeBlocks:
     def device(self) -> torch.device:
         return self._device
 
-    @property
-    def n_rows(self) -> int:
-        """Rows over all draws, before ``keep`` and ``shard``."""
-        return self.draws * self.wh.shape[0]
-
     def where(self, keep: Callable[[Tensor], Tensor], dtype: torch.dtype | None = None) -> SizeBlocks:
         """The same blocks, each filtered by ``keep(block) -> bool [m]`` (then cast to ``dtype``)."""
         return self._with(keep=keep, dtype=dtype)
@@ -177,21 +172,14 @@ def pool_sizes(wh: Tensor, weights: Tensor | None = None, *, cell: float = 0.0) 
         key_wh = torch.floor(log_wh / cell).long()  # integer cell coordinates
     else:
         key_wh = wh.float().view(torch.int32).long()  # the exact float bits
-    key_wh = key_wh - key_wh.amin(0)
+    key_wh = key_wh - key_wh.amin(0)  # one tensor: any range of cells fits one key (blocks use _cell_keys)
     key = key_wh[:, 0] * (int(key_wh[:, 1].max()) + 1) + key_wh[:, 1]
-    # Group equal keys with one sort (torch.unique's inverse is several times slower on the CPU).
-    sorted_key, order = key.sort()
-    starts = torch.ones_like(sorted_key, dtype=torch.bool)
-    starts[1:] = sorted_key[1:] != sorted_key[:-1]
-    groups = int(starts.sum())
-    inverse = torch.empty_like(order).index_put_((order,), starts.cumsum(0) - 1)
-    pooled_weight = torch.zeros(groups, dtype=torch.float64, device=wh.device).index_add_(0, inverse, weights)
     if cell == 0:  # identical sizes: keep them bit-exact rather than round-tripped through log/exp
-        return wh[order[starts]], pooled_weight
-    pooled_log = torch.zeros(groups, 2, dtype=torch.float64, device=wh.device).index_add_(
-        0, inverse, log_wh * weights[:, None]
-    )
-    return (pooled_log / pooled_weight[:, None]).exp().to(wh.dtype), pooled_weight
+        _, pooled_weight, first = _group(key, weights[:, None])
+        return wh[first], pooled_weight[:, 0].contiguous()
+    _, sums, _ = _group(key, torch.cat([log_wh * weights[:, None], weights[:, None]], 1))
+    pooled_weight = sums[:, 2].contiguous()
+    return (sums[:, :2] / pooled_weight[:, None]).exp().to(wh.dtype), pooled_weight
 
 
 _OFFSET = 1 << 31  # cell coordinates (or float bits) in [-2**31, 2**31) make one int64 key in lexicographic order
@@ -205,7 +193,10 @@ def _cell_keys(coords: Tensor) -> Tensor:
 
 
 def _group(key: Tensor, values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Rows with equal ``key [M]`` summed: ``(sorted unique keys [G], values summed [G, C], first row of each [G])``."""
+    """Rows with equal ``key [M]`` summed: ``(sorted unique keys [G], values summed [G, C], first row of each [G])``.
+
+    One sort (``torch.unique``'s inverse is several times slower on the CPU); the sums add the rows
+    in their order, whatever the sort."""
     sorted_key, order = key.sort(stable=True)
     starts = torch.ones_like(sorted_key, dtype=torch.bool)
     starts[1:] = sorted_key[1:] != sorted_key[:-1]

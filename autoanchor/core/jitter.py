@@ -23,13 +23,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .blocks import jitter_index
+from .blocks import SizeBlocks, jitter_index
 from .boxes import BoxSizes
 from .metrics import check_wh
 from .rng import resolve_generator
 from .validate import check_device, check_int, check_scale
 
-__all__ = ["DEFAULT_DRAWS", "YOLOV5_SCALE", "scale_range", "scale_jittered_wh", "jitter_wh"]
+__all__ = ["DEFAULT_DRAWS", "YOLOV5_SCALE", "scale_range", "scale_jittered_wh", "jitter_wh", "jitter_blocks"]
 
 YOLOV5_SCALE = 0.5
 """``hyp['scale']`` of yolov5's default hyper-parameters (``hyp.scratch-low.yaml``; its
@@ -163,6 +163,29 @@ def jitter_wh(
             part = slice(start, start + _JITTER_CHUNK)
             rows[part] = wh[part].double() * factor[index[part], None]
     return result
+
+
+def jitter_blocks(
+    wh: Tensor,
+    *,
+    scale: float = YOLOV5_SCALE,
+    draws: int = DEFAULT_DRAWS,
+    image_index: Tensor | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> SizeBlocks:
+    """:func:`jitter_wh`'s rows made a block at a time instead of held at once.
+
+    The same values in the same order (``materialise()`` gives ``jitter_wh(wh, ...)`` with the same
+    ``seed``), drawn on ``wh``'s device and delivered on ``device`` (``wh``'s when omitted); every
+    pass over the blocks draws them afresh from ``seed``.
+
+    Raises:
+        ValueError: for a bad ``scale``, ``draws`` or ``image_index``.
+    """
+    check_wh(wh)
+    low, high = scale_range(scale)
+    return SizeBlocks(wh, low=low, high=high, draws=draws, image_index=image_index, seed=seed, device=device)
 
 
 # Boxes per step of jitter_wh's product (float64: 16 MiB per temporary).

@@ -21,7 +21,7 @@ from .blocks import SizeBlocks, pool_blocks, pool_sizes, stats_over
 from .boxes import MIN_BOX_PX, searchable_mask
 from .differential import differential_evolution
 from .evolve import Projection, evolve
-from .jitter import DEFAULT_DRAWS, scale_range
+from .jitter import DEFAULT_DRAWS, jitter_blocks
 from .kmeans import kmeans_starts
 from .levels import clamp_to_strides, stride_bounds
 from .metrics import AnchorStats, check_wh
@@ -298,8 +298,7 @@ def _rows(wh: Tensor | SizeBlocks, settings: SearchSettings) -> SizeBlocks:
         return SizeBlocks(wh)
     # Its own generator from the search's seed: the draws leave the search's stream untouched. Made a
     # draw at a time (the same values as jitter_wh's), so the rows are never all held at once.
-    low, high = scale_range(settings.scale)
-    return SizeBlocks(wh, low=low, high=high, draws=DEFAULT_DRAWS, seed=settings.seed)
+    return jitter_blocks(wh, scale=settings.scale, draws=DEFAULT_DRAWS, seed=settings.seed)
 
 
 def _searchable(rows: SizeBlocks, reducer: Reducer) -> tuple[SizeBlocks, int, int]:

@@ -17,8 +17,7 @@ from ..core._format import format_anchors
 from ..core.defaults import DEFAULT_GEN, DEFAULT_IMGSZ, DEFAULT_METHOD, DEFAULT_METRIC, DEFAULT_N, DEFAULT_SEED
 from ..core.defaults import DEFAULT_THR
 from ..io.datasets import load_boxes
-from ..core.blocks import SizeBlocks
-from ..core.jitter import DEFAULT_DRAWS, scale_range
+from ..core.jitter import jitter_blocks
 from ..core.objectives import Objective
 from ..core.search import search_anchors
 from ..core.settings import SearchSettings
@@ -92,12 +91,8 @@ def kmean_anchors(
         wh = sizes.pixel_wh(img_size, device=device)
     else:  # per image, as training draws it (search_anchors's own scale= has no images and draws per box),
         # made a block at a time (the values of scale_jittered_wh, never all held at once)
-        low, high = scale_range(scale)
         index = torch.as_tensor(sizes.image_index, dtype=torch.long, device=device)
-        wh = SizeBlocks(
-            sizes.pixel_wh(img_size, device=device), low=low, high=high, draws=DEFAULT_DRAWS, image_index=index,
-            seed=settings.seed,
-        )
+        wh = jitter_blocks(sizes.pixel_wh(img_size, device=device), scale=scale, image_index=index, seed=settings.seed)
     result = search_anchors(wh, n, settings=settings, progress=verbose)
     if verbose:
         stats, start = result.stats, result.start_stats

@@ -68,6 +68,6 @@ class CheckOptions:
     def settings_key(self) -> bytes:
         """What every rank of a distributed check must agree on, as bytes."""
         return repr(
-            (self.thr, float(self.imgsz), self.gen, self.bpr_threshold and float(self.bpr_threshold), self.scale,
+            (self.thr, float(self.imgsz), self.gen, self.bpr_threshold, self.scale,
              self.min_stride_units, self.max_stride_units)
         ).encode()

@@ -9,7 +9,7 @@ from autoanchor import load_boxes
 from autoanchor.core import blocks as blocks_module
 from autoanchor.core.boxes import searchable_mask
 from autoanchor.core.blocks import WHOLE_ROWS, SizeBlocks, pool_blocks, stats_over
-from autoanchor.core.jitter import jitter_wh
+from autoanchor.core.jitter import jitter_blocks, jitter_wh
 from autoanchor.core.metrics import anchor_stats_batch
 from autoanchor.core.search import pool_sizes, search_anchors
 
@@ -122,3 +122,11 @@ def test_plain_sizes_past_whole_rows_are_searched_in_blocks(monkeypatch):
     assert WHOLE_ROWS > wh.shape[0]
     assert torch.equal(blocked.anchors, whole.anchors)
     assert blocked.stats.fitness == pytest.approx(whole.stats.fitness, rel=1e-12)
+
+
+def test_jitter_blocks_are_jitter_wh_made_lazily(coco):
+    wh, image_index = coco
+    lazy = jitter_blocks(wh, scale=0.3, draws=4, image_index=image_index, seed=11)
+    assert torch.equal(lazy.materialise(), jitter_wh(wh, scale=0.3, draws=4, image_index=image_index, seed=11))
+    with pytest.raises(ValueError, match="scale"):
+        jitter_blocks(wh, scale=1.5)

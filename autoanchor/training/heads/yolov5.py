@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ...core._format import format_anchors
 from ...core.boxes import BoxSizes
 from ...core.blocks import SizeBlocks, stats_over
-from ...core.jitter import DEFAULT_DRAWS, scale_range
+from ...core.jitter import DEFAULT_DRAWS, jitter_blocks
 from ...core.levels import LevelStats, anchors_below_stride, level_stats, split_levels
 from ...core.parallel import Reducer
 from ...core.search import search_anchors
@@ -187,11 +187,9 @@ class YoloHead(HeadFamily):
             # The distribution training sees: fitted and measured on the same pooled draws
             # (the same on every rank: the generator is seeded alike, then the rows are shared out).
             # The draws are made on the CPU (the same factors on every device), a block at a time.
-            low, high = scale_range(scale)
             index = torch.as_tensor(sizes.image_index, dtype=torch.long)
-            pooled = SizeBlocks(
-                sizes.pixel_wh(imgsz), low=low, high=high, draws=DEFAULT_DRAWS, image_index=index, seed=seed,
-                device=device,
+            pooled = jitter_blocks(
+                sizes.pixel_wh(imgsz), scale=scale, draws=DEFAULT_DRAWS, image_index=index, seed=seed, device=device
             )  # N*draws rows
             share = pooled.sharded(rank, world_size)
             return _YoloData(share, share, scale)
