@@ -78,6 +78,11 @@ _SWEEP_CHAINS = 1
 :attr:`~autoanchor.core.settings.SearchSettings.chains`): the second chain narrows the spread between
 seeds to well under the margins the sweep compares, at twice the time."""
 
+_SWEEP_GROWS = 0
+"""Grow-and-thin kicks per count in the sweep (a full search on more than ``fine_points`` boxes runs
+:data:`~autoanchor.core.settings.MANY_BOX_GROWS_PER_ANCHOR` per anchor): like the second chain, they
+narrow the spread between seeds to well under the margins the sweep compares."""
+
 Data = Union[Tensor, BoxSizes]
 
 
@@ -302,7 +307,8 @@ def advise(
         if key(strides, n) in searched:
             continue
         result = search_anchors(
-            wh, n, thr=thr, gen=sweep_gen, hops=_SWEEP_HOPS, chains=_SWEEP_CHAINS, seed=seed, **bounds(strides)
+            wh, n, thr=thr, gen=sweep_gen, hops=_SWEEP_HOPS, chains=_SWEEP_CHAINS, grows=_SWEEP_GROWS, seed=seed,
+            **bounds(strides),
         )
         searched[key(strides, n)] = result
         logger.info("advise: %d anchors, fitness %.4f, BPR %.4f", n, result.stats.fitness, result.stats.bpr)

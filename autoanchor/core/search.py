@@ -27,10 +27,11 @@ from .levels import clamp_to_strides, stride_bounds
 from .metrics import AnchorStats, check_wh
 from .objectives import Objective, objective_class
 from .parallel import LocalReducer, Reducer
-from .crossover import crossover
+from .crossover import crossover, regrow
 from .defaults import DEFAULT_N
 from .polish import polish
-from .settings import _FINE_CELL, _FINE_CLIMB, _HOP_MIN_STEP, _KICK_SIZE, _MIDDLE_CLIMB, SearchSettings, cpu_threads
+from .settings import _FINE_CELL, _FINE_CLIMB, _GROW_ADDED, _HOP_MIN_STEP, _KICK_SIZE, _MIDDLE_CLIMB, _MIDDLE_GROWS
+from .settings import SearchSettings, cpu_threads
 from .validate import check_int
 
 __all__ = ["SearchResult", "search_anchors", "pool_sizes"]
@@ -111,9 +112,10 @@ def search_anchors(
 
     k-means++ starts on pooled sizes, then ``gen`` generations of evolution, then climbs,
     relocation hops and split-and-merge kicks, with two chains crossed when there are few
-    boxes, and last climbs on finer poolings; ``docs/search.md`` describes each stage and its
-    numbers. Every figure in the result is measured on all kept boxes (both sides of at least
-    2 px), and the result is never less fit than the k-means start.
+    boxes and grow-and-thin kicks when there are many, and last climbs on finer poolings;
+    ``docs/search.md`` describes each stage and its numbers. Every figure in the result is
+    measured on all kept boxes (both sides of at least 2 px), and the result is never less fit
+    than the k-means start.
 
     Args:
         wh (Tensor[N, 2]): box (width, height) in pixels of the letterboxed
@@ -182,12 +184,13 @@ def search_anchors(
 
     chains = settings.chains_for(n_boxes)
     kick_patience = settings.kick_patience_for(n_boxes)
+    hops, grows = settings.hops_for(n_boxes), settings.grows_for(n_boxes, n)
     with cpu_threads(settings.threads, device):
         # Stages 3-5 once per chain, drawing one after another from the same generator: the first
         # chain is exactly a one-chain search. Then the fittest chain is crossed with each other one.
         runs = [  # (k-means start, polished anchors, coarse fitness) per chain
             _chain(
-                objective, coarse_set, evolve_set, coarse, middle, n, settings, kick_patience, generator,
+                objective, coarse_set, evolve_set, coarse, middle, n, settings, hops, kick_patience, generator,
                 progress, project, bounds, label=f" (chain {chain + 1} of {chains})" if chains > 1 else "",
             )
             for chain in range(chains)
@@ -197,6 +200,8 @@ def search_anchors(
         best = runs[0][1]
         for _, other, _ in runs[1:]:
             best, _ = crossover(coarse, best, other, min_step=_HOP_MIN_STEP, bounds=bounds)
+        if grows:
+            best = _regrow(coarse, middle, best, grows, generator, bounds)
         best, _ = polish(middle, best, step=_MIDDLE_CLIMB[0], min_step=_MIDDLE_CLIMB[1], bounds=bounds)
         if not fine_is_middle:
             best, _ = polish(
@@ -225,6 +230,7 @@ def _chain(
     middle: Objective,
     n: int,
     settings: SearchSettings,
+    hops: int,
     kick_patience: int,
     generator: torch.Generator,
     progress: bool,
@@ -247,10 +253,33 @@ def _chain(
     # Steps much finer than a pooling's cells only chase its rounding: each stage stops near them.
     best, fitness = polish(
         coarse, best, relocations=settings.relocations, tries=settings.tries, patience=settings.patience,
-        hops=settings.hops, kicks=settings.kicks, kick_size=_KICK_SIZE, kick_patience=kick_patience,
+        hops=hops, kicks=settings.kicks, kick_size=_KICK_SIZE, kick_patience=kick_patience,
         min_step=_HOP_MIN_STEP, hop_min_step=_HOP_MIN_STEP, generator=generator, bounds=bounds,
     )
     return start, best, fitness
+
+
+def _regrow(
+    coarse: Objective,
+    middle: Objective,
+    anchors: Tensor,
+    grows: int,
+    generator: torch.Generator,
+    bounds: tuple[Tensor, Tensor] | None,
+) -> Tensor:
+    """Stage 7, grow-and-thin kicks: ``grows`` on the coarse pooling; if any gained, a few more judged on the
+    middle one (grown and thinned on the coarse one), where the optima they leave can differ."""
+    kicked, _ = regrow(
+        coarse, anchors, grows=grows, most_added=_GROW_ADDED, min_step=_HOP_MIN_STEP, generator=generator,
+        bounds=bounds,
+    )
+    if torch.equal(kicked, anchors):  # no kick gained: the optimum does not move this way, finer kicks would not pay
+        return anchors
+    kicked, _ = regrow(
+        middle, kicked, grows=_MIDDLE_GROWS, most_added=_GROW_ADDED, min_step=_HOP_MIN_STEP, generator=generator,
+        bounds=bounds, rough=coarse,
+    )
+    return kicked
 
 
 def has_distinct(wh: Tensor, n: int) -> bool:

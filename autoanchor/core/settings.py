@@ -32,6 +32,9 @@ __all__ = [
     "KICK_PATIENCE",
     "MANY_BOX_KICK_PATIENCE",
     "FEW_BOX_CHAINS",
+    "HOPS",
+    "MANY_BOX_HOPS",
+    "MANY_BOX_GROWS_PER_ANCHOR",
     "SEARCH_THREADS",
     "cpu_threads",
 ]
@@ -46,6 +49,8 @@ _MIDDLE_CLIMB = (0.02, 0.004)  # (step, min_step) of the climb on the middle poo
 _FINE_CLIMB = (0.01, 0.002)  # (step, min_step) of the last climb, on the fine pooling
 _KICK_SIZE = 0.3  # half the distance between the two halves of a split anchor, log units (about 35 %)
 _MERGE_PAIRS = 3  # a kick merges one of this many nearest pairs of anchors (drawn at random)
+_GROW_ADDED = 3  # a grow-and-thin kick adds 1, 2, ... up to this many anchors, in turn
+_MIDDLE_GROWS = 3  # grow-and-thin kicks judged on the middle pooling, once those on the coarse one gained
 
 KICK_PATIENCE = 6
 """Kicks in a row without gain before the kicks end, with at most ``fine_points`` boxes (see
@@ -57,6 +62,16 @@ ended within 0.1 % of the best known as with 6, and on 160k tiled VOC boxes (see
 gained at all with 6."""
 FEW_BOX_CHAINS = 2
 """Chains the search runs by default when it has at most ``fine_points`` boxes (see :attr:`SearchSettings.chains`)."""
+HOPS = 48
+"""The most relocation hops, with at most ``fine_points`` boxes (see :attr:`SearchSettings.hops`)."""
+MANY_BOX_HOPS = 24
+"""The most relocation hops with more than ``fine_points`` boxes, where the grow-and-thin kicks take over
+half of their time (see :attr:`SearchSettings.hops`)."""
+MANY_BOX_GROWS_PER_ANCHOR = 2
+"""Grow-and-thin kicks after the chains per anchor searched, with more than ``fine_points`` boxes (see
+:attr:`SearchSettings.grows`): 18 for 9 anchors, 24 for 12. Seeds 0-39 on WIDER FACE val at 1280 (12
+anchors, ``metric="iou"``, the hardest row of ``benchmarks/seed_tail.py``): 33 end within 0.1 % of the
+best known, against 27 with 16 kicks and 13 without."""
 SEARCH_THREADS = 1
 """Torch CPU threads during a search's small-tensor stages, unless ``threads`` says otherwise."""
 
@@ -139,14 +154,20 @@ class SearchSettings:
     """Relocations climbed from per draw."""
     patience: int = 3
     """Draws in a row without gain before the hops end."""
-    hops: int = 48
-    """The most relocations climbed from in all."""
+    hops: Union[int, None] = None
+    """The most relocations climbed from in all; ``None``: :data:`HOPS` with at most :attr:`fine_points`
+    boxes, else :data:`MANY_BOX_HOPS` (:meth:`hops_for`)."""
     kicks: int = 24
     """The most split-and-merge kicks after the hops (0: none); they end sooner after
     :attr:`kick_patience` in a row without gain."""
     kick_patience: Union[int, None] = None
     """Kicks in a row without gain before the kicks end; ``None``: :data:`KICK_PATIENCE` with at
     most :attr:`fine_points` boxes, else :data:`MANY_BOX_KICK_PATIENCE` (:meth:`kick_patience_for`)."""
+    grows: Union[int, None] = None
+    """Grow-and-thin kicks after the chains (0: none; :func:`~autoanchor.core.crossover.regrow`): anchors
+    added where boxes lose most, the grown set climbed and thinned back; ``None``: none with at most
+    :attr:`fine_points` boxes, else :data:`MANY_BOX_GROWS_PER_ANCHOR` per anchor (:meth:`grows_for`). Why
+    they help with many boxes: ``docs/search.md``, stage 7."""
     chains: Union[int, None] = None
     """Independent runs of the k-means starts, evolution, hops and kicks, whose results are then
     crossed (:func:`~autoanchor.core.crossover.crossover`) before the last climbs; ``None``:
@@ -185,8 +206,10 @@ class SearchSettings:
             set_(self, name, check_int(name, getattr(self, name), low=low, optional=True))
         for name in ("starts", "kmeans_iters", "fine_points", "tries", "patience"):
             set_(self, name, check_int(name, getattr(self, name), low=1))
-        for name in ("relocations", "hops", "kicks"):
+        for name in ("relocations", "kicks"):
             set_(self, name, check_int(name, getattr(self, name), low=0))
+        for name in ("hops", "grows"):
+            set_(self, name, check_int(name, getattr(self, name), low=0, optional=True))
         for name in ("evolve_cell", "coarse_cell", "middle_cell"):
             set_(self, name, check_float(name, getattr(self, name), low=0, what="(log units)", optional=True))
         set_(self, "strides", _check_strides(self.strides))
@@ -237,7 +260,7 @@ class SearchSettings:
         """Whether a search of ``n_boxes`` boxes counts as one of few boxes: at most :attr:`fine_points`.
 
         Its fine pooling then keeps every distinct size, each box weighs much in the fitness, and
-        the defaults of :attr:`chains` and :attr:`kick_patience` spend more on leaving optima.
+        the defaults of :attr:`chains`, :attr:`hops`, :attr:`kick_patience` and :attr:`grows` differ.
         """
         return n_boxes <= self.fine_points
 
@@ -246,6 +269,18 @@ class SearchSettings:
         if self.chains is not None:
             return self.chains
         return FEW_BOX_CHAINS if self.few_boxes(n_boxes) else 1
+
+    def hops_for(self, n_boxes: int) -> int:
+        """:attr:`hops`, or its default for a search of ``n_boxes`` boxes."""
+        if self.hops is not None:
+            return self.hops
+        return HOPS if self.few_boxes(n_boxes) else MANY_BOX_HOPS
+
+    def grows_for(self, n_boxes: int, n: int) -> int:
+        """:attr:`grows`, or its default for a search of ``n`` anchors on ``n_boxes`` boxes."""
+        if self.grows is not None:
+            return self.grows
+        return 0 if self.few_boxes(n_boxes) else MANY_BOX_GROWS_PER_ANCHOR * n
 
     def kick_patience_for(self, n_boxes: int) -> int:
         """:attr:`kick_patience`, or its default for a search of ``n_boxes`` boxes."""
