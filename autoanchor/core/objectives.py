@@ -112,6 +112,10 @@ class Objective:
     """The ``distance`` of :func:`autoanchor.core.kmeans.kmeans` for the starts."""
     kmeans_update: ClassVar[str] = "mean"
     """The ``update`` of :func:`autoanchor.core.kmeans.kmeans` for the starts."""
+    middle_grows_per_anchor: ClassVar[int] = 0
+    """Grow-and-thin kicks per anchor that a search of many boxes judges on its middle pooling once
+    those on the coarse pooling gained (at least
+    :data:`~autoanchor.core.settings.MIDDLE_GROWS`; see ``docs/search.md``, stage 7)."""
 
     def __init__(
         self,
@@ -375,8 +379,22 @@ class IoUObjective(Objective):
     cells = Cells(middle=0.02, coarse=0.06)
     kmeans_distance = "iou"
     kmeans_update = "median"
+    middle_grows_per_anchor = 2
 
     pairwise = staticmethod(wh_iou)
 
     def match(self, anchors: Tensor, rows: Rows = slice(None)) -> Tensor:
         return size_iou(self.wh[rows][None, :, None, :], anchors[:, None, :, :])  # [P,m,K]
+
+    def reachable(self, raw: Tensor, owner: Tensor, reach: float) -> Tensor:
+        # Scaling an anchor's width (or height) by e^t changes its log IoU with any box by at
+        # most |t|: below the box's side only the intersection grows, and never faster than the
+        # union; above it only the union does. A move of at most `reach` per side therefore
+        # multiplies the IoU by at most e^(2 reach), and a box not won by the anchor can change
+        # only if that lifts the anchor past its best. The margin absorbs float32 rounding.
+        limit = raw.amax(0)  # [M]
+        mask = raw * math.exp(2 * reach + 1e-4) >= limit  # [K,M]
+        return mask.scatter_(0, owner[None], True)
+
+    def gathered_scores(self, rows: Tensor, positions: Tensor) -> Tensor:
+        return size_iou(self.wh[rows][:, None, :, :], positions[:, :, None, :])  # [K,D,R]

@@ -30,7 +30,7 @@ from .parallel import LocalReducer, Reducer
 from .crossover import crossover, regrow
 from .defaults import DEFAULT_N
 from .polish import polish
-from .settings import _FINE_CELL, _FINE_CLIMB, _GROW_ADDED, _HOP_MIN_STEP, _KICK_SIZE, _MIDDLE_CLIMB, _MIDDLE_GROWS
+from .settings import _FINE_CELL, _FINE_CLIMB, _GROW_ADDED, _HOP_MIN_STEP, _KICK_SIZE, _MIDDLE_CLIMB
 from .settings import SearchSettings, cpu_threads
 from .validate import check_int
 
@@ -185,6 +185,7 @@ def search_anchors(
     chains = settings.chains_for(n_boxes)
     kick_patience = settings.kick_patience_for(n_boxes)
     hops, grows = settings.hops_for(n_boxes), settings.grows_for(n_boxes, n)
+    middle_grows = settings.middle_grows_for(n)
     with cpu_threads(settings.threads, device):
         # Stages 3-5 once per chain, drawing one after another from the same generator: the first
         # chain is exactly a one-chain search. Then the fittest chain is crossed with each other one.
@@ -201,7 +202,7 @@ def search_anchors(
         for _, other, _ in runs[1:]:
             best, _ = crossover(coarse, best, other, min_step=_HOP_MIN_STEP, bounds=bounds)
         if grows:
-            best = _regrow(coarse, middle, best, grows, generator, bounds)
+            best = _regrow(coarse, middle, best, grows, middle_grows, generator, bounds)
         best, _ = polish(middle, best, step=_MIDDLE_CLIMB[0], min_step=_MIDDLE_CLIMB[1], bounds=bounds)
         if not fine_is_middle:
             best, _ = polish(
@@ -264,11 +265,12 @@ def _regrow(
     middle: Objective,
     anchors: Tensor,
     grows: int,
+    middle_grows: int,
     generator: torch.Generator,
     bounds: tuple[Tensor, Tensor] | None,
 ) -> Tensor:
-    """Stage 7, grow-and-thin kicks: ``grows`` on the coarse pooling; if any gained, a few more judged on the
-    middle one (grown and thinned on the coarse one), where the optima they leave can differ."""
+    """Stage 7, grow-and-thin kicks: ``grows`` on the coarse pooling; if any gained, ``middle_grows`` judged on
+    the middle one (grown and thinned on the coarse one), where the optima they leave can differ."""
     kicked, _ = regrow(
         coarse, anchors, grows=grows, most_added=_GROW_ADDED, min_step=_HOP_MIN_STEP, generator=generator,
         bounds=bounds,
@@ -276,7 +278,7 @@ def _regrow(
     if torch.equal(kicked, anchors):  # no kick gained: the optimum does not move this way, finer kicks would not pay
         return anchors
     kicked, _ = regrow(
-        middle, kicked, grows=_MIDDLE_GROWS, most_added=_GROW_ADDED, min_step=_HOP_MIN_STEP, generator=generator,
+        middle, kicked, grows=middle_grows, most_added=_GROW_ADDED, min_step=_HOP_MIN_STEP, generator=generator,
         bounds=bounds, rough=coarse,
     )
     return kicked

@@ -35,6 +35,7 @@ __all__ = [
     "HOPS",
     "MANY_BOX_HOPS",
     "MANY_BOX_GROWS_PER_ANCHOR",
+    "MIDDLE_GROWS",
     "SEARCH_THREADS",
     "cpu_threads",
 ]
@@ -50,7 +51,6 @@ _FINE_CLIMB = (0.01, 0.002)  # (step, min_step) of the last climb, on the fine p
 _KICK_SIZE = 0.3  # half the distance between the two halves of a split anchor, log units (about 35 %)
 _MERGE_PAIRS = 3  # a kick merges one of this many nearest pairs of anchors (drawn at random)
 _GROW_ADDED = 3  # a grow-and-thin kick adds 1, 2, ... up to this many anchors, in turn
-_MIDDLE_GROWS = 3  # grow-and-thin kicks judged on the middle pooling, once those on the coarse one gained
 
 KICK_PATIENCE = 6
 """Kicks in a row without gain before the kicks end, with at most ``fine_points`` boxes (see
@@ -70,8 +70,12 @@ half of their time (see :attr:`SearchSettings.hops`)."""
 MANY_BOX_GROWS_PER_ANCHOR = 2
 """Grow-and-thin kicks after the chains per anchor searched, with more than ``fine_points`` boxes (see
 :attr:`SearchSettings.grows`): 18 for 9 anchors, 24 for 12. Seeds 0-39 on WIDER FACE val at 1280 (12
-anchors, ``metric="iou"``, the hardest row of ``benchmarks/seed_tail.py``): 33 end within 0.1 % of the
-best known, against 27 with 16 kicks and 13 without."""
+anchors, ``metric="iou"``, the hardest row of ``benchmarks/seed_tail.py``), with 3 middle kicks: 33 end
+within 0.1 % of the best known, against 27 with 16 kicks and 13 without; with IoU's 24 middle kicks, 39."""
+MIDDLE_GROWS = 3
+"""The fewest grow-and-thin kicks judged on the middle pooling once those on the coarse one gained (see
+:attr:`SearchSettings.middle_grows`); an objective may ask for more per anchor
+(:attr:`~autoanchor.core.objectives.Objective.middle_grows_per_anchor`)."""
 SEARCH_THREADS = 1
 """Torch CPU threads during a search's small-tensor stages, unless ``threads`` says otherwise."""
 
@@ -168,6 +172,10 @@ class SearchSettings:
     added where boxes lose most, the grown set climbed and thinned back; ``None``: none with at most
     :attr:`fine_points` boxes, else :data:`MANY_BOX_GROWS_PER_ANCHOR` per anchor (:meth:`grows_for`). Why
     they help with many boxes: ``docs/search.md``, stage 7."""
+    middle_grows: Union[int, None] = None
+    """Grow-and-thin kicks judged on the middle pooling, run once those of :attr:`grows` gained;
+    ``None``: the objective's :attr:`~autoanchor.core.objectives.Objective.middle_grows_per_anchor`
+    per anchor, and at least :data:`MIDDLE_GROWS` (:meth:`middle_grows_for`)."""
     chains: Union[int, None] = None
     """Independent runs of the k-means starts, evolution, hops and kicks, whose results are then
     crossed (:func:`~autoanchor.core.crossover.crossover`) before the last climbs; ``None``:
@@ -208,7 +216,7 @@ class SearchSettings:
             set_(self, name, check_int(name, getattr(self, name), low=1))
         for name in ("relocations", "kicks"):
             set_(self, name, check_int(name, getattr(self, name), low=0))
-        for name in ("hops", "grows"):
+        for name in ("hops", "grows", "middle_grows"):
             set_(self, name, check_int(name, getattr(self, name), low=0, optional=True))
         for name in ("evolve_cell", "coarse_cell", "middle_cell"):
             set_(self, name, check_float(name, getattr(self, name), low=0, what="(log units)", optional=True))
@@ -281,6 +289,12 @@ class SearchSettings:
         if self.grows is not None:
             return self.grows
         return 0 if self.few_boxes(n_boxes) else MANY_BOX_GROWS_PER_ANCHOR * n
+
+    def middle_grows_for(self, n: int) -> int:
+        """:attr:`middle_grows`, or its default for a search of ``n`` anchors."""
+        if self.middle_grows is not None:
+            return self.middle_grows
+        return max(MIDDLE_GROWS, self.objective.middle_grows_per_anchor * n)
 
     def kick_patience_for(self, n_boxes: int) -> int:
         """:attr:`kick_patience`, or its default for a search of ``n_boxes`` boxes."""

@@ -19,7 +19,7 @@ from autoanchor.core.objectives import (
     objective_names,
     register_objective,
 )
-from autoanchor.core.polish import polish
+from autoanchor.core.polish import _DIRECTIONS, _Scores, polish
 from autoanchor.core.registry import OBJECTIVES
 from autoanchor.core.search import search_anchors
 from helpers import generator
@@ -121,17 +121,39 @@ def test_linf_distance_known_values():
     assert torch.equal(linf_distance(a, b, dim=0), expected)
 
 
-def test_ratio_reachable_holds_every_box_a_small_move_can_change():
-    wh = random_sizes((300, 2), seed=8)
+@pytest.mark.parametrize("cls", [RatioObjective, IoUObjective])
+@pytest.mark.parametrize("reach", [0.008, 0.05, 0.3])
+def test_reachable_holds_every_box_a_small_move_can_change(cls, reach):
+    wh = random_sizes((3000, 2), seed=8)
     anchors = random_sizes((5, 2), seed=9, low=10, high=200)
-    objective = RatioObjective(wh, thr=4.0)
+    objective = cls(wh, thr=4.0)
     raw = objective.pair_raw(anchors)  # [K,M]
     table = objective.raw_score(raw)
     first = table.amax(0)
-    mask = objective.reachable(raw, table.argmax(0), reach=0.05)
+    mask = objective.reachable(raw, table.argmax(0), reach=reach)
+    assert bool(mask.any(0).all()) and not bool(mask.all())  # every box under its owner; not every box everywhere
     for k in range(5):
-        for direction in ((1, 0), (0, -1), (1, 1), (-1, 1)):
+        for direction in ((1, 0), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1)):
+            for fraction in (0.25, 1.0):  # inside the reach and at its edge
+                moved = anchors.clone()
+                moved[k] = anchors[k] * torch.tensor(direction).mul(reach * fraction).exp()
+                changed = objective.match(moved[None])[0].amax(-1) != first  # [M]
+                assert not bool((changed & ~mask[k]).any())
+
+
+@pytest.mark.parametrize("cls", [RatioObjective, IoUObjective])
+def test_moves_scored_on_reachable_boxes_match_a_full_recount(cls):
+    # many boxes: try_near_moves gathers each anchor's reachable boxes; the plain reference scores
+    # every moved set on every box
+    wh = random_sizes((40_000, 2), seed=10)
+    anchors = random_sizes((6, 2), seed=11, low=10, high=200)
+    objective = cls(wh, thr=4.0)
+    scores = _Scores(objective, anchors)
+    positions = anchors[:, None, :] * (_DIRECTIONS * 0.02).exp()  # [K,D,2]
+    assert not scores.dense(positions)
+    near = scores.try_near_moves(positions, 0.02)  # [K,D]
+    for k in range(anchors.shape[0]):
+        for d in range(positions.shape[1]):
             moved = anchors.clone()
-            moved[k] = anchors[k] * torch.tensor(direction).mul(0.05).exp()
-            changed = objective.match(moved[None])[0].amax(-1) != first  # [M]
-            assert not bool((changed & ~mask[k]).any())
+            moved[k] = positions[k, d]
+            assert float(near[k, d]) == pytest.approx(float(objective(moved)), abs=1e-9)

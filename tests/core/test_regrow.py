@@ -13,10 +13,10 @@ import torch
 
 from autoanchor.core.crossover import regrow
 from autoanchor.core.levels import stride_bounds, within_stride_bounds
-from autoanchor.core.objectives import make_objective
+from autoanchor.core.objectives import make_objective, objective_class
 from autoanchor.core.polish import polish
 from autoanchor.core.search import pool_sizes, search_anchors
-from autoanchor.core.settings import HOPS, MANY_BOX_GROWS_PER_ANCHOR, MANY_BOX_HOPS, SearchSettings
+from autoanchor.core.settings import HOPS, MANY_BOX_GROWS_PER_ANCHOR, MANY_BOX_HOPS, MIDDLE_GROWS, SearchSettings
 
 
 def _three_clusters() -> torch.Tensor:
@@ -95,7 +95,12 @@ def test_default_grows_and_hops_follow_the_box_count():
     assert settings.hops_for(settings.fine_points + 1) == MANY_BOX_HOPS == 24
     assert SearchSettings(grows=5).grows_for(10, 9) == 5 and SearchSettings(grows=0).grows_for(10**6, 9) == 0
     assert SearchSettings(hops=7).hops_for(10**6) == 7
-    for name in ("grows", "hops"):
+    # on the middle pooling: a few for the ratio metric, as many as on the coarse one for IoU
+    assert settings.middle_grows_for(9) == settings.middle_grows_for(12) == MIDDLE_GROWS == 3
+    iou = SearchSettings(metric="iou")
+    assert (iou.middle_grows_for(9), iou.middle_grows_for(12), iou.middle_grows_for(1)) == (18, 24, MIDDLE_GROWS)
+    assert SearchSettings(middle_grows=0, metric="iou").middle_grows_for(12) == 0
+    for name in ("grows", "hops", "middle_grows"):
         for bad in (-1, 1.5, True):
             with pytest.raises(ValueError, match=f"{name} must be an integer of at least 0, got {bad!r}"):
                 SearchSettings(**{name: bad})
@@ -128,19 +133,22 @@ def test_few_box_searches_never_regrow(monkeypatch):
     assert [call["grows"] for call in calls][:1] == [3]
 
 
+@pytest.mark.parametrize("metric, middle_grows", [("ratio", MIDDLE_GROWS), ("iou", 9 * 2)])
 @pytest.mark.parametrize("seed", range(4))
-def test_many_box_searches_regrow_and_go_finer_only_after_a_gain(monkeypatch, seed):
+def test_many_box_searches_regrow_and_go_finer_only_after_a_gain(monkeypatch, seed, metric, middle_grows):
     calls = _record_regrows(monkeypatch)
     wh = _log_uniform(3000, 10 + seed)
-    first = search_anchors(wh, 9, gen=50, seed=seed, fine_points=2000)  # 3000 boxes count as many
+    # 3000 boxes count as many
+    first = search_anchors(wh, 9, gen=50, seed=seed, fine_points=2000, metric=metric)
     coarse = calls[0]
     assert coarse["grows"] == 9 * MANY_BOX_GROWS_PER_ANCHOR and coarse["rough"] is None
     if coarse["gained"]:
-        assert len(calls) == 2 and calls[1]["grows"] == 3
+        assert len(calls) == 2 and calls[1]["grows"] == middle_grows
         assert calls[1]["rough"] is not None and calls[1]["rough"].wh.shape[0] == coarse["points"]
-        assert calls[1]["points"] > coarse["points"]  # judged on the finer (middle) pooling
+        assert calls[1]["points"] >= coarse["points"]  # judged on the middle pooling (as fine or finer)
     else:
         assert len(calls) == 1
-    again = search_anchors(wh, 9, gen=50, seed=seed, fine_points=2000)
+    again = search_anchors(wh, 9, gen=50, seed=seed, fine_points=2000, metric=metric)
     assert torch.equal(first.anchors, again.anchors)  # the same seed, the same anchors
-    assert first.objective >= first.start_stats.fitness - 1e-9  # never below the k-means start
+    start_figure = objective_class(metric).figure(first.start_stats)
+    assert first.objective >= start_figure - 1e-9  # never below the k-means start
