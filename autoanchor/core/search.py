@@ -29,7 +29,7 @@ from .objectives import Objective, objective_class
 from .parallel import LocalReducer, Reducer
 from .crossover import crossover, regrow
 from .defaults import DEFAULT_N
-from .polish import polish
+from .polish import pair_moves, polish
 from .settings import _FINE_CELL, _FINE_CLIMB, _GROW_ADDED, _HOP_MIN_STEP, _KICK_SIZE, _MIDDLE_CLIMB
 from .settings import SearchSettings, cpu_threads
 from .validate import check_int
@@ -112,7 +112,8 @@ def search_anchors(
 
     k-means++ starts on pooled sizes, then ``gen`` generations of evolution, then climbs,
     relocation hops and split-and-merge kicks, with two chains crossed when there are few
-    boxes and grow-and-thin kicks when there are many, and last climbs on finer poolings;
+    boxes and grow-and-thin kicks when there are many, last climbs on finer poolings and
+    moves of two neighbouring anchors at once;
     ``docs/search.md`` describes each stage and its numbers. Every figure in the result is
     measured on all kept boxes (both sides of at least 2 px), and the result is never less fit
     than the k-means start.
@@ -204,10 +205,13 @@ def search_anchors(
         if grows:
             best = _regrow(coarse, middle, best, grows, middle_grows, generator, bounds)
         best, _ = polish(middle, best, step=_MIDDLE_CLIMB[0], min_step=_MIDDLE_CLIMB[1], bounds=bounds)
+        fine = middle if fine_is_middle else objective(*fine_set, thr=thr)
         if not fine_is_middle:
-            best, _ = polish(
-                objective(*fine_set, thr=thr), best, step=_FINE_CLIMB[0], min_step=_FINE_CLIMB[1], bounds=bounds
-            )
+            best, _ = polish(fine, best, step=_FINE_CLIMB[0], min_step=_FINE_CLIMB[1], bounds=bounds)
+        if settings.pairs:  # stage 9: neighbouring anchors moved together, then the last climb again
+            moved, _ = pair_moves(fine, best, near=settings.pairs, bounds=bounds)
+            if not torch.equal(moved, best):
+                best, _ = polish(fine, moved, step=_FINE_CLIMB[0], min_step=_FINE_CLIMB[1], bounds=bounds)
 
     start_stats, stats = stats_over(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
     if objective.figure(stats) < objective.figure(start_stats):  # pooling can mislead; never worse than the start

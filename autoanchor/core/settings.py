@@ -176,6 +176,10 @@ class SearchSettings:
     """Grow-and-thin kicks judged on the middle pooling, run once those of :attr:`grows` gained;
     ``None``: the objective's :attr:`~autoanchor.core.objectives.Objective.middle_grows_per_anchor`
     per anchor, and at least :data:`MIDDLE_GROWS` (:meth:`middle_grows_for`)."""
+    pairs: int = 8
+    """The last stage's candidate sizes per anchor (0: no such stage): two anchors neighbouring in area
+    are moved together onto the pooled sizes nearest to them, every combination scored on the finest
+    pooling (:func:`~autoanchor.core.polish.pair_moves`), while that gains; ``docs/search.md``, stage 9."""
     chains: Union[int, None] = None
     """Independent runs of the k-means starts, evolution, hops and kicks, whose results are then
     crossed (:func:`~autoanchor.core.crossover.crossover`) before the last climbs; ``None``:
@@ -214,7 +218,7 @@ class SearchSettings:
             set_(self, name, check_int(name, getattr(self, name), low=low, optional=True))
         for name in ("starts", "kmeans_iters", "fine_points", "tries", "patience"):
             set_(self, name, check_int(name, getattr(self, name), low=1))
-        for name in ("relocations", "kicks"):
+        for name in ("relocations", "kicks", "pairs"):
             set_(self, name, check_int(name, getattr(self, name), low=0))
         for name in ("hops", "grows", "middle_grows"):
             set_(self, name, check_int(name, getattr(self, name), low=0, optional=True))
