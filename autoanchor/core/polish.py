@@ -527,20 +527,31 @@ def pair_moves(
     log_sizes = sizes.log()
     weights = objective.weights_double
     for _ in range(max_rounds):
-        table = objective.raw_score(objective.pair_raw(current))  # [K,M]
+        scores = _Scores(objective, current)
+        local = scores.local_sum()
         best_total, best_set = float(fitness) + 1e-12, None
         for i in range(k - 1):
-            # Each box's best score among the anchors other than i and i+1.
-            others = torch.cat([table[:i], table[i + 2 :]]).amax(0) if k > 2 else torch.zeros_like(table[0])
-            candidates = []
+            candidates, reach = [], 0.0
             for j in (i, i + 1):
-                distance = (log_sizes - current[j].log()).abs().amax(1)  # [M]
-                candidates.append(sizes[distance.topk(near, largest=False).indices])  # [C,2]
-            first, second = (objective.raw_score(objective.pair_raw(c)) for c in candidates)  # [C,M] each
-            scores = torch.maximum(torch.maximum(first[:, None, :], second[None, :, :]), others)  # [C,C,M]
-            totals = objective.reducer.sum((scores.double() @ weights).flatten()) / objective.total_weight  # [C*C]
-            order = totals.argsort(descending=True)
-            for index in order.tolist():
+                distance, nearest = (log_sizes - current[j].log()).abs().amax(1).topk(near, largest=False)
+                candidates.append(sizes[nearest])  # [C,2]
+                reach = max(reach, float(distance.max()))
+            # Only boxes the two anchors win, or that a candidate could win, can change.
+            reachable = objective.reachable(scores.raw, scores.owner, reach)
+            rows = (
+                torch.arange(sizes.shape[0], device=sizes.device)
+                if reachable is None
+                else (reachable[i] | reachable[i + 1]).nonzero()[:, 0]
+            )
+            # Each box's best score among the anchors other than i and i+1.
+            others = torch.cat([scores.table[:i, rows], scores.table[i + 2 :, rows]]).amax(0) if k > 2 else None
+            first, second = (objective.raw_score(objective.pair_raw(c, rows)) for c in candidates)  # [C,R] each
+            pair = torch.maximum(first[:, None, :], second[None, :, :])  # [C,C,R]
+            if others is not None:
+                pair = torch.maximum(pair, others)
+            kept = local - scores.first[rows].double() @ weights[rows]  # the boxes no candidate can change
+            totals = objective.reducer.sum((kept + pair.double() @ weights[rows]).flatten()) / objective.total_weight
+            for index in totals.argsort(descending=True).tolist():
                 total = float(totals[index])
                 if total <= best_total:
                     break

@@ -208,14 +208,22 @@ def search_anchors(
         fine = middle if fine_is_middle else objective(*fine_set, thr=thr)
         if not fine_is_middle:
             best, _ = polish(fine, best, step=_FINE_CLIMB[0], min_step=_FINE_CLIMB[1], bounds=bounds)
+        candidates = [start, best]
         if settings.pairs:  # stage 9: neighbouring anchors moved together, then the last climb again
             moved, _ = pair_moves(fine, best, near=settings.pairs, bounds=bounds)
             if not torch.equal(moved, best):
-                best, _ = polish(fine, moved, step=_FINE_CLIMB[0], min_step=_FINE_CLIMB[1], bounds=bounds)
+                moved, _ = polish(fine, moved, step=_FINE_CLIMB[0], min_step=_FINE_CLIMB[1], bounds=bounds)
+                candidates.append(moved)
 
-    start_stats, stats = stats_over(kept, torch.stack([start, best]), thr=thr, reducer=reducer)
-    if objective.figure(stats) < objective.figure(start_stats):  # pooling can mislead; never worse than the start
-        best, stats = start, start_stats
+    # Pooling can mislead: judged on every box, the last stage's move is kept only if it gains, and
+    # the result is never worse than the k-means start (all in one pass over the boxes).
+    measured = stats_over(kept, torch.stack(candidates), thr=thr, reducer=reducer)
+    start_stats = measured[0]
+    figures = [objective.figure(stats) for stats in measured]
+    chosen = len(figures) - 1 if figures[-1] > figures[1] else 1
+    if figures[chosen] < figures[0]:
+        chosen = 0
+    best, stats = candidates[chosen], measured[chosen]
     order = best.prod(-1).argsort()
     return SearchResult(
         anchors=best[order].float(),

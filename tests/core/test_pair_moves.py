@@ -15,7 +15,7 @@ import torch
 from autoanchor.core.levels import stride_bounds, within_stride_bounds
 from autoanchor.core.objectives import make_objective
 from autoanchor.core.polish import pair_moves
-from autoanchor.core.search import search_anchors
+from autoanchor.core.search import pool_sizes, search_anchors
 from autoanchor.core.settings import SearchSettings
 
 SIDES = torch.arange(4.0, 10.0)  # square boxes of 4-9 px
@@ -59,6 +59,29 @@ def test_the_result_is_a_recounted_gain_never_a_loss(metric, seed):
     # every anchor that moved sits on a box size
     changed = [a for a in moved.tolist() if a not in anchors.tolist()]
     assert all(a in wh.tolist() for a in changed)
+
+
+@pytest.mark.parametrize("metric", ["ratio", "iou"])
+def test_one_round_takes_the_best_pair_move_a_plain_loop_finds(metric):
+    g = torch.Generator().manual_seed(7)
+    wh = torch.randint(3, 40, (20_000, 2), generator=g).float()  # many boxes: scored on reachable ones only
+    objective = make_objective(metric, *pool_sizes(wh))
+    anchors = torch.tensor([[5.0, 6.0], [9.0, 8.0], [14.0, 15.0], [22.0, 20.0], [33.0, 31.0]])
+    near = 4
+    best, best_fitness = anchors, float(objective(anchors))
+    sizes, log_sizes = objective.wh, objective.wh.log()
+    for i in range(4):  # the plain loop: every pair, every combination, the whole set recounted
+        nearest = [sizes[(log_sizes - anchors[j].log()).abs().amax(1).topk(near, largest=False).indices] for j in (i, i + 1)]
+        for a in nearest[0]:
+            for b in nearest[1]:
+                trial = anchors.clone()
+                trial[i], trial[i + 1] = a, b
+                fitness = float(objective(trial))
+                if fitness > best_fitness + 1e-12:
+                    best, best_fitness = trial, fitness
+    moved, reached = pair_moves(objective, anchors, near=near, max_rounds=1)
+    assert float(reached) == pytest.approx(best_fitness, abs=1e-9) and best_fitness > float(objective(anchors))
+    assert sorted(moved.tolist()) == sorted(best.tolist())
 
 
 def test_nothing_to_try_leaves_the_anchors():
@@ -120,3 +143,18 @@ def test_pair_moves_keep_the_search_within_stride_bounds(monkeypatch):
 def test_pairs_must_be_a_count(bad):
     with pytest.raises(ValueError, match=f"pairs must be an integer of at least 0, got {bad!r}"):
         SearchSettings(pairs=bad)
+
+
+def test_a_pair_move_that_loses_on_every_box_is_not_kept(monkeypatch):
+    # The pair moves judge on the finest pooling; the search keeps their result only if it also gains
+    # when measured on every box. A stand-in that always makes things worse must leave the result alone.
+    import autoanchor.core.search as search_module
+
+    def worse(objective, anchors, **kwargs):
+        return anchors * 1.5, objective(anchors * 1.5)
+
+    wh = torch.randint(3, 60, (800, 2), generator=torch.Generator().manual_seed(8)).float()
+    without = search_anchors(wh, 6, gen=30, seed=0, pairs=0)
+    monkeypatch.setattr(search_module, "pair_moves", worse)
+    with_worse = search_anchors(wh, 6, gen=30, seed=0)
+    assert torch.equal(with_worse.anchors, without.anchors) and with_worse.stats == without.stats
