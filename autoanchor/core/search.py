@@ -29,7 +29,8 @@ from .objectives import Objective, objective_class
 from .parallel import LocalReducer, Reducer
 from .crossover import crossover, regrow
 from .defaults import DEFAULT_N
-from .polish import pair_moves, polish
+from .pairs import pair_moves
+from .polish import polish
 from .settings import _FINE_CELL, _FINE_CLIMB, _GROW_ADDED, _HOP_MIN_STEP, _KICK_SIZE, _MIDDLE_CLIMB
 from .settings import SearchSettings, cpu_threads
 from .validate import check_int

@@ -179,7 +179,7 @@ class SearchSettings:
     pairs: int = 8
     """The last stage's candidate sizes per anchor (0: no such stage): two anchors neighbouring in area
     are moved together onto the pooled sizes nearest to them, every combination scored on the finest
-    pooling (:func:`~autoanchor.core.polish.pair_moves`), while that gains; ``docs/search.md``, stage 9."""
+    pooling (:func:`~autoanchor.core.pairs.pair_moves`), while that gains; ``docs/search.md``, stage 9."""
     chains: Union[int, None] = None
     """Independent runs of the k-means starts, evolution, hops and kicks, whose results are then
     crossed (:func:`~autoanchor.core.crossover.crossover`) before the last climbs; ``None``:

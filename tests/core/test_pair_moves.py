@@ -14,7 +14,7 @@ import torch
 
 from autoanchor.core.levels import stride_bounds, within_stride_bounds
 from autoanchor.core.objectives import make_objective
-from autoanchor.core.polish import pair_moves
+from autoanchor.core.pairs import pair_moves
 from autoanchor.core.search import pool_sizes, search_anchors
 from autoanchor.core.settings import SearchSettings
 
