@@ -33,7 +33,9 @@ def pair_moves(
     ``near`` pooled sizes nearest to the first (L∞ distance of log sizes) with the
     ``near`` nearest to the second is scored exactly, from each box's best score among
     the other anchors; the best gain over all pairs is taken, and the rounds go on
-    until none gains. On sizes that sit on a lattice (whole pixels of small objects,
+    until none gains. Only the boxes the two anchors win, or that a candidate could win
+    (the objective's :meth:`~autoanchor.core.objectives.Objective.reachable` bound), are
+    scored; the others keep their best. On sizes that sit on a lattice (whole pixels of small objects,
     letterboxed) two neighbouring anchors often have to step to the next lattice
     points together: each alone loses, so no climb of one anchor at a time, nor a
     relocation, makes the move.
@@ -47,8 +49,8 @@ def pair_moves(
             them is not taken (the next best move is).
 
     Returns:
-        ``(anchors [K, 2], fitness [])``, never less fit than ``anchors``; the anchors
-        keep their order by area only when no move was taken.
+        ``(anchors [K, 2], fitness [])``, never less fit than ``anchors``: sorted by area
+        when a move was taken, else ``anchors`` as given.
 
     Example:
         >>> from autoanchor.core.objectives import make_objective
