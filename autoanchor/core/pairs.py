@@ -77,12 +77,11 @@ def pair_moves(
         scores = _Scores(objective, current)
         local = scores.local_sum()
         best_total, best_set = float(fitness) + 1e-12, None
+        # Each anchor's nearest sizes (L∞ in log space) and how far the farthest of them lies.
+        distance, nearest = (log_sizes - current.log()[:, None]).abs().amax(-1).topk(near, largest=False)  # [K,C]
+        farthest = distance.amax(1).tolist()  # [K]
         for i in range(k - 1):
-            candidates, reach = [], 0.0
-            for j in (i, i + 1):
-                distance, nearest = (log_sizes - current[j].log()).abs().amax(1).topk(near, largest=False)
-                candidates.append(sizes[nearest])  # [C,2]
-                reach = max(reach, float(distance.max()))
+            candidates, reach = (sizes[nearest[i]], sizes[nearest[i + 1]]), max(farthest[i], farthest[i + 1])
             # Only boxes the two anchors win, or that a candidate could win, can change.
             reachable = objective.reachable(scores.raw, scores.owner, reach)
             rows = (

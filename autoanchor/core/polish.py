@@ -472,4 +472,3 @@ def polish(
     if reached < start_fitness:  # scores are float32, so a move's gain can be off by an ulp or so
         return start, start_fitness
     return scores.anchors, reached
-

@@ -276,23 +276,23 @@ class SearchSettings:
         """
         return n_boxes <= self.fine_points
 
+    def _by_box_count(self, value: Union[int, None], n_boxes: int, few: int, many: int) -> int:
+        """``value`` when it is set, else ``few`` or ``many`` by :meth:`few_boxes`."""
+        if value is not None:
+            return value
+        return few if self.few_boxes(n_boxes) else many
+
     def chains_for(self, n_boxes: int) -> int:
         """:attr:`chains`, or its default for a search of ``n_boxes`` boxes."""
-        if self.chains is not None:
-            return self.chains
-        return FEW_BOX_CHAINS if self.few_boxes(n_boxes) else 1
+        return self._by_box_count(self.chains, n_boxes, FEW_BOX_CHAINS, 1)
 
     def hops_for(self, n_boxes: int) -> int:
         """:attr:`hops`, or its default for a search of ``n_boxes`` boxes."""
-        if self.hops is not None:
-            return self.hops
-        return HOPS if self.few_boxes(n_boxes) else MANY_BOX_HOPS
+        return self._by_box_count(self.hops, n_boxes, HOPS, MANY_BOX_HOPS)
 
     def grows_for(self, n_boxes: int, n: int) -> int:
         """:attr:`grows`, or its default for a search of ``n`` anchors on ``n_boxes`` boxes."""
-        if self.grows is not None:
-            return self.grows
-        return 0 if self.few_boxes(n_boxes) else MANY_BOX_GROWS_PER_ANCHOR * n
+        return self._by_box_count(self.grows, n_boxes, 0, MANY_BOX_GROWS_PER_ANCHOR * n)
 
     def middle_grows_for(self, n: int) -> int:
         """:attr:`middle_grows`, or its default for a search of ``n`` anchors."""
@@ -302,9 +302,7 @@ class SearchSettings:
 
     def kick_patience_for(self, n_boxes: int) -> int:
         """:attr:`kick_patience`, or its default for a search of ``n_boxes`` boxes."""
-        if self.kick_patience is not None:
-            return self.kick_patience
-        return KICK_PATIENCE if self.few_boxes(n_boxes) else MANY_BOX_KICK_PATIENCE
+        return self._by_box_count(self.kick_patience, n_boxes, KICK_PATIENCE, MANY_BOX_KICK_PATIENCE)
 
     def cells_for(self) -> tuple[float, float, float]:
         """``(evolve, coarse, middle)`` pooling cells in log units, defaults filled in from the objective."""
